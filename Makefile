@@ -1,0 +1,42 @@
+# Two entry points, both safe on a fresh clone: `make demo` and `make test`.
+# Each creates .venv when missing and (re)installs the project when pyproject.toml changes.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CPU build of torch installs from local disk in seconds; a CUDA build is several GB.
+# Override for a GPU machine, e.g. `make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" test`.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.adacomp-installed
+DEMO_OUT ?= out/demo
+
+.PHONY: install demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/adacomp compress --task digits --plan examples/plans/digits_mixed.json --out $(DEMO_OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check adacomp tests benchmarks
+	$(BIN)/ruff format --check adacomp tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/compress_table.py
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

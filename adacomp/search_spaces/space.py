@@ -1,0 +1,94 @@
+"""The search space of a model: its compressible layers and, per layer, what applies and how.
+
+Plain data that the platform turns into Optuna/Tune spaces or RL action sets, and that the CLI
+prints. Only layers where at least one technique applies are listed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from adacomp.search_spaces.params import ParamSpec, defaults
+from adacomp.search_spaces.plan import CompressionPlan, Step
+from adacomp.search_spaces.sites import LayerSite, trace_sites
+from adacomp.search_spaces.techniques import registered_techniques
+from adacomp.search_spaces.techniques._base import Stage
+
+
+@dataclass(frozen=True)
+class LayerSpace:
+    site: LayerSite
+    parameters: int
+    techniques: Mapping[str, Mapping[str, ParamSpec]]  # technique -> param -> spec
+
+    @property
+    def name(self) -> str:
+        return self.site.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.site.to_dict(),
+            "parameters": self.parameters,
+            "techniques": {
+                t: {p: spec.to_dict() for p, spec in params.items()} for t, params in self.techniques.items()
+            },
+        }
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    layers: tuple[LayerSpace, ...]
+
+    def layer(self, name: str) -> LayerSpace:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"layers": [layer.to_dict() for layer in self.layers]}
+
+    def example_plan(self) -> CompressionPlan:
+        """A valid starting plan: one module technique per layer where one applies, int8 export.
+
+        Low rank on fully-connected layers, depthwise-separable on convs, default parameters.
+        """
+        preferred = ("low_rank", "depthwise_separable", "magnitude_prune")
+        layers: dict[str, list[Step]] = {}
+        for layer in self.layers:
+            steps: list[Step] = []
+            for technique in preferred:
+                if technique in layer.techniques and not layer.site.is_output:
+                    steps.append(Step.of(technique, **defaults(layer.techniques[technique])))
+                    break
+            if "quantize" in layer.techniques:
+                steps.append(Step.of("quantize", precision="int8"))
+            if steps:
+                layers[layer.name] = steps
+        return CompressionPlan.from_mapping(layers)
+
+
+def build_space(model: nn.Module, example_input: torch.Tensor) -> SearchSpace:
+    sites = trace_sites(model, example_input)
+    techniques = registered_techniques()
+    layers = []
+    for name, site in sorted(sites.items(), key=lambda kv: kv[1].order):
+        module = model.get_submodule(name)
+        applicable = {
+            t_name: dict(t.space(module, site))
+            for t_name, t in techniques.items()
+            if t.applies_to(module, site)
+        }
+        if applicable:
+            params = sum(p.numel() for p in module.parameters())
+            layers.append(LayerSpace(site=site, parameters=params, techniques=applicable))
+    return SearchSpace(tuple(layers))
+
+
+def stage_of(technique: str) -> Stage:
+    return registered_techniques()[technique].stage

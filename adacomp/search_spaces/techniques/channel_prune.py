@@ -1,0 +1,101 @@
+"""Structured channel pruning: remove whole output channels and shrink everything that reads them.
+
+Dependencies (BatchNorm, the next conv or linear, residual additions, depthwise convs, a flatten
+into a classifier) are followed by Torch-Pruning's dependency graph, so the pruned model is
+physically smaller and still runs. Channels with the smallest group L1 norm go first.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from adacomp.errors import AdacompError
+from adacomp.search_spaces.params import FloatParam, ParamSpec, ParamValue
+from adacomp.search_spaces.sites import LayerSite, eval_mode
+from adacomp.search_spaces.techniques._base import StructuralTechnique, is_plain_conv
+
+RATIO = FloatParam(0.0, 0.9, default=0.25)
+
+
+def _out_channels(layer: nn.Module) -> int:
+    if isinstance(layer, nn.Linear):
+        return layer.out_features
+    channels: int = layer.out_channels  # type: ignore[assignment]
+    return channels
+
+
+def kept_channels(original: int, ratio: float) -> int:
+    """How many output channels survive pruning `ratio` of `original` (at least one)."""
+    return max(1, round(original * (1.0 - ratio)))
+
+
+class ChannelPrune(StructuralTechnique):
+    name = "channel_prune"
+    summary = "remove whole output channels/neurons and shrink the layers that depend on them"
+
+    def why_not(self, layer: nn.Module, site: LayerSite) -> str | None:
+        if not (isinstance(layer, nn.Linear) or is_plain_conv(layer)):
+            return f"applies to Conv and Linear layers, not {type(layer).__name__}"
+        if is_plain_conv(layer) and layer.groups != 1:
+            return "grouped/depthwise convs are pruned with the layer that feeds them"
+        if site.is_output:
+            return "it is the model's output layer (its channels are the model's outputs)"
+        if _out_channels(layer) < 2:
+            return "it has a single output channel"
+        return None
+
+    def space(self, layer: nn.Module, site: LayerSite) -> Mapping[str, ParamSpec]:
+        return {"ratio": RATIO}
+
+    def apply(self, layer: nn.Module, site: LayerSite, **params: ParamValue) -> nn.Module:
+        """Prune a lone layer's outputs (its consumers are not touched: see `apply_to_model`)."""
+        keep = kept_channels(_out_channels(layer), float(params["ratio"]))
+        pruned = copy.deepcopy(layer)
+        weight: torch.Tensor = pruned.weight  # type: ignore[assignment]
+        scores = weight.detach().abs().flatten(1).sum(1)
+        removed = torch.argsort(scores)[: _out_channels(layer) - keep].tolist()
+        if removed:
+            fn = tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
+            fn(pruned, removed)
+        return pruned
+
+    def apply_to_model(
+        self,
+        model: nn.Module,
+        targets: Mapping[str, Mapping[str, ParamValue]],
+        sites: Mapping[str, LayerSite],
+        example_input: torch.Tensor,
+    ) -> None:
+        with eval_mode(model):
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input[:1])
+            importance = tp.importance.GroupMagnitudeImportance(p=1)
+            for name in sorted(targets, key=lambda n: sites[n].order):
+                layer = model.get_submodule(name)
+                original = int(sites[name].output_shape[0])
+                keep = kept_channels(original, float(targets[name]["ratio"]))
+                current = _out_channels(layer)
+                if current <= keep:  # already shrunk through a coupled layer (residual join)
+                    continue
+                fn = self._prune_fn(layer)
+                everything = graph.get_pruning_group(layer, fn, idxs=list(range(current)))
+                scores: Any = importance(everything)
+                removed = torch.argsort(scores)[: current - keep].tolist()
+                group = graph.get_pruning_group(layer, fn, idxs=removed)
+                if not graph.check_pruning_group(group):
+                    raise AdacompError(
+                        f"layer {name!r}: removing {len(removed)} channels would empty a dependent layer; "
+                        "use a smaller ratio"
+                    )
+                group.prune()
+
+    @staticmethod
+    def _prune_fn(layer: nn.Module) -> Any:
+        if isinstance(layer, nn.Linear):
+            return tp.prune_linear_out_channels
+        return tp.prune_conv_out_channels

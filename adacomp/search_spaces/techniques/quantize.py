@@ -1,0 +1,159 @@
+"""Post-training quantization of the exported ONNX graph: int8 (QDQ, per channel) or fp16.
+
+Quantization is applied to the artifact that ships, with onnxruntime's own tools
+(`quantize_static` in QDQ format with calibration data; the fp16 converter), so accuracy is
+evaluated and latency measured on exactly the quantized graph. In torch the layer is untouched.
+A plan uses one precision: mixing int8 and fp16 layers in one graph is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+from torch import nn
+
+from adacomp.errors import AdacompError
+from adacomp.search_spaces.params import ChoiceParam, ParamSpec, ParamValue
+from adacomp.search_spaces.sites import LayerSite
+from adacomp.search_spaces.techniques._base import Encoding, ExportTechnique, has_weights
+
+PRECISION = ChoiceParam(("int8", "fp16"), default="int8")
+WEIGHTED_OPS = frozenset({"Conv", "Gemm", "MatMul", "ConvTranspose"})
+
+
+class Quantize(ExportTechnique):
+    name = "quantize"
+    summary = "post-training int8 (QDQ, per-channel) or fp16 quantization of the exported graph"
+
+    def why_not(self, layer: nn.Module, site: LayerSite) -> str | None:
+        if not has_weights(layer):
+            return f"{type(layer).__name__} has no conv or linear weights"
+        return None
+
+    def space(self, layer: nn.Module, site: LayerSite) -> Mapping[str, ParamSpec]:
+        return {"precision": PRECISION}
+
+    def encode(self, encoding: Encoding, **params: ParamValue) -> Encoding:
+        if params["precision"] == "int8":
+            return encoding.with_(value_bits=8, per_channel_scale=True)
+        return encoding.with_(value_bits=16)
+
+    def check_targets(self, targets: Mapping[str, Mapping[str, ParamValue]]) -> None:
+        by_precision: dict[ParamValue, str] = {}
+        for layer, params in sorted(targets.items()):
+            by_precision.setdefault(params["precision"], layer)
+        if len(by_precision) > 1:
+            a, b = sorted(by_precision.items(), key=lambda kv: str(kv[0]))[:2]
+            raise AdacompError(
+                f"quantize: one plan uses one precision, got {a[0]} on {a[1]!r} and {b[0]} on {b[1]!r}"
+            )
+
+
+def nodes_by_layer(model: onnx.ModelProto, layers: Sequence[str]) -> dict[str, list[str]]:
+    """The weighted ONNX nodes of each torch layer, matched by their weight initializer names."""
+    initializers = {init.name for init in model.graph.initializer}
+    found: dict[str, list[str]] = {layer: [] for layer in layers}
+    for node in model.graph.node:
+        if node.op_type not in WEIGHTED_OPS:
+            continue
+        for name in node.input:
+            if name not in initializers:
+                continue
+            owner = _owner(name, layers)
+            if owner is not None:
+                found[owner].append(node.name)
+                break
+    return found
+
+
+def _owner(initializer: str, layers: Sequence[str]) -> str | None:
+    matches = [layer for layer in layers if initializer.startswith(layer + ".")]
+    return max(matches, key=len) if matches else None
+
+
+def quantize_onnx(
+    model: onnx.ModelProto,
+    precision_by_layer: Mapping[str, str],
+    calibration: Sequence[np.ndarray] | None = None,
+) -> onnx.ModelProto:
+    """Quantize the weighted nodes of the given layers; others stay float32."""
+    if not precision_by_layer:
+        return model
+    precisions = set(precision_by_layer.values())
+    if len(precisions) > 1:
+        raise AdacompError(f"quantize: one plan uses one precision, got {sorted(precisions)}")
+    nodes = nodes_by_layer(model, list(precision_by_layer))
+    missing = sorted(layer for layer, names in nodes.items() if not names)
+    if missing:
+        raise AdacompError(f"quantize: no weighted ONNX node found for layer {missing[0]!r}")
+    selected = [name for names in nodes.values() for name in names]
+    if precisions == {"int8"}:
+        if not calibration:
+            raise AdacompError("quantize: int8 needs calibration batches (a few batches of inputs)")
+        return _int8(model, selected, calibration)
+    return _fp16(model, selected)
+
+
+def _int8(model: onnx.ModelProto, nodes: list[str], calibration: Sequence[np.ndarray]) -> onnx.ModelProto:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    input_name = model.graph.input[0].name
+
+    class Batches(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._batches: Iterator[np.ndarray] = iter(calibration)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._batches, None)
+            return None if batch is None else {input_name: np.asarray(batch, dtype=np.float32)}
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a tip per call at WARNING
+    try:
+        with tempfile.TemporaryDirectory(prefix="adacomp-q-") as tmp:
+            source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+            onnx.save(model, source)
+            quantize_static(
+                str(source),
+                str(target),
+                Batches(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=nodes,
+            )
+            return onnx.load(target)
+    finally:
+        logging.getLogger().setLevel(quiet)
+
+
+def _fp16(model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    weighted = {n.name for n in model.graph.node if n.op_type in WEIGHTED_OPS}
+    if weighted <= set(nodes):
+        block: list[str] = []  # the whole graph is fp16: no casts between layers
+    else:
+        block = [n.name for n in model.graph.node if n.name not in set(nodes)]
+    converted = convert_float_to_float16(model, keep_io_types=True, node_block_list=block)
+    return _topologically_sorted(converted)
+
+
+def _topologically_sorted(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The fp16 converter appends its Cast nodes at the end; ONNX requires topological order."""
+    import onnx_ir as ir
+
+    graph_model = ir.from_proto(model)
+    graph_model.graph.sort()
+    return ir.to_proto(graph_model)
