@@ -64,6 +64,8 @@ class FireModule(Technique):
             return "needs 'same' zero padding so the 1x1 and k x k branches line up"
         if layer.out_channels < 2:
             return "needs at least two output channels"
+        if layer.in_channels < 4:
+            return "needs at least 4 input channels: there is nothing to squeeze"
         return None
 
     def space(self, layer: nn.Module, site: LayerSite) -> Mapping[str, ParamSpec]:

@@ -1,0 +1,114 @@
+"""ONNX export: checker-valid, onnxruntime outputs match torch, quantization is what ships."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from torch import nn
+
+from adacomp.errors import AdacompError
+from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
+from tests.search_spaces.test_compress import MIXED
+
+
+def _run(onnx_bytes: bytes, x: torch.Tensor) -> np.ndarray:
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+
+
+def _initializer_bytes(onnx_bytes: bytes) -> int:
+    model = onnx.load_from_string(onnx_bytes)
+    return sum(len(init.raw_data) for init in model.graph.initializer)
+
+
+def _calibration(x: torch.Tensor) -> list[np.ndarray]:
+    generator = torch.Generator().manual_seed(5)
+    return [torch.randn(16, *x.shape[1:], generator=generator).numpy() for _ in range(4)]
+
+
+def test_float_export_matches_torch_with_dynamic_batch(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    exported = export_onnx(cnn, cnn_input)
+    onnx.checker.check_model(onnx.load_from_string(exported))
+    for batch in (1, 7):
+        x = torch.randn(batch, 1, 8, 8)
+        np.testing.assert_allclose(_run(exported, x), cnn(x).detach().numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_compressed_export_matches_torch(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    plan = CompressionPlan(
+        tuple((n, tuple(s for s in steps if s.technique != "quantize")) for n, steps in MIXED)
+    )
+    compressed = compress(cnn, plan, cnn_input)
+    exported = export_onnx(compressed, cnn_input, plan=plan)
+    np.testing.assert_allclose(
+        _run(exported, cnn_input), compressed(cnn_input).detach().numpy(), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_int8_export_is_qdq_close_to_float_and_four_times_smaller(
+    cnn: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    layers = ["features.conv1", "features.conv2", "features.conv3", "fc1", "fc2"]
+    plan = CompressionPlan.from_mapping({n: [Step.of("quantize", precision="int8")] for n in layers})
+    compressed = compress(cnn, plan, cnn_input)
+    exported = export_onnx(compressed, cnn_input, plan=plan, calibration=_calibration(cnn_input))
+    ops = {node.op_type for node in onnx.load_from_string(exported).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    reference = cnn(cnn_input).detach().numpy()
+    out = _run(exported, cnn_input)
+    assert np.abs(out - reference).max() < 0.1 * np.abs(reference).max()
+    float_bytes = _initializer_bytes(export_onnx(cnn, cnn_input))
+    assert _initializer_bytes(exported) < float_bytes / 3
+    # the storage model agrees with what the artifact really holds (within 15 %)
+    predicted = model_facts(compressed, cnn_input, plan).storage_bytes
+    assert abs(predicted - _initializer_bytes(exported)) / _initializer_bytes(exported) < 0.15
+
+
+def test_int8_on_one_layer_leaves_the_others_float(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    plan = CompressionPlan.from_mapping({"fc1": [Step.of("quantize", precision="int8")]})
+    exported = export_onnx(
+        compress(cnn, plan, cnn_input), cnn_input, plan=plan, calibration=_calibration(cnn_input)
+    )
+    quantized = {
+        i.name
+        for i in onnx.load_from_string(exported).graph.initializer
+        if i.data_type == onnx.TensorProto.INT8
+    }
+    assert quantized == {"fc1.weight_quantized"} or all(name.startswith("fc1.") for name in quantized)
+
+
+def test_fp16_export_halves_weights_and_keeps_float32_io(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    layers = ["features.conv1", "features.conv2", "features.conv3", "fc1", "fc2"]
+    plan = CompressionPlan.from_mapping({n: [Step.of("quantize", precision="fp16")] for n in layers})
+    exported = export_onnx(compress(cnn, plan, cnn_input), cnn_input, plan=plan)
+    onnx.checker.check_model(onnx.load_from_string(exported))
+    np.testing.assert_allclose(
+        _run(exported, cnn_input), cnn(cnn_input).detach().numpy(), atol=1e-2, rtol=1e-2
+    )
+    assert _initializer_bytes(exported) < 0.55 * _initializer_bytes(export_onnx(cnn, cnn_input))
+
+
+def test_fp16_on_some_layers_still_runs(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    plan = CompressionPlan.from_mapping({"fc1": [Step.of("quantize", precision="fp16")]})
+    exported = export_onnx(compress(cnn, plan, cnn_input), cnn_input, plan=plan)
+    np.testing.assert_allclose(
+        _run(exported, cnn_input), cnn(cnn_input).detach().numpy(), atol=1e-2, rtol=1e-2
+    )
+
+
+def test_int8_without_calibration_is_refused(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    plan = CompressionPlan.from_mapping({"fc1": [Step.of("quantize", precision="int8")]})
+    with pytest.raises(AdacompError, match="calibration"):
+        export_onnx(compress(cnn, plan, cnn_input), cnn_input, plan=plan)
+
+
+def test_pruned_zeros_reach_the_artifact(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    plan = CompressionPlan.from_mapping({"fc1": [Step.of("magnitude_prune", sparsity=0.8)]})
+    exported = export_onnx(compress(cnn, plan, cnn_input), cnn_input, plan=plan)
+    weights = {
+        i.name: onnx.numpy_helper.to_array(i) for i in onnx.load_from_string(exported).graph.initializer
+    }
+    assert np.mean(weights["fc1.weight"] == 0) == pytest.approx(0.8, abs=0.01)
