@@ -21,7 +21,7 @@ from adacomp.search_spaces import (
     trace_sites,
 )
 from adacomp.search_spaces.params import defaults
-from tests.conftest import SmallCNN, Small1D, _randomise_bn
+from tests.conftest import Small1D, SmallCNN, _randomise_bn
 
 TECHNIQUES = sorted(registered_techniques())
 

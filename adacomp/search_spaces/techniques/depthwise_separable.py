@@ -30,7 +30,7 @@ class DepthwiseSeparable(nn.Module):
         self.pointwise = pointwise
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(x))  # type: ignore[no-any-return]
+        return self.pointwise(self.depthwise(x))
 
 
 class DepthwiseSeparableConv(Technique):

@@ -38,7 +38,7 @@ class Fire(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.activation(self.squeeze(x))
         if self.expand1 is None:
-            return self.expand_k(s)  # type: ignore[no-any-return]
+            return self.expand_k(s)
         return torch.cat([self.expand1(s), self.expand_k(s)], dim=1)
 
 

@@ -31,7 +31,7 @@ class GapLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = x.reshape(x.shape[0], self.channels, self.positions).mean(dim=2)  # (N, C)
-        return self.linear(pooled)  # type: ignore[no-any-return]
+        return self.linear(pooled)
 
 
 class GlobalAveragePoolingHead(Technique):

@@ -1,0 +1,7 @@
+"""`python -m adacomp` is the `adacomp` command."""
+
+import sys
+
+from adacomp.platform.cli import main
+
+sys.exit(main())

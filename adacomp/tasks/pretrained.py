@@ -1,0 +1,85 @@
+"""Trained baselines, cached as safetensors so that every job and trial reuses one training run.
+
+The cache key covers the task name, the seed, the training budget and the model's parameter
+names and shapes, so a changed model or budget never loads stale weights. Files are written
+atomically (temp file + rename): a killed run never leaves a half-written cache entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from adacomp.tasks._base import Task, TaskError
+from adacomp.tasks.training import train
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ADACOMP_CACHE", Path.home() / ".cache" / "adacomp"))
+
+
+def cache_key(task: Task, model: nn.Module, seed: int) -> str:
+    signature = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
+    budget = repr(sorted(asdict(task.train_budget).items()))
+    digest = hashlib.sha256(f"{signature}|{budget}".encode()).hexdigest()[:12]
+    return f"{task.name}-seed{seed}-{digest}"
+
+
+def pretrained_model(task: Task, *, seed: int = 0, cache_dir: Path | None = None) -> nn.Module:
+    """The task's model trained with its `train_budget`: from the cache, or trained and cached."""
+    torch.manual_seed(seed)
+    model = task.build_model()
+    path = (cache_dir or default_cache_dir()) / f"{cache_key(task, model, seed)}.safetensors"
+    if path.is_file():
+        load_weights(model, path)
+    else:
+        train(model, task.data.train, task.train_budget, seed=seed)
+        _save_atomically(model, path)
+    return model.eval()
+
+
+def load_weights(model: nn.Module, path: Path) -> nn.Module:
+    """Load a safetensors state dict into `model`, with a clear error on any mismatch."""
+    if not path.is_file():
+        raise TaskError(f"weights file {str(path)!r} does not exist")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise TaskError(f"weights file {str(path)!r} is not a readable safetensors file ({error})") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:3])}")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"shape of {k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}")
+        raise TaskError(f"weights file {str(path)!r} does not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def _save_atomically(model: nn.Module, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        save_file(state, temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
