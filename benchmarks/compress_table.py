@@ -17,7 +17,7 @@ from pathlib import Path
 
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
-from adacomp.tasks import evaluate_onnx, load_task, pretrained_model, train
+from adacomp.tasks import evaluate, evaluate_onnx, load_task, pretrained_model, train
 
 CONVS = ["features.conv1", "features.conv2", "features.conv3"]
 ALL = [*CONVS, "fc1", "fc2"]
@@ -85,7 +85,15 @@ def main() -> int:
     model = pretrained_model(task, seed=args.seed)
     base_facts = model_facts(model, example)
     base_acc = evaluate_onnx(export_onnx(model, example), task.data.test)
-    rows = [{"plan": "uncompressed", "accuracy": base_acc, **base_facts.to_dict(), "seconds": 0.0}]
+    rows = [
+        {
+            "plan": "uncompressed",
+            "torch_accuracy": evaluate(model, task.data.test),
+            "accuracy": base_acc,
+            **base_facts.to_dict(),
+            "seconds": 0.0,
+        }
+    ]
     for name, plan in plans().items():
         started = time.perf_counter()
         compressed = compress(model, plan, example)
@@ -96,6 +104,7 @@ def main() -> int:
             {
                 "plan": name,
                 "plan_json": plan.to_dict(),
+                "torch_accuracy": evaluate(compressed, task.data.test),
                 "accuracy": evaluate_onnx(artifact, task.data.test),
                 **facts.to_dict(),
                 "onnx_bytes": len(artifact),
@@ -105,10 +114,11 @@ def main() -> int:
         print(f"  {name}: done in {rows[-1]['seconds']:.1f} s", file=sys.stderr)
 
     table = format_table(
-        ["plan", "ONNX acc %", "d acc pt", "storage KB", "storage x", "MACs", "MACs x", "params"],
+        ["plan", "torch acc %", "ONNX acc %", "d acc pt", "storage KB", "storage x", "MACs", "MACs x", "params"],
         [
             [
                 r["plan"],
+                f"{100 * r['torch_accuracy']:.2f}",
                 f"{100 * r['accuracy']:.2f}",
                 f"{100 * (r['accuracy'] - base_acc):+.2f}",
                 f"{r['storage_bytes'] / 1024:.1f}",
