@@ -44,6 +44,7 @@ def plans() -> dict[str, CompressionPlan]:
         ),
         "gap_head": {"fc1": [Step.of("gap_head")]},
         "quantize int8": every(ALL, int8),
+        "quantize int8 per-tensor": every(ALL, Step.of("quantize", precision="int8_per_tensor")),
         "quantize fp16": every(ALL, fp16),
     }
     combos = {

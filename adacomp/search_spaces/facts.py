@@ -94,6 +94,8 @@ def storage_bytes(model: nn.Module, plan: CompressionPlan | None = None) -> int:
                 total += encoded_weight_bytes(tensor.numel(), nonzero, encoding)
                 if encoding.per_channel_scale:
                     total += tensor.shape[0] * SCALE_BYTES
+                elif encoding.value_bits == 8:
+                    total += SCALE_BYTES
             elif pname == "bias":
                 total += bias_bytes(tensor.numel(), encoding)
             elif tensor.is_floating_point():

@@ -187,6 +187,8 @@ def test_storage_shrinks_by_the_expected_factor() -> None:
     assert dense == 256 * 256 * 4
     int8 = CompressionPlan.from_mapping({"0": [Step.of("quantize", precision="int8")]})
     assert storage_bytes(compress(model, int8, x), int8) == 256 * 256 + 256 * 5
+    per_tensor = CompressionPlan.from_mapping({"0": [Step.of("quantize", precision="int8_per_tensor")]})
+    assert storage_bytes(compress(model, per_tensor, x), per_tensor) == 256 * 256 + 5
     fp16 = CompressionPlan.from_mapping({"0": [Step.of("quantize", precision="fp16")]})
     assert storage_bytes(compress(model, fp16, x), fp16) == dense // 2
     half = CompressionPlan.from_mapping({"0": [Step.of("low_rank", rank_fraction=0.25)]})
