@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     space.add_argument("--write-example", type=Path, metavar="PLAN", help="write a valid example plan here")
 
     commands.add_parser("tasks", help="list the built-in tasks")
+
+    from adacomp.platform.farm_cli import add_farm_parser
+
+    add_farm_parser(commands)
     return parser
 
 
@@ -64,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _space(args)
         if args.command == "tasks":
             return _tasks()
+        if args.command == "farm":
+            from adacomp.platform.farm_cli import run_farm
+
+            return run_farm(args)
     except AdacompError as exc:
         print(f"adacomp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

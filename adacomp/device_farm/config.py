@@ -1,0 +1,121 @@
+"""The farm config (YAML): which devices, how to reach them, and the lease/retry policy.
+
+Validated at the boundary with pydantic; an error names the file and the field. The built-in
+default farm (every emulated profile plus this host) needs no file at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from adacomp.errors import AdacompError
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    name: str = Field(pattern=NAME)
+    # The class a device stands for ("pixel4"); a failed device may be replaced by another of its class.
+    device_class: str = Field(alias="class", pattern=NAME)
+
+
+class EmulatedSpec(_Spec):
+    kind: Literal["emulated"]
+    profile: str  # a built-in profile name or a path to a profile YAML
+
+
+class HostSpec(_Spec):
+    kind: Literal["host"]
+    device_class: str = Field("host", alias="class", pattern=NAME)
+    cores: tuple[int, ...] | None = None  # reserved for measurements; None = any core
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class AgentSpec(_Spec):
+    kind: Literal["agent"]
+    url: str = Field(pattern=r"^https?://")
+    token_file: Path
+    timeout_s: float = Field(300.0, gt=0)
+
+
+class AdbSpec(_Spec):
+    kind: Literal["adb"]
+    serial: str | None = None
+    benchmark_binary: Path
+    adb: str = "adb"
+    timeout_s: float = Field(300.0, gt=0)
+
+
+DeviceSpec = Annotated[EmulatedSpec | HostSpec | AgentSpec | AdbSpec, Field(discriminator="kind")]
+
+
+class FarmConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    devices: tuple[DeviceSpec, ...]
+    queue_size: int = Field(16, ge=0)  # callers waiting for one device beyond the one measuring
+    lease_timeout_s: float = Field(600.0, gt=0)  # how long a caller waits for its turn
+    retries: int = Field(1, ge=0, le=10)  # a failed measurement is retried this many times
+    quarantine_s: float = Field(300.0, ge=0)  # then the device rests this long
+    fallback_to_class: bool = True  # then another device of the same class may answer
+    store: Path | None = None  # measurement store directory; None: no store
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> FarmConfig:
+        names = [d.name for d in self.devices]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"device name {duplicates[0]!r} is used twice")
+        return self
+
+    def device(self, name: str) -> DeviceSpec:
+        for spec in self.devices:
+            if spec.name == name:
+                return spec
+        known = ", ".join(d.name for d in self.devices)
+        raise AdacompError(f"unknown device {name!r}; devices in the farm: {known}")
+
+
+def load_farm_config(path: str | Path) -> FarmConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise AdacompError(f"farm config {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise AdacompError(f"farm config {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise AdacompError(f"farm config {str(path)!r}: expected a mapping with 'devices'")
+    try:
+        config = FarmConfig.model_validate(data)
+    except ValidationError as exc:
+        raise AdacompError(f"farm config {str(path)!r}: {describe_validation_error(exc)}") from None
+    if config.store is not None and not config.store.is_absolute():
+        config = config.model_copy(update={"store": path.parent / config.store})
+    return config
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as `field.path: message` on one line."""
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    return f"{location}: {error['msg']}"
+
+
+def default_farm_config(store: Path | None = None) -> FarmConfig:
+    """Every built-in emulated profile (except the fitted `host` one) plus this machine's CPU."""
+    from adacomp.device_farm.profiles import builtin_profile_names, load_profile
+
+    devices: list[DeviceSpec] = []
+    for name in builtin_profile_names():
+        if name == "host":
+            continue
+        profile = load_profile(name)
+        devices.append(EmulatedSpec(name=f"{name}", kind="emulated", profile=name, device_class=profile.device_class))
+    devices.append(HostSpec(name="host", kind="host", device_class="host"))
+    return FarmConfig(devices=tuple(devices), store=store)

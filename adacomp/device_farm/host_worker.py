@@ -1,0 +1,168 @@
+"""The process that times an ONNX model on this machine's CPU.
+
+Run as `python -m adacomp.device_farm.host_worker SETTINGS_JSON < model.onnx`; prints one JSON
+line. A separate, short-lived process is the isolation: it pins itself to its reserved cores
+before onnxruntime creates a thread, never imports torch, and its peak RSS is the model's.
+Nothing but ONNX bytes and JSON crosses the boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RAPL_ROOT = Path("/sys/class/powercap")
+
+
+def pin(cores: list[int] | None) -> list[int]:
+    """Pin this process to `cores` (Linux); returns the cores it may run on."""
+    if cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def rapl_domains() -> list[Path]:
+    """Readable top-level RAPL package domains (energy_uj); empty when not exposed or not readable."""
+    domains = []
+    for domain in sorted(RAPL_ROOT.glob("intel-rapl:*")):
+        if domain.name.count(":") != 1:
+            continue  # sub-domains (core, uncore, dram) are inside the package counter
+        try:
+            int((domain / "energy_uj").read_text())
+            domains.append(domain)
+        except (OSError, ValueError):
+            continue
+    return domains
+
+
+def read_energy_uj(domains: list[Path]) -> list[tuple[int, int]]:
+    readings = []
+    for domain in domains:
+        energy = int((domain / "energy_uj").read_text())
+        try:
+            wrap = int((domain / "max_energy_range_uj").read_text())
+        except (OSError, ValueError):
+            wrap = 0
+        readings.append((energy, wrap))
+    return readings
+
+
+def energy_delta_uj(before: list[tuple[int, int]], after: list[tuple[int, int]]) -> int:
+    total = 0
+    for (start, wrap), (end, _) in zip(before, after, strict=True):
+        total += end - start if end >= start else end + wrap - start  # the counter wrapped
+    return total
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """Reset the peak-RSS mark (Linux clear_refs "5") so it counts only what comes next."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _status_kib("VmRSS")
+
+
+def _peak_rss_kib() -> int:
+    peak = _status_kib("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _inputs(session: Any, batch_size: int) -> dict[str, Any]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for arg in session.get_inputs():
+        shape = [batch_size if not isinstance(d, int) or d <= 0 else d for d in arg.shape]
+        if "float16" in arg.type:
+            feeds[arg.name] = rng.standard_normal(shape).astype(np.float16)
+        elif "int64" in arg.type:
+            feeds[arg.name] = np.zeros(shape, dtype=np.int64)
+        else:
+            feeds[arg.name] = rng.standard_normal(shape).astype(np.float32)
+    return feeds
+
+
+def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
+    cores = pin(settings.get("cores"))
+    import numpy as np
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(settings["intra_op_threads"])
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    rss_before = _reset_peak_rss()
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    feeds = _inputs(session, int(settings["batch_size"]))
+    for _ in range(int(settings["warmup_runs"])):
+        session.run(None, feeds)
+
+    domains = rapl_domains()
+    attempts = []
+    for _attempt in range(int(settings["repeats_when_noisy"]) + 1):
+        samples: list[float] = []
+        energy_before = read_energy_uj(domains) if domains else []
+        started = time.perf_counter()
+        while True:
+            t0 = time.perf_counter_ns()
+            session.run(None, feeds)
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+            n = len(samples)
+            if n >= int(settings["max_runs"]) or time.perf_counter() - started > float(settings["max_seconds"]):
+                break
+            if n >= int(settings["min_runs"]):
+                mean = float(np.mean(samples))
+                if mean > 0 and float(np.std(samples)) / mean <= float(settings["target_cv"]):
+                    break
+        energy = energy_delta_uj(energy_before, read_energy_uj(domains)) if domains else None
+        mean = float(np.mean(samples))
+        cv = float(np.std(samples)) / mean if mean > 0 else 0.0
+        attempts.append({"samples_ms": samples, "energy_uj": energy, "cv": cv})
+        if cv <= float(settings["max_cv"]):
+            break
+    best = min(attempts, key=lambda a: a["cv"])
+    rss_after = _peak_rss_kib()
+    return {
+        **best,
+        "attempts": len(attempts),
+        "cores": cores,
+        "onnxruntime": ort.__version__,
+        # What the session and its runs added to the process's peak resident memory.
+        "peak_memory_mb": max(0, rss_after - rss_before) / 1024 if rss_before is not None else None,
+        "rapl_domains": [d.name for d in domains],
+    }
+
+
+def main() -> int:
+    settings = json.loads(sys.argv[1])
+    model = sys.stdin.buffer.read()
+    try:
+        result = measure(model, settings)
+    except Exception as exc:  # reported to the parent as data, one line
+        print(json.dumps({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}))
+        return 1
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The measurement store: every measurement (and every failure) as rows in Parquet files.
+
+Append-only: each write is a new part file written to a temporary name and renamed into place,
+so a crash never corrupts or loses what was written before, and several processes can write at
+once. An identical request (model hash, device, runtime settings) is served from the store
+unless a fresh measurement is asked for. The same rows are what the emulators are calibrated on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from adacomp.device_farm.measurement import LatencyStats, Measurement
+
+SCHEMA = pa.schema(
+    [
+        ("status", pa.string()),  # "ok" or "failed"
+        ("error", pa.string()),
+        ("device", pa.string()),
+        ("device_class", pa.string()),
+        ("runtime", pa.string()),
+        ("source", pa.string()),
+        ("model_hash", pa.string()),
+        ("settings", pa.string()),  # canonical JSON of the settings key
+        ("latency_median_ms", pa.float64()),
+        ("latency_p90_ms", pa.float64()),
+        ("latency_mean_ms", pa.float64()),
+        ("latency_std_ms", pa.float64()),
+        ("latency_runs", pa.int64()),
+        ("energy_mj", pa.float64()),
+        ("peak_memory_mb", pa.float64()),
+        ("storage_bytes", pa.int64()),
+        ("timestamp", pa.float64()),
+        ("notes", pa.string()),
+    ]
+)
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    return json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))
+
+
+def _row(measurement: Measurement) -> dict[str, Any]:
+    lat = measurement.latency
+    return {
+        "status": "ok",
+        "error": None,
+        "device": measurement.device,
+        "device_class": measurement.device_class,
+        "runtime": measurement.runtime,
+        "source": measurement.source,
+        "model_hash": measurement.model_hash,
+        "settings": settings_key(measurement.settings),
+        "latency_median_ms": lat.median_ms,
+        "latency_p90_ms": lat.p90_ms,
+        "latency_mean_ms": lat.mean_ms,
+        "latency_std_ms": lat.std_ms,
+        "latency_runs": lat.runs,
+        "energy_mj": measurement.energy_mj,
+        "peak_memory_mb": measurement.peak_memory_mb,
+        "storage_bytes": measurement.storage_bytes,
+        "timestamp": measurement.timestamp,
+        "notes": measurement.notes,
+    }
+
+
+def measurement_from_row(row: Mapping[str, Any]) -> Measurement:
+    return Measurement(
+        device=row["device"],
+        device_class=row["device_class"],
+        runtime=row["runtime"],
+        source=row["source"],
+        latency=LatencyStats(
+            median_ms=row["latency_median_ms"],
+            p90_ms=row["latency_p90_ms"],
+            mean_ms=row["latency_mean_ms"],
+            std_ms=row["latency_std_ms"],
+            runs=row["latency_runs"],
+        ),
+        energy_mj=row["energy_mj"],
+        peak_memory_mb=row["peak_memory_mb"],
+        storage_bytes=row["storage_bytes"],
+        model_hash=row["model_hash"],
+        settings=json.loads(row["settings"]),
+        timestamp=row["timestamp"],
+        notes=row["notes"] or "",
+    )
+
+
+class MeasurementStore:
+    """Parquet parts under `root`; an in-memory index of successful rows for cache lookups."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._index: dict[tuple[str, str, str], Measurement] = {}
+        for row in self.rows():
+            if row["status"] == "ok":
+                self._remember(measurement_from_row(row))
+
+    def _remember(self, m: Measurement) -> None:
+        key = (m.model_hash, m.device, settings_key(m.settings))
+        current = self._index.get(key)
+        if current is None or m.timestamp >= current.timestamp:
+            self._index[key] = m
+
+    def lookup(self, model_hash: str, device: str, settings: Mapping[str, Any]) -> Measurement | None:
+        with self._lock:
+            return self._index.get((model_hash, device, settings_key(settings)))
+
+    def add(self, measurement: Measurement) -> None:
+        self._write([_row(measurement)])
+        with self._lock:
+            self._remember(measurement)
+
+    def add_failure(self, device: str, device_class: str, model_hash: str, settings: Mapping[str, Any], error: str) -> None:
+        row = {name: None for name in SCHEMA.names}
+        row.update(
+            status="failed",
+            error=error,
+            device=device,
+            device_class=device_class,
+            model_hash=model_hash,
+            settings=settings_key(settings),
+            timestamp=time.time(),
+        )
+        self._write([row])
+
+    def _write(self, rows: list[dict[str, Any]]) -> None:
+        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        temporary = self.root / f".{name}.tmp"
+        pq.write_table(table, temporary)
+        os.replace(temporary, self.root / name)
+
+    def parts(self) -> list[Path]:
+        return sorted(self.root.glob("part-*.parquet"))
+
+    def table(self) -> pa.Table:
+        parts = self.parts()
+        if not parts:
+            return SCHEMA.empty_table()
+        return pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts])
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self.table().to_pylist()
+        return rows
+
+    def compact(self) -> Path | None:
+        """Merge all parts into one (written first, old parts removed after): fewer files."""
+        parts = self.parts()
+        if len(parts) < 2:
+            return parts[0] if parts else None
+        merged = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts])
+        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+        temporary = self.root / f".{name}.tmp"
+        pq.write_table(merged, temporary)
+        os.replace(temporary, self.root / name)
+        for part in parts:
+            part.unlink()
+        return self.root / name

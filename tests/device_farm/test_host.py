@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from adacomp.device_farm import DeviceError, MeasureSettings, OnnxModel
+from adacomp.device_farm.devices.host import HostDevice
+from adacomp.device_farm.host_worker import energy_delta_uj
+from adacomp.errors import AdacompError
+
+QUICK = MeasureSettings(warmup_runs=2, min_runs=10, max_runs=50, max_cv=10)
+
+
+def test_host_measures_for_real(onnx_model: OnnxModel) -> None:
+    m = HostDevice().measure(onnx_model, QUICK)
+    assert m.source == "measured" and m.device == "host"
+    assert m.latency.runs >= 10 and 0 < m.latency.median_ms <= m.latency.p90_ms
+    assert m.storage_bytes == onnx_model.size and m.model_hash == onnx_model.sha256
+    assert m.peak_memory_mb is None or m.peak_memory_mb >= 0
+    assert "onnxruntime" in m.runtime
+    if m.energy_mj is None:
+        assert "RAPL not readable" in m.notes
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux core pinning")
+def test_host_pins_to_the_configured_core(onnx_model: OnnxModel) -> None:
+    core = max(os.sched_getaffinity(0))
+    m = HostDevice(cores=(core,)).measure(onnx_model, QUICK)
+    assert f"cores [{core}]" in m.notes
+
+
+def test_noisy_runs_are_refused(onnx_model: OnnxModel) -> None:
+    impossible = MeasureSettings(warmup_runs=0, min_runs=5, max_runs=5, max_cv=1e-9, repeats_when_noisy=1)
+    with pytest.raises(DeviceError, match="too noisy"):
+        HostDevice().measure(onnx_model, impossible)
+
+
+def test_non_onnx_is_refused_before_any_work() -> None:
+    with pytest.raises(AdacompError, match="not an ONNX model"):
+        HostDevice().measure(OnnxModel(b"\x00garbage" * 10), QUICK)
+
+
+def test_timeout_is_a_device_error(onnx_model: OnnxModel) -> None:
+    slow = MeasureSettings(warmup_runs=0, min_runs=100_000, max_runs=100_000, max_seconds=60)
+    with pytest.raises(DeviceError, match="timed out"):
+        HostDevice(timeout_s=1.5).measure(onnx_model, slow)
+
+
+def test_rapl_counter_wraparound() -> None:
+    assert energy_delta_uj([(100, 1000)], [(300, 1000)]) == 200
+    assert energy_delta_uj([(900, 1000)], [(50, 1000)]) == 150
