@@ -100,20 +100,21 @@ def test_bad_settings_are_400(agent: Agent, onnx_model: OnnxModel) -> None:
 
 def test_second_request_while_busy_is_503(agent: Agent, onnx_model: OnnxModel) -> None:
     slow = QUICK.model_copy(update={"min_runs": 100_000, "max_runs": 100_000, "max_seconds": 3})
+    results: list[int] = []
     first = threading.Thread(
-        target=_post, args=(agent.url + "/measure", onnx_model.data),
-        kwargs={"headers": {"X-Adacomp-Settings": slow.model_dump_json()}},
+        target=lambda: results.append(
+            _post(agent.url + "/measure", onnx_model.data, headers={"X-Adacomp-Settings": slow.model_dump_json()})[0]
+        )
     )
     first.start()
+    device = AgentDevice("pi", "rpi4", url=agent.url, token=TOKEN)
     deadline = time.monotonic() + 10
-    status = 0
-    while time.monotonic() < deadline:
-        status, body = _post(agent.url + "/measure", onnx_model.data)
-        if status == 503:
-            break
-        time.sleep(0.05)
+    while "busy" not in device.health().detail and time.monotonic() < deadline:
+        time.sleep(0.02)
+    status, body = _post(agent.url + "/measure", onnx_model.data)
     first.join()
     assert status == 503 and "one measurement at a time" in str(body["error"])
+    assert results == [200]
 
 
 def test_agent_killed_mid_measurement_releases_the_lease(tmp_path: Path, agent: Agent, onnx_model: OnnxModel) -> None:
