@@ -59,9 +59,11 @@ class HostDevice(Device):
         latency = LatencyStats.from_samples(samples)
         energy = None
         notes = [f"cores {result['cores']}", f"{result['attempts']} attempt(s)"]
+        if result["runs_per_sample"] > 1:
+            notes.append(f"each sample is the mean of {result['runs_per_sample']} runs")
         if result["energy_uj"] is not None:
-            runs = len(samples) * 1  # one inference per run (batch counted in settings)
-            energy = result["energy_uj"] / 1000 / runs
+            inferences = len(samples) * result["runs_per_sample"]
+            energy = result["energy_uj"] / 1000 / inferences
             notes.append(f"energy from RAPL {','.join(result['rapl_domains'])} (whole package)")
         else:
             notes.append("energy unknown: RAPL not readable")
