@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 
@@ -21,16 +23,22 @@ from torch import nn
 from adacomp.tasks._base import Task, TaskError
 from adacomp.tasks.training import train
 
+__all__ = ["cache_key", "default_cache_dir", "load_weights", "pretrained_model"]
+
 
 def default_cache_dir() -> Path:
+    """`$ADACOMP_CACHE`, else ~/.cache/adacomp; read per call so tests and jobs can redirect it."""
     return Path(os.environ.get("ADACOMP_CACHE", Path.home() / ".cache" / "adacomp"))
 
 
 def cache_key(task: Task, model: nn.Module, seed: int) -> str:
+    """File stem naming what the weights depend on: task, seed, budget, architecture."""
     signature = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
     budget = repr(sorted(asdict(task.train_budget).items()))
     digest = hashlib.sha256(f"{signature}|{budget}".encode()).hexdigest()[:12]
-    return f"{task.name}-seed{seed}-{digest}"
+    # A task from module:function may be named anything; keep the file name portable.
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", task.name)
+    return f"{safe_name}-seed{seed}-{digest}"
 
 
 def pretrained_model(task: Task, *, seed: int = 0, cache_dir: Path | None = None) -> nn.Module:
@@ -39,15 +47,20 @@ def pretrained_model(task: Task, *, seed: int = 0, cache_dir: Path | None = None
     model = task.build_model()
     path = (cache_dir or default_cache_dir()) / f"{cache_key(task, model, seed)}.safetensors"
     if path.is_file():
-        load_weights(model, path)
-    else:
-        train(model, task.data.train, task.train_budget, seed=seed)
-        _save_atomically(model, path)
+        try:
+            return load_weights(model, path).eval()
+        except TaskError as error:  # e.g. a truncated file from a full disk: retrain, overwrite
+            warnings.warn(f"ignoring unusable cached weights: {error}", stacklevel=2)
+            torch.manual_seed(seed)
+            model = task.build_model()
+    train(model, task.data.train, task.train_budget, seed=seed)
+    _save_atomically(model, path)
     return model.eval()
 
 
-def load_weights(model: nn.Module, path: Path) -> nn.Module:
-    """Load a safetensors state dict into `model`, with a clear error on any mismatch."""
+def load_weights(model: nn.Module, path: Path | str) -> nn.Module:
+    """Load a safetensors state dict into `model` in place, with a clear error on any mismatch."""
+    path = Path(path)
     if not path.is_file():
         raise TaskError(f"weights file {str(path)!r} does not exist")
     try:
@@ -61,20 +74,25 @@ def load_weights(model: nn.Module, path: Path) -> nn.Module:
     if missing or unexpected or wrong:
         parts = []
         if missing:
-            parts.append(f"missing {', '.join(missing[:3])}")
+            parts.append(f"missing {_few(missing)}")
         if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:3])}")
-        if wrong:
-            k = wrong[0]
+            parts.append(f"unexpected {_few(unexpected)}")
+        for k in wrong[:3]:
             parts.append(f"shape of {k}: file {tuple(state[k].shape)}, model {tuple(expected[k].shape)}")
         raise TaskError(f"weights file {str(path)!r} does not fit the model: {'; '.join(parts)}")
     model.load_state_dict(state, strict=True)
     return model
 
 
+def _few(names: list[str], limit: int = 3) -> str:
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
 def _save_atomically(model: nn.Module, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    # Cloned: safetensors refuses tensors that share storage (tied or aliased weights).
+    state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(handle)
     try:
