@@ -1,0 +1,169 @@
+"""The search config: task, targets, objectives, constraints, usage weights, budgets, strategy.
+
+One YAML file, validated at the boundary; an error names the file and the field. Metrics:
+`accuracy` (ONNX accuracy on the test split, 0-1), `accuracy_drop` (points against the
+uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memory` (MB);
+`storage` (encoded bytes) is per model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from adacomp.errors import AdacompError
+
+DeviceMetric = Literal["latency", "energy", "memory"]
+ModelMetric = Literal["accuracy", "accuracy_drop", "storage"]
+Metric = Literal["accuracy", "accuracy_drop", "storage", "latency", "energy", "memory"]
+PER_DEVICE = {"latency", "energy", "memory"}
+UNITS = {
+    "accuracy": "",
+    "accuracy_drop": "pt",
+    "storage": "B",
+    "latency": "ms",
+    "energy": "mJ",
+    "memory": "MB",
+}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Objective(_Frozen):
+    metric: Metric
+    target: str | None = None  # the device, for per-device metrics
+    direction: Literal["min", "max"] | None = None  # default: max for accuracy, min otherwise
+
+    @model_validator(mode="after")
+    def _check(self) -> Objective:
+        if self.metric in PER_DEVICE and self.target is None:
+            raise ValueError(f"objective {self.metric!r} is per device: give 'target'")
+        if self.metric not in PER_DEVICE and self.target is not None:
+            raise ValueError(f"objective {self.metric!r} is per model: remove 'target'")
+        return self
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        return self.direction or ("max" if self.metric == "accuracy" else "min")
+
+    @property
+    def key(self) -> str:
+        """The metric name reported by trials, e.g. `latency_pixel4`."""
+        return f"{self.metric}_{self.target}" if self.target else self.metric
+
+
+class Constraint(_Frozen):
+    metric: Metric
+    target: str | None = None
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Constraint:
+        if self.max is None and self.min is None:
+            raise ValueError("a constraint needs 'max' or 'min'")
+        if self.metric in PER_DEVICE and self.target is None:
+            raise ValueError(f"constraint on {self.metric!r} is per device: give 'target'")
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.metric}_{self.target}" if self.target else self.metric
+
+    def violation(self, value: float | None) -> float:
+        """<= 0 when satisfied (Optuna's convention); a missing value violates by 1."""
+        if value is None:
+            return 1.0
+        excess = 0.0
+        if self.max is not None:
+            excess = max(excess, value - self.max)
+        if self.min is not None:
+            excess = max(excess, self.min - value)
+        return excess
+
+    def describe(self) -> str:
+        bound = f"<= {self.max:g}" if self.max is not None else f">= {self.min:g}"
+        where = f" on {self.target}" if self.target else ""
+        return f"{self.metric}{where} {bound} {UNITS[self.metric]}".strip()
+
+
+class UsageWeights(_Frozen):
+    """AdaDeep-style utility: weighted normalised accuracy against weighted normalised costs."""
+
+    accuracy: float = Field(1.0, ge=0)
+    latency: float = Field(0.0, ge=0)
+    energy: float = Field(0.0, ge=0)
+    storage: float = Field(0.0, ge=0)
+    memory: float = Field(0.0, ge=0)
+
+
+class Finetune(_Frozen):
+    epochs: float | None = Field(None, gt=0)
+    steps: int | None = Field(None, ge=1)
+    distill: bool = False
+
+
+class Output(_Frozen):
+    dir: Path = Path("runs")
+    tracking_uri: str | None = None  # None: sqlite:///<dir>/mlflow.db
+    experiment: str = "adacomp"
+
+
+class SearchConfig(_Frozen):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: str
+    targets: tuple[str, ...] = Field(min_length=1)
+    objectives: tuple[Objective, ...] = Field(min_length=1)
+    constraints: tuple[Constraint, ...] = ()
+    utility: UsageWeights = UsageWeights()
+    finetune: Finetune = Finetune()
+    trials: int = Field(20, ge=1)
+    concurrency: int = Field(1, ge=1)
+    strategy: str = "nsga2"
+    seed: int = 0
+    farm: Path | None = None  # farm config; None: the built-in default farm
+    output: Output = Output()
+
+    @model_validator(mode="after")
+    def _targets_known(self) -> SearchConfig:
+        for item in (*self.objectives, *self.constraints):
+            if item.target is not None and item.target not in self.targets:
+                raise ValueError(
+                    f"{item.metric} names target {item.target!r}, which is not in targets {list(self.targets)}"
+                )
+        keys = [o.key for o in self.objectives]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"objective {sorted(k for k in keys if keys.count(k) > 1)[0]!r} is listed twice")
+        return self
+
+
+def load_search_config(path: str | Path) -> SearchConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise AdacompError(f"search config {str(path)!r} does not exist") from None
+    except yaml.YAMLError as exc:
+        raise AdacompError(
+            f"search config {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})"
+        ) from None
+    if not isinstance(data, dict):
+        raise AdacompError(
+            f"search config {str(path)!r}: expected a mapping (name, task, targets, objectives, ...)"
+        )
+    try:
+        config = SearchConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        raise AdacompError(f"search config {str(path)!r}: {where}: {error['msg']}") from None
+    if not config.output.dir.is_absolute():
+        config = config.model_copy(
+            update={"output": config.output.model_copy(update={"dir": path.parent / config.output.dir})}
+        )
+    return config
