@@ -42,14 +42,19 @@ class CalibrationReport:
     rows: list[dict[str, Any]]
 
     def table(self) -> str:
-        keys = [("within_10", "within +-10 %"), ("within_20", "within +-20 %"), ("kendall_tau", "Kendall's tau"),
-                ("mape", "MAPE")]
+        keys = [
+            ("within_10", "within +-10 %"),
+            ("within_20", "within +-20 %"),
+            ("kendall_tau", "Kendall's tau"),
+            ("mape", "MAPE"),
+        ]
         rows = [
             [label, _fmt(key, self.emulator[key]), _fmt(key, self.flops_baseline[key])]
             for key, label in keys
             if key in self.emulator
         ]
-        title = f"calibration on {self.device!r}: fitted on {self.models - self.held_out} models, held out {self.held_out}"
+        fitted = self.models - self.held_out
+        title = f"calibration on {self.device!r}: fitted on {fitted} models, held out {self.held_out}"
         return title + "\n" + format_table(["held-out metric", "emulator", "FLOPs-proportional"], rows)
 
 
@@ -76,7 +81,9 @@ def random_plan(model: nn.Module, example: torch.Tensor, rng: random.Random) -> 
         options = [t for t in MODULE_TECHNIQUES if t in layer.techniques]
         if options and rng.random() < 0.6:
             technique = rng.choice(options)
-            steps.append(Step.of(technique, **{p: _sample(s, rng) for p, s in layer.techniques[technique].items()}))
+            steps.append(
+                Step.of(technique, **{p: _sample(s, rng) for p, s in layer.techniques[technique].items()})
+            )
             if technique == "channel_prune":
                 steps[-1] = Step.of("channel_prune", ratio=round(rng.uniform(0.1, 0.7), 3))
         if precision is not None:
@@ -104,7 +111,11 @@ def random_stack(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
         k = rng.choice([1, 3, 5])
         stride = rng.choice([1, 1, 2]) if size >= 8 else 1
         groups = c if (rng.random() < 0.25 and out % c == 0 and c > 1) else 1
-        layers += [nn.Conv2d(c, out, k, stride=stride, padding=k // 2, groups=groups), nn.BatchNorm2d(out), nn.ReLU()]
+        layers += [
+            nn.Conv2d(c, out, k, stride=stride, padding=k // 2, groups=groups),
+            nn.BatchNorm2d(out),
+            nn.ReLU(),
+        ]
         size = (size + stride - 1) // stride
         c = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)]
@@ -129,7 +140,9 @@ def calibration_models(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
             model, example = random_stack(rng)
             plan = CompressionPlan()
             name = f"stack{i}"
-        batches = [calibration_rng.standard_normal((8, *example.shape[1:])).astype(np.float32) for _ in range(2)]
+        batches = [
+            calibration_rng.standard_normal((8, *example.shape[1:])).astype(np.float32) for _ in range(2)
+        ]
         yield name, export_onnx(model, example, plan=plan, calibration=batches)
 
 

@@ -36,7 +36,9 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     measure.add_argument("model", type=Path)
     measure.add_argument("--device", required=True)
     with_config(measure)
-    measure.add_argument("--store", type=Path, default=DEFAULT_STORE, help=f"measurement store (default {DEFAULT_STORE})")
+    measure.add_argument(
+        "--store", type=Path, default=DEFAULT_STORE, help=f"measurement store (default {DEFAULT_STORE})"
+    )
     measure.add_argument("--fresh", action="store_true", help="measure even if the store has this model")
     measure.add_argument("--threads", type=int, default=1, help="intra-op threads")
     measure.add_argument("--batch-size", type=int, default=1)
@@ -56,7 +58,9 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     calibrate.add_argument("--device", default="host")
     with_config(calibrate)
     calibrate.add_argument("--models", type=int, default=48, help="how many generated models to measure")
-    calibrate.add_argument("--out", type=Path, default=Path(".adacomp") / "profiles", help="where the fitted profile goes")
+    calibrate.add_argument(
+        "--out", type=Path, default=Path(".adacomp") / "profiles", help="where the fitted profile goes"
+    )
     calibrate.add_argument("--store", type=Path, default=DEFAULT_STORE)
     calibrate.add_argument("--seed", type=int, default=0)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from adacomp.device_farm import DeviceError, Farm, FarmConfig, MeasureSettings, Measurement, OnnxModel
+from adacomp.device_farm import DeviceError, Farm, FarmConfig, Measurement, MeasureSettings, OnnxModel
 from adacomp.device_farm.config import DeviceSpec, EmulatedSpec, HostSpec
 from adacomp.device_farm.cores import CoreReservation, available_cores, pin_process, reserve_cores
 
@@ -31,7 +31,9 @@ def init_local_ray(config: FarmConfig, measurement_cores: int = 1, **ray_kwargs:
     """
     reservation = reserve_cores(available_cores(), measurement_cores)
     pin_process(reservation.training)
-    resources = {device_resource(spec.name): 1.0 for spec in config.devices if not isinstance(spec, EmulatedSpec)}
+    resources = {
+        device_resource(spec.name): 1.0 for spec in config.devices if not isinstance(spec, EmulatedSpec)
+    }
     ray.init(num_cpus=len(reservation.training), resources=resources, **ray_kwargs)
     return reservation
 
@@ -98,7 +100,9 @@ class RayFarm:
             raise DeviceError(f"unknown device {device!r}; devices in the farm: {known}")
         return self._local.measure(model, device, settings)
 
-    def measure_many(self, model: OnnxModel, devices: list[str], settings: MeasureSettings | None = None) -> Mapping[str, Measurement]:
+    def measure_many(
+        self, model: OnnxModel, devices: list[str], settings: MeasureSettings | None = None
+    ) -> Mapping[str, Measurement]:
         return {name: self.measure(model, name, settings) for name in devices}
 
 

@@ -134,7 +134,8 @@ class SearchConfig(_Frozen):
         for item in (*self.objectives, *self.constraints):
             if item.target is not None and item.target not in self.targets:
                 raise ValueError(
-                    f"{item.metric} names target {item.target!r}, which is not in targets {list(self.targets)}"
+                    f"{item.metric} names target {item.target!r}, "
+                    f"which is not in targets {list(self.targets)}"
                 )
         keys = [o.key for o in self.objectives]
         if len(set(keys)) != len(keys):
