@@ -178,8 +178,8 @@ def serve(
         )
     except OSError as exc:
         raise AdacompError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    bound = server.server_address
-    print(f"adacomp agent {name!r} ({device_class}) listening on http://{bound[0]}:{bound[1]}", flush=True)
+    bound_host, bound_port = server.server_address[:2]
+    print(f"adacomp agent {name!r} ({device_class}) listening on http://{bound_host!s}:{bound_port}", flush=True)
     if ready is not None:
         ready.set()
     try:

@@ -46,8 +46,11 @@ class AgentSpec(_Spec):
 class AdbSpec(_Spec):
     kind: Literal["adb"]
     serial: str | None = None
-    benchmark_binary: Path
+    benchmark_binary: Path  # an Android build of onnxruntime_perf_test
+    libraries: tuple[Path, ...] = ()  # shared libraries it needs (e.g. libonnxruntime.so)
     adb: str = "adb"
+    remote_dir: str = "/data/local/tmp/adacomp"
+    energy: bool = True  # sample the battery fuel gauge (see devices/adb.py for the USB caveat)
     timeout_s: float = Field(300.0, gt=0)
 
 

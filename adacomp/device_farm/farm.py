@@ -52,6 +52,9 @@ def build_device(spec: DeviceSpec) -> Device:
             serial=spec.serial,
             benchmark_binary=spec.benchmark_binary,
             adb=spec.adb,
+            remote_dir=spec.remote_dir,
+            energy=spec.energy,
+            libraries=spec.libraries,
             timeout_s=spec.timeout_s,
         )
     raise AssertionError(f"unhandled device spec {spec!r}")

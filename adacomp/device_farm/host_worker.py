@@ -146,7 +146,7 @@ def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
         attempts.append({"samples_ms": samples, "energy_uj": energy, "cv": cv})
         if cv <= float(settings["max_cv"]):
             break
-    best = min(attempts, key=lambda a: a["cv"])
+    best = min(attempts, key=lambda a: float(a["cv"]))  # type: ignore[arg-type]
     rss_after = _peak_rss_kib()
     return {
         **best,

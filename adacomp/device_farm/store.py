@@ -125,7 +125,7 @@ class MeasurementStore:
             self._remember(measurement)
 
     def add_failure(self, device: str, device_class: str, model_hash: str, settings: Mapping[str, Any], error: str) -> None:
-        row = {name: None for name in SCHEMA.names}
+        row: dict[str, Any] = {name: None for name in SCHEMA.names}
         row.update(
             status="failed",
             error=error,

@@ -179,7 +179,7 @@ def run_calibration(
     profile = fit_efficiency(fit, load_profile("host"))
     profile = profile.model_copy(update={"name": device, "device_class": farm.devices[device].device_class})
     a, b = flops_baseline_fit([(s, ms) for s, ms in fit])
-    measured = [ms for _, _, ms in check]
+    measured_ms = [ms for _, _, ms in check]
     emulated = [predict(s, profile).latency_ms for _, s, _ in check]
     flops = [a * s.macs + b for _, s, _ in check]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,8 +193,8 @@ def run_calibration(
         device=device,
         models=len(samples),
         held_out=len(check),
-        emulator=accuracy_report(emulated, measured),
-        flops_baseline=accuracy_report(flops, measured),
+        emulator=accuracy_report(emulated, measured_ms),
+        flops_baseline=accuracy_report(flops, measured_ms),
         profile_path=path,
         rows=rows,
     )

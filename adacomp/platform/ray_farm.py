@@ -90,7 +90,7 @@ class RayFarm:
             try:
                 data = ray.get(self.actors[device].measure.remote(model.data, settings.model_dump_json()))
             except ray.exceptions.RayTaskError as exc:
-                cause = exc.as_instanceof_cause()
+                cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
                 raise DeviceError(str(cause).strip().splitlines()[-1]) from None
             except ray.exceptions.RayActorError as exc:
                 raise DeviceError(f"device {device!r}: its actor died ({type(exc).__name__})") from None

@@ -131,7 +131,8 @@ class SearchConfig(_Frozen):
 
     @model_validator(mode="after")
     def _targets_known(self) -> SearchConfig:
-        for item in (*self.objectives, *self.constraints):
+        items: list[Objective | Constraint] = [*self.objectives, *self.constraints]
+        for item in items:
             if item.target is not None and item.target not in self.targets:
                 raise ValueError(
                     f"{item.metric} names target {item.target!r}, "

@@ -30,8 +30,22 @@ class Agent:
         self.token_file = tmp / "token"
         self.token_file.write_text(TOKEN + "\n")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "adacomp", "farm", "agent", "--port", "0", "--token-file", str(self.token_file),
-             "--name", "board", "--class", "rpi4", *extra],
+            [
+                sys.executable,
+                "-m",
+                "adacomp",
+                "farm",
+                "agent",
+                "--port",
+                "0",
+                "--token-file",
+                str(self.token_file),
+                "--name",
+                "board",
+                "--class",
+                "rpi4",
+                *extra,
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -39,7 +53,9 @@ class Agent:
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         match = re.search(r"http://[\d.]+:(\d+)", line)
-        assert match, f"agent did not start: {line!r} {self.process.stderr.read() if self.process.stderr else ''}"
+        assert match, (
+            f"agent did not start: {line!r} {self.process.stderr.read() if self.process.stderr else ''}"
+        )
         self.url = f"http://127.0.0.1:{match.group(1)}"
 
     def stop(self) -> None:
@@ -55,7 +71,9 @@ def agent(tmp_path: Path) -> Iterator[Agent]:
     running.stop()
 
 
-def _post(url: str, body: bytes, token: str = TOKEN, headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
+def _post(
+    url: str, body: bytes, token: str = TOKEN, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, object]]:
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"Authorization": f"Bearer {token}", **(headers or {})}
     )
@@ -94,7 +112,9 @@ def test_non_onnx_upload_is_415(agent: Agent) -> None:
 
 
 def test_bad_settings_are_400(agent: Agent, onnx_model: OnnxModel) -> None:
-    status, body = _post(agent.url + "/measure", onnx_model.data, headers={"X-Adacomp-Settings": '{"min_runs": -3}'})
+    status, body = _post(
+        agent.url + "/measure", onnx_model.data, headers={"X-Adacomp-Settings": '{"min_runs": -3}'}
+    )
     assert status == 400 and "min_runs" in str(body["error"])
 
 
@@ -103,7 +123,11 @@ def test_second_request_while_busy_is_503(agent: Agent, onnx_model: OnnxModel) -
     results: list[int] = []
     first = threading.Thread(
         target=lambda: results.append(
-            _post(agent.url + "/measure", onnx_model.data, headers={"X-Adacomp-Settings": slow.model_dump_json()})[0]
+            _post(
+                agent.url + "/measure",
+                onnx_model.data,
+                headers={"X-Adacomp-Settings": slow.model_dump_json()},
+            )[0]
         )
     )
     first.start()
@@ -117,9 +141,15 @@ def test_second_request_while_busy_is_503(agent: Agent, onnx_model: OnnxModel) -
     assert results == [200]
 
 
-def test_agent_killed_mid_measurement_releases_the_lease(tmp_path: Path, agent: Agent, onnx_model: OnnxModel) -> None:
+def test_agent_killed_mid_measurement_releases_the_lease(
+    tmp_path: Path, agent: Agent, onnx_model: OnnxModel
+) -> None:
     config = FarmConfig(
-        devices=(AgentSpec(name="pi", kind="agent", device_class="rpi4", url=agent.url, token_file=agent.token_file),),
+        devices=(
+            AgentSpec(
+                name="pi", kind="agent", device_class="rpi4", url=agent.url, token_file=agent.token_file
+            ),
+        ),
         quarantine_s=30,
     )
     farm = Farm(config)

@@ -16,7 +16,10 @@ SLOW = MeasureSettings(warmup_runs=0, min_runs=100_000, max_runs=100_000, max_se
 
 
 def _config(**policy: object) -> FarmConfig:
-    specs = (HostSpec(name="a", kind="host", device_class="cpu"), HostSpec(name="b", kind="host", device_class="cpu"))
+    specs = (
+        HostSpec(name="a", kind="host", device_class="cpu"),
+        HostSpec(name="b", kind="host", device_class="cpu"),
+    )
     return FarmConfig(devices=specs, **policy)  # type: ignore[arg-type]
 
 
@@ -29,7 +32,9 @@ def test_identical_request_is_served_from_the_store(tmp_path: Path, onnx_model: 
     assert len(MeasurementStore(tmp_path).rows()) == 2
 
 
-def test_failing_device_is_retried_then_quarantined_then_replaced(tmp_path: Path, onnx_model: OnnxModel) -> None:
+def test_failing_device_is_retried_then_quarantined_then_replaced(
+    tmp_path: Path, onnx_model: OnnxModel
+) -> None:
     # Device "a" really times out (its worker gets 10 ms); "b", of the same class, is healthy.
     store = MeasurementStore(tmp_path)
     devices = [HostDevice("a", "cpu", timeout_s=0.01), HostDevice("b", "cpu")]
