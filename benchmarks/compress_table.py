@@ -115,7 +115,17 @@ def main() -> int:
         print(f"  {name}: done in {rows[-1]['seconds']:.1f} s", file=sys.stderr)
 
     table = format_table(
-        ["plan", "torch acc %", "ONNX acc %", "d acc pt", "storage KB", "storage x", "MACs", "MACs x", "params"],
+        [
+            "plan",
+            "torch acc %",
+            "ONNX acc %",
+            "d acc pt",
+            "storage KB",
+            "storage x",
+            "MACs",
+            "MACs x",
+            "params",
+        ],
         [
             [
                 r["plan"],

@@ -70,7 +70,7 @@ class AgentHandler(BaseHTTPRequestHandler):
     timeout = 60  # seconds a client may take to send its request (slow uploads end here)
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet by default; the CLI prints one line per measurement instead
 
     def _send(self, status: HTTPStatus, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
@@ -145,12 +145,16 @@ class AgentHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, str(exc))
             return
         if not self.server.busy.acquire(blocking=False):
-            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "busy: one measurement at a time", {"Retry-After": "1"})
+            self._error(
+                HTTPStatus.SERVICE_UNAVAILABLE, "busy: one measurement at a time", {"Retry-After": "1"}
+            )
             return
         try:
             measurement = self.server.device.measure(OnnxModel(body), settings)
         except DeviceError as exc:
-            status = HTTPStatus.GATEWAY_TIMEOUT if "timed out" in str(exc) else HTTPStatus.INTERNAL_SERVER_ERROR
+            status = (
+                HTTPStatus.GATEWAY_TIMEOUT if "timed out" in str(exc) else HTTPStatus.INTERNAL_SERVER_ERROR
+            )
             self._error(status, str(exc))
             return
         finally:
@@ -179,7 +183,9 @@ def serve(
     except OSError as exc:
         raise AdacompError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_host, bound_port = server.server_address[:2]
-    print(f"adacomp agent {name!r} ({device_class}) listening on http://{bound_host!s}:{bound_port}", flush=True)
+    print(
+        f"adacomp agent {name!r} ({device_class}) listening on http://{bound_host!s}:{bound_port}", flush=True
+    )
     if ready is not None:
         ready.set()
     try:

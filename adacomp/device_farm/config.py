@@ -91,7 +91,9 @@ def load_farm_config(path: str | Path) -> FarmConfig:
     except FileNotFoundError:
         raise AdacompError(f"farm config {str(path)!r} does not exist") from None
     except yaml.YAMLError as exc:
-        raise AdacompError(f"farm config {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise AdacompError(
+            f"farm config {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})"
+        ) from None
     if not isinstance(data, dict):
         raise AdacompError(f"farm config {str(path)!r}: expected a mapping with 'devices'")
     try:
@@ -119,6 +121,8 @@ def default_farm_config(store: Path | None = None) -> FarmConfig:
         if name == "host":
             continue
         profile = load_profile(name)
-        devices.append(EmulatedSpec(name=f"{name}", kind="emulated", profile=name, device_class=profile.device_class))
+        devices.append(
+            EmulatedSpec(name=f"{name}", kind="emulated", profile=name, device_class=profile.device_class)
+        )
     devices.append(HostSpec(name="host", kind="host", device_class="host"))
     return FarmConfig(devices=tuple(devices), store=store)

@@ -37,7 +37,9 @@ def reserve_cores(available: Sequence[int], measurement_cores: int = 1) -> CoreR
             f"cannot reserve {measurement_cores} core(s) for measurements: only {len(cores)} available "
             "and training needs at least one"
         )
-    return CoreReservation(measurement=tuple(cores[-measurement_cores:]), training=tuple(cores[:-measurement_cores]))
+    return CoreReservation(
+        measurement=tuple(cores[-measurement_cores:]), training=tuple(cores[:-measurement_cores])
+    )
 
 
 def pin_process(cores: Sequence[int]) -> None:

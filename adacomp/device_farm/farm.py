@@ -42,7 +42,9 @@ def build_device(spec: DeviceSpec) -> Device:
     if isinstance(spec, AgentSpec):
         from adacomp.device_farm.devices.agent import AgentDevice
 
-        return AgentDevice(spec.name, spec.device_class, url=spec.url, token_file=spec.token_file, timeout_s=spec.timeout_s)
+        return AgentDevice(
+            spec.name, spec.device_class, url=spec.url, token_file=spec.token_file, timeout_s=spec.timeout_s
+        )
     if isinstance(spec, AdbSpec):
         from adacomp.device_farm.devices.adb import AdbDevice
 
@@ -87,7 +89,9 @@ class Farm:
             store = MeasurementStore(self.config.store)
         self.store = store
         self._leases = {
-            d.name: Lease(d.name, self.config.queue_size, self.config.lease_timeout_s) for d in devices if d.is_real
+            d.name: Lease(d.name, self.config.queue_size, self.config.lease_timeout_s)
+            for d in devices
+            if d.is_real
         }
         self._quarantine: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -154,7 +158,9 @@ class Farm:
                     return self._measure_on(other, model, settings)
                 except DeviceError:
                     continue
-            raise DeviceError(f"{failure}; no other device of class {self.devices[device].device_class!r} could measure it") from None
+            raise DeviceError(
+                f"{failure}; no other device of class {self.devices[device].device_class!r} could measure it"
+            ) from None
 
     def measure_many(
         self, model: OnnxModel, devices: Sequence[str], settings: MeasureSettings | None = None

@@ -134,7 +134,9 @@ def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
                 session.run(None, feeds)
             samples.append((time.perf_counter_ns() - t0) / 1e6 / group)
             n = len(samples)
-            if n >= int(settings["max_runs"]) or time.perf_counter() - started > float(settings["max_seconds"]):
+            if n >= int(settings["max_runs"]) or time.perf_counter() - started > float(
+                settings["max_seconds"]
+            ):
                 break
             if n >= int(settings["min_runs"]):
                 mean = float(np.mean(samples))
@@ -166,7 +168,8 @@ def main() -> int:
     try:
         result = measure(model, settings)
     except Exception as exc:  # reported to the parent as data, one line
-        print(json.dumps({"error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"}))
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(json.dumps({"error": f"{type(exc).__name__}: {first_line}"}))
         return 1
     print(json.dumps(result))
     return 0

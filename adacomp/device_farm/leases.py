@@ -48,11 +48,11 @@ class Lease:
             try:
                 while self._held:
                     remaining = deadline - time.monotonic()
-                    if remaining <= 0 or not self._condition.wait(remaining):
-                        if self._held:
-                            raise DeviceBusy(
-                                f"device {self.device!r}: no turn within {self.timeout_s:g} s (lease timeout)"
-                            )
+                    timed_out = remaining <= 0 or not self._condition.wait(remaining)
+                    if timed_out and self._held:
+                        raise DeviceBusy(
+                            f"device {self.device!r}: no turn within {self.timeout_s:g} s (lease timeout)"
+                        )
             finally:
                 self._waiting -= 1
             self._held = True

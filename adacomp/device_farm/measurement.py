@@ -78,7 +78,9 @@ class Measurement:
         if not isinstance(latency, Mapping):
             raise ValueError(f"measurement 'latency' must be an object, got {latency!r}")
         if fields.get("source") not in ("measured", "emulated"):
-            raise ValueError(f"measurement 'source' must be 'measured' or 'emulated', got {fields.get('source')!r}")
+            raise ValueError(
+                f"measurement 'source' must be 'measured' or 'emulated', got {fields.get('source')!r}"
+            )
         return cls(latency=LatencyStats(**latency), **fields)
 
     def summary(self) -> str:
@@ -87,7 +89,9 @@ class Measurement:
             f"latency median {self.latency.median_ms:.3f} ms, p90 {self.latency.p90_ms:.3f} ms"
             + (f", cv {self.latency.cv:.1%} over {self.latency.runs} runs" if self.latency.runs else ""),
             f"energy {self.energy_mj:.3f} mJ" if self.energy_mj is not None else "energy unknown",
-            f"peak memory {self.peak_memory_mb:.2f} MB" if self.peak_memory_mb is not None else "peak memory unknown",
+            f"peak memory {self.peak_memory_mb:.2f} MB"
+            if self.peak_memory_mb is not None
+            else "peak memory unknown",
             f"storage {self.storage_bytes} B",
         ]
         return "; ".join(parts)

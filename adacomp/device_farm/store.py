@@ -124,7 +124,9 @@ class MeasurementStore:
         with self._lock:
             self._remember(measurement)
 
-    def add_failure(self, device: str, device_class: str, model_hash: str, settings: Mapping[str, Any], error: str) -> None:
+    def add_failure(
+        self, device: str, device_class: str, model_hash: str, settings: Mapping[str, Any], error: str
+    ) -> None:
         row: dict[str, Any] = {name: None for name in SCHEMA.names}
         row.update(
             status="failed",

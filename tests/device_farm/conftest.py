@@ -12,7 +12,9 @@ from adacomp.search_spaces import export_onnx
 
 def tiny_model(width: int = 16) -> OnnxModel:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(width * 64, 10)).eval()
+    model = nn.Sequential(
+        nn.Conv2d(1, width, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(width * 64, 10)
+    ).eval()
     return OnnxModel(export_onnx(model, torch.randn(2, 1, 8, 8)), f"tiny{width}.onnx")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from adacomp.device_farm import DeviceError, Farm, FarmConfig, MeasureSettings, MeasurementStore, OnnxModel
+from adacomp.device_farm import DeviceError, Farm, FarmConfig, MeasurementStore, MeasureSettings, OnnxModel
 from adacomp.device_farm.config import HostSpec, load_farm_config
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.errors import AdacompError

@@ -26,9 +26,21 @@ def host_only(tmp_path: Path) -> Path:
     return path
 
 
-def test_measure_prints_and_stores(tmp_path: Path, model_file: Path, host_only: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_measure_prints_and_stores(
+    tmp_path: Path, model_file: Path, host_only: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = tmp_path / "store"
-    args = ["farm", "measure", str(model_file), "--device", "cpu", "--config", str(host_only), "--store", str(store)]
+    args = [
+        "farm",
+        "measure",
+        str(model_file),
+        "--device",
+        "cpu",
+        "--config",
+        str(host_only),
+        "--store",
+        str(store),
+    ]
     assert main([*args, "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["source"] == "measured" and data["device"] == "cpu" and data["latency"]["runs"] >= 1
@@ -52,7 +64,12 @@ def test_list_shows_health(host_only: Path, capsys: pytest.CaptureFixture[str]) 
     ],
 )
 def test_errors_are_one_line_exit_2(
-    tmp_path: Path, host_only: Path, model_file: Path, capsys: pytest.CaptureFixture[str], setup: str, message: str
+    tmp_path: Path,
+    host_only: Path,
+    model_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    setup: str,
+    message: str,
 ) -> None:
     path, device = model_file, "cpu"
     if setup == "missing":
@@ -62,7 +79,19 @@ def test_errors_are_one_line_exit_2(
         path.write_bytes(b"not onnx at all")
     else:
         device = "nope"
-    code = main(["farm", "measure", str(path), "--device", device, "--config", str(host_only), "--store", str(tmp_path / "s")])
+    code = main(
+        [
+            "farm",
+            "measure",
+            str(path),
+            "--device",
+            device,
+            "--config",
+            str(host_only),
+            "--store",
+            str(tmp_path / "s"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and "\n" not in err
 

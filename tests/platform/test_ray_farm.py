@@ -56,7 +56,9 @@ def test_reserve_cores_splits_and_refuses_too_few() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(len(available_cores()) < 2, reason="needs two cores to split")
 def test_host_measurements_never_share_cores_with_trials() -> None:
-    result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=REPO, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["resources"] == 1.0  # the device's custom resource exists and the actor holds it

@@ -137,7 +137,10 @@ def _plan(layers: dict[str, list[Step]]) -> CompressionPlan:
             r"rank_fraction: 1.5 is outside \[0.05, 1.0\]",
         ),
         (_plan({"fc1": [Step.of("low_rank")]}), "missing parameter 'rank_fraction'"),
-        (_plan({"fc1": [Step.of("quantize", precision="int4")]}), "expected one of 'int8', 'int8_per_tensor', 'fp16'"),
+        (
+            _plan({"fc1": [Step.of("quantize", precision="int4")]}),
+            "expected one of 'int8', 'int8_per_tensor', 'fp16'",
+        ),
         (
             _plan({"fc1": [Step.of("teleport")]}),
             "unknown technique 'teleport'; registered techniques: channel_prune",

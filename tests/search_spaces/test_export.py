@@ -69,8 +69,12 @@ def test_int8_export_is_qdq_close_to_float_and_four_times_smaller(
 
 def test_int8_per_tensor_uses_one_scale_per_weight(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
     plan = CompressionPlan.from_mapping({"fc1": [Step.of("quantize", precision="int8_per_tensor")]})
-    exported = export_onnx(compress(cnn, plan, cnn_input), cnn_input, plan=plan, calibration=_calibration(cnn_input))
-    scales = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load_from_string(exported).graph.initializer}
+    exported = export_onnx(
+        compress(cnn, plan, cnn_input), cnn_input, plan=plan, calibration=_calibration(cnn_input)
+    )
+    scales = {
+        i.name: onnx.numpy_helper.to_array(i) for i in onnx.load_from_string(exported).graph.initializer
+    }
     assert scales["fc1.weight_scale"].size == 1
 
 

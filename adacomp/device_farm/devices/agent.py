@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,14 @@ class AgentDevice(Device):
         self._token = token
         self.timeout_s = timeout_s
 
-    def _request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None,
-                 timeout: float | None = None) -> dict[str, Any]:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
         request = urllib.request.Request(
             self.url + path,
             data=body,
@@ -67,7 +73,9 @@ class AgentDevice(Device):
             reply = self._request("GET", "/health", timeout=5)
         except DeviceError as exc:
             return Health(False, str(exc))
-        return Health(bool(reply.get("ok")), f"{reply.get('runtime')}{' (busy)' if reply.get('busy') else ''}")
+        return Health(
+            bool(reply.get("ok")), f"{reply.get('runtime')}{' (busy)' if reply.get('busy') else ''}"
+        )
 
     def runtime(self) -> str:
         return f"agent {self.url}"

@@ -70,7 +70,10 @@ class HostDevice(Device):
         return Measurement(
             device=self.name,
             device_class=self.device_class,
-            runtime=f"onnxruntime {result['onnxruntime']} CPUExecutionProvider, {settings.intra_op_threads} thread(s)",
+            runtime=(
+                f"onnxruntime {result['onnxruntime']} CPUExecutionProvider, "
+                f"{settings.intra_op_threads} thread(s)"
+            ),
             source="measured",
             latency=latency,
             energy_mj=energy,
@@ -100,6 +103,9 @@ def run_worker(model: bytes, settings: dict[str, Any], timeout_s: float, device:
     except json.JSONDecodeError:
         result = {}
     if completed.returncode != 0 or "samples_ms" not in result:
-        reason = result.get("error") or (completed.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        reason = (
+            result.get("error")
+            or (completed.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        )
         raise DeviceError(f"device {device!r}: measurement failed: {reason}")
     return result

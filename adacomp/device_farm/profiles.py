@@ -1,0 +1,160 @@
+"""Device profiles: what an emulated device can do, as data files with their sources.
+
+A profile holds the few numbers the analytic cost model (``cost_model.py``) needs: sustained
+MAC throughput per precision and op kind for one thread, effective DRAM bandwidth, per-node
+dispatch overhead, power, and memory. Built-in profiles live in ``profiles/*.yaml``, each
+naming the datasheets and benchmarks its numbers come from; ``adacomp farm calibrate`` fits
+the per-kind ``efficiency`` factors (and the overhead) to measurements and saves a new file.
+Files are read with ``yaml.safe_load`` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, cast
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adacomp.device_farm.graph import OpKind, Precision
+from adacomp.errors import AdacompError
+
+PROFILE_DIR = Path(__file__).with_name("profiles")
+
+ComputeKind = Literal["conv", "depthwise_conv", "gemm"]
+COMPUTE_KIND_NAMES: tuple[ComputeKind, ...] = ("conv", "depthwise_conv", "gemm")
+
+
+class DeviceProfile(BaseModel):
+    """One device as the cost model sees it. Absent int8/fp16 throughput means: no such kernels."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    device_class: str = Field(min_length=1)  # farm fallbacks stay within a class, e.g. "pixel4"
+    sources: tuple[str, ...] = Field(min_length=1)  # where every number below comes from
+    cores: int = Field(ge=1, le=512)  # cores an inference may use (threads beyond these do not help)
+    freq_ghz: float = Field(gt=0, le=10)  # clock of the core the first thread runs on
+    # Sustained GMAC/s of ONE thread, per precision and compute kind: peak x kernel efficiency.
+    throughput_gmacs: dict[Precision, dict[ComputeKind, float]]
+    bandwidth_gbs: float = Field(gt=0)  # effective DRAM bandwidth one inference sees
+    op_overhead_us: float = Field(ge=0)  # per executed node: dispatch, allocation, thread wake-up
+    # Per-kind factor on the roofline time of an op (1.0 = as derived; < 1 slower): what calibration fits.
+    efficiency: dict[OpKind, float] = Field(default_factory=dict)
+    # Each extra thread adds this share of one thread's compute (big.LITTLE, shared caches).
+    parallel_efficiency: float = Field(0.75, gt=0, le=1)
+    active_power_w: float = Field(gt=0)  # CPU cluster + uncore while one thread runs
+    extra_core_power_w: float = Field(0.0, ge=0)  # per additional busy core
+    dram_pj_per_byte: float = Field(ge=0)
+    memory_mb: float = Field(gt=0)  # RAM an app can use before it is killed
+    runtime_arena_mb: float = Field(0.0, ge=0)  # fixed memory of the runtime itself, added to peaks
+
+    @field_validator("throughput_gmacs")
+    @classmethod
+    def _complete_throughput(cls, value: dict[Precision, dict[ComputeKind, float]]) -> Any:
+        if "fp32" not in value:
+            raise ValueError("needs an 'fp32' entry (every device runs fp32 kernels)")
+        for precision, kinds in value.items():
+            missing = [kind for kind in COMPUTE_KIND_NAMES if kind not in kinds]
+            if missing:
+                raise ValueError(
+                    f"{precision!r} lacks {', '.join(missing)} (give all of {COMPUTE_KIND_NAMES})"
+                )
+            bad = {kind: gmacs for kind, gmacs in kinds.items() if not gmacs > 0}
+            if bad:
+                raise ValueError(f"{precision!r} throughput must be > 0 GMAC/s, got {bad}")
+        return value
+
+    @field_validator("efficiency")
+    @classmethod
+    def _positive_efficiency(cls, value: dict[OpKind, float]) -> Any:
+        bad = {str(kind): factor for kind, factor in value.items() if not factor > 0}
+        if bad:
+            raise ValueError(f"efficiency factors must be > 0, got {bad}")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _nonempty_sources(cls, value: tuple[str, ...]) -> Any:
+        if any(not source.strip() for source in value):
+            raise ValueError("sources must be non-empty strings")
+        return value
+
+    @model_validator(mode="after")
+    def _named(self) -> DeviceProfile:
+        if any(ch in self.name for ch in "/\\"):
+            raise ValueError(f"name {self.name!r} must not contain path separators")
+        return self
+
+    def has_kernels(self, precision: Precision) -> bool:
+        return precision in self.throughput_gmacs
+
+    def gmacs(self, precision: Precision, kind: OpKind) -> float:
+        """Sustained GMAC/s of one thread for a compute kind at a precision it has kernels for."""
+        return self.throughput_gmacs[precision][cast(ComputeKind, kind.value)]
+
+    def efficiency_of(self, kind: OpKind) -> float:
+        return self.efficiency.get(kind, 1.0)
+
+    def thread_speedup(self, threads: int) -> float:
+        """Compute speed-up of `threads` over one: capped at `cores`, sublinear beyond the first."""
+        used = max(1, min(threads, self.cores))
+        return 1.0 + (used - 1) * self.parallel_efficiency
+
+    def power_w(self, threads: int) -> float:
+        used = max(1, min(threads, self.cores))
+        return self.active_power_w + (used - 1) * self.extra_core_power_w
+
+
+def builtin_profile_names() -> list[str]:
+    return sorted(path.stem for path in PROFILE_DIR.glob("*.yaml"))
+
+
+def load_profile(name_or_path: str | Path) -> DeviceProfile:
+    """A built-in profile by name (e.g. "pixel4"), or a profile YAML by path."""
+    path = _resolve(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise AdacompError(f"profile {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise AdacompError(f"profile {str(path)!r} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise AdacompError(f"profile {str(path)!r}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        return DeviceProfile.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        raise AdacompError(f"profile {str(path)!r}: field {location}: {error['msg']}") from None
+
+
+def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
+    """Write `profile` as YAML (safe_dump) that `load_profile` reads back unchanged."""
+    path = Path(path)
+    data = profile.model_dump(mode="json")
+    data["sources"] = list(data["sources"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _resolve(name_or_path: str | Path) -> Path:
+    text = str(name_or_path)
+    looks_like_path = (
+        isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
+    )
+    if looks_like_path:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise AdacompError(f"profile file {text!r} does not exist")
+        return path
+    path = PROFILE_DIR / f"{text}.yaml"
+    if not path.is_file():
+        raise AdacompError(
+            f"unknown device profile {text!r}; built-in profiles: {', '.join(builtin_profile_names())}"
+        )
+    return path
