@@ -142,7 +142,7 @@ def predict(summary: GraphSummary, profile: DeviceProfile, *, threads: int = 1) 
             )
         )
         extra_weights += roof.extra_weight_bytes
-    latency_ms = sum(op.total_ms for op in ops)
+    latency_ms = profile.run_overhead_us / 1e3 + sum(op.total_ms for op in ops)
     bytes_moved = sum(op.bytes_moved for op in ops)
     # W x ms = mJ; pJ = 1e-9 mJ.
     energy_mj = profile.power_w(threads) * latency_ms + profile.dram_pj_per_byte * bytes_moved * 1e-9
@@ -178,10 +178,12 @@ def fit_efficiency(
 ) -> DeviceProfile:
     """`profile` with per-kind efficiency (and op overhead) fitted to measured latencies in ms.
 
-    latency = sum_k t_k / e_k + nodes * overhead is linear in x_k = 1/e_k and the overhead, so
-    non-negative least squares (Lawson & Hanson; ``scipy.optimize.nnls``) finds them; columns are
-    scaled to unit norm first so kinds with tiny times are not ignored. A kind absent from every
-    sample keeps its previous factor.
+    latency = run + sum_k t_k / e_k + nodes * overhead is linear in x_k = 1/e_k, the per-node and
+    the per-inference overhead, so non-negative least squares (Lawson & Hanson;
+    ``scipy.optimize.nnls``) finds them. Each row is divided by its measured latency, so the fit
+    minimises *relative* error (a 0.05 ms model counts as much as a 5 ms one: what "within 10 %"
+    asks for); columns are then scaled to unit norm so kinds with tiny times are not ignored. A
+    kind absent from every sample keeps its previous factor.
     """
     if not samples:
         raise AdacompError("fit_efficiency needs at least one (summary, measured ms) sample")
@@ -196,12 +198,15 @@ def fit_efficiency(
     node_counts = np.array([nodes for _, nodes in rows], dtype=np.float64)
     if fit_overhead:
         columns.append(list(node_counts))
+        columns.append([1.0] * len(samples))  # per-inference overhead
     else:
-        measured = measured - node_counts * overhead_ms
-    matrix = np.array(columns, dtype=np.float64).T
+        measured = measured - node_counts * overhead_ms - profile.run_overhead_us / 1e3
+    weights = 1.0 / np.array([ms for _, ms in samples], dtype=np.float64)
+    matrix = np.array(columns, dtype=np.float64).T * weights[:, None]
+    target = measured * weights
     norms = np.linalg.norm(matrix, axis=0)
     norms[norms == 0] = 1.0
-    solution, _ = nnls(matrix / norms, measured)
+    solution, _ = nnls(matrix / norms, target)
     solution = solution / norms
     low, high = _EFFICIENCY_RANGE
     efficiency = dict(profile.efficiency)
@@ -209,7 +214,8 @@ def fit_efficiency(
         efficiency[kind] = high if inverse <= 1.0 / high else float(min(high, max(low, 1.0 / inverse)))
     update: dict[str, object] = {"efficiency": efficiency}
     if fit_overhead:
-        update["op_overhead_us"] = float(solution[-1]) * 1e3
+        update["op_overhead_us"] = float(solution[-2]) * 1e3
+        update["run_overhead_us"] = float(solution[-1]) * 1e3
     return profile.model_copy(update=update)
 
 
@@ -221,7 +227,7 @@ def flops_baseline_fit(samples: Sequence[tuple[GraphSummary, float]]) -> tuple[f
     ms = np.array([float(latency) for _, latency in samples])
     if len(samples) < 2 or np.ptp(macs) == 0:
         return 0.0, float(ms.mean())
-    slope, intercept = np.polyfit(macs, ms, 1)
+    slope, intercept = np.polyfit(macs, ms, 1, w=1.0 / ms)  # relative residuals, like the emulator fit
     return float(slope), float(intercept)
 
 

@@ -40,6 +40,8 @@ class DeviceProfile(BaseModel):
     throughput_gmacs: dict[Precision, dict[ComputeKind, float]]
     bandwidth_gbs: float = Field(gt=0)  # effective DRAM bandwidth one inference sees
     op_overhead_us: float = Field(ge=0)  # per executed node: dispatch, allocation, thread wake-up
+    # Per inference, whatever the graph: the runtime's call path (binding inputs, allocating outputs).
+    run_overhead_us: float = Field(0.0, ge=0)
     # Per-kind factor on the roofline time of an op (1.0 = as derived; < 1 slower): what calibration fits.
     efficiency: dict[OpKind, float] = Field(default_factory=dict)
     # Each extra thread adds this share of one thread's compute (big.LITTLE, shared caches).
