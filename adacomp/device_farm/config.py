@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from adacomp.errors import AdacompError
+from adacomp.yaml_config import load_yaml_model
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -86,30 +86,10 @@ class FarmConfig(BaseModel):
 
 def load_farm_config(path: str | Path) -> FarmConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise AdacompError(f"farm config {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise AdacompError(
-            f"farm config {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})"
-        ) from None
-    if not isinstance(data, dict):
-        raise AdacompError(f"farm config {str(path)!r}: expected a mapping with 'devices'")
-    try:
-        config = FarmConfig.model_validate(data)
-    except ValidationError as exc:
-        raise AdacompError(f"farm config {str(path)!r}: {describe_validation_error(exc)}") from None
+    config = load_yaml_model(path, FarmConfig, "farm config", "with 'devices'")
     if config.store is not None and not config.store.is_absolute():
         config = config.model_copy(update={"store": path.parent / config.store})
     return config
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as `field.path: message` on one line."""
-    error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-    return f"{location}: {error['msg']}"
 
 
 def default_farm_config(store: Path | None = None) -> FarmConfig:

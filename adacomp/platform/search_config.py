@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from adacomp.errors import AdacompError
+from adacomp.yaml_config import load_yaml_model
 
 DeviceMetric = Literal["latency", "energy", "memory"]
 ModelMetric = Literal["accuracy", "accuracy_drop", "storage"]
@@ -146,26 +145,8 @@ class SearchConfig(_Frozen):
 
 def load_search_config(path: str | Path) -> SearchConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise AdacompError(f"search config {str(path)!r} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise AdacompError(
-            f"search config {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})"
-        ) from None
-    if not isinstance(data, dict):
-        raise AdacompError(
-            f"search config {str(path)!r}: expected a mapping (name, task, targets, objectives, ...)"
-        )
-    try:
-        config = SearchConfig.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "(top level)"
-        raise AdacompError(f"search config {str(path)!r}: {where}: {error['msg']}") from None
+    config = load_yaml_model(path, SearchConfig, "search config", "name, task, targets, objectives, ...")
     if not config.output.dir.is_absolute():
-        config = config.model_copy(
-            update={"output": config.output.model_copy(update={"dir": path.parent / config.output.dir})}
-        )
+        output = config.output.model_copy(update={"dir": path.parent / config.output.dir})
+        config = config.model_copy(update={"output": output})
     return config
