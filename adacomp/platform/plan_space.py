@@ -1,0 +1,117 @@
+"""From a model's search space to flat sampler parameters and back to a CompressionPlan.
+
+Samplers (Optuna through Tune, random, the RL agent) see flat, named parameters; a trial turns
+them back into a plan with `plan_from_params`, and a resumed search turns finished plans into
+parameters (`params_from_plan`) to seed the sampler's history. Per layer: one module or
+structural technique (or none) with its parameters, optional magnitude pruning; per model: one
+quantization precision (or none).
+
+Names: `<layer>/technique`, `<layer>/<technique>/<param>`, `<layer>/sparsity`, `precision`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from adacomp.search_spaces import CompressionPlan, SearchSpace, Step
+from adacomp.search_spaces.params import ChoiceParam, FloatParam, IntParam, ParamSpec
+
+NONE = "none"
+# Techniques a layer may take as its one main step; magnitude pruning and quantization are
+# separate knobs so they combine with any of these (AdaDeep's combinations).
+MAIN_TECHNIQUES = ("channel_prune", "low_rank", "depthwise_separable", "fire", "gap_head")
+PRECISIONS = (NONE, "int8", "int8_per_tensor", "fp16")
+
+
+def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
+    if isinstance(spec, FloatParam):
+        return trial.suggest_float(name, spec.low, spec.high, log=spec.log)
+    if isinstance(spec, IntParam):
+        return trial.suggest_int(name, spec.low, spec.high)
+    assert isinstance(spec, ChoiceParam)
+    return trial.suggest_categorical(name, list(spec.choices))
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace) -> None:
+    """Optuna define-by-run: suggests every parameter of one plan (conditional on technique)."""
+    for layer in space.layers:
+        options = [NONE, *(t for t in MAIN_TECHNIQUES if t in layer.techniques)]
+        if layer.site.is_output:
+            options = [t for t in options if t != "channel_prune"]
+        technique = trial.suggest_categorical(f"{layer.name}/technique", options)
+        if technique != NONE:
+            for param, spec in layer.techniques[technique].items():
+                _suggest(trial, f"{layer.name}/{technique}/{param}", spec)
+        if "magnitude_prune" in layer.techniques:
+            trial.suggest_float(f"{layer.name}/sparsity", 0.0, 0.9)
+    trial.suggest_categorical("precision", list(PRECISIONS))
+
+
+def plan_from_params(params: Mapping[str, Any], space: SearchSpace) -> CompressionPlan:
+    """The plan a flat parameter dict describes (unknown or inactive keys are ignored)."""
+    precision = params.get("precision", NONE)
+    layers: dict[str, list[Step]] = {}
+    for layer in space.layers:
+        steps: list[Step] = []
+        technique = params.get(f"{layer.name}/technique", NONE)
+        if technique != NONE:
+            values = {p: params[f"{layer.name}/{technique}/{p}"] for p in layer.techniques[technique]}
+            steps.append(Step.of(technique, **values))
+        sparsity = float(params.get(f"{layer.name}/sparsity", 0.0))
+        if sparsity > 0.05:  # below this, pruning saves nothing worth its index overhead
+            steps.append(Step.of("magnitude_prune", sparsity=round(sparsity, 4)))
+        if precision != NONE and "quantize" in layer.techniques:
+            steps.append(Step.of("quantize", precision=precision))
+        if steps:
+            layers[layer.name] = steps
+    return CompressionPlan.from_mapping(layers)
+
+
+def params_from_plan(plan: CompressionPlan, space: SearchSpace) -> dict[str, Any]:
+    """The flat parameters that rebuild `plan` (to seed a sampler with finished trials)."""
+    params: dict[str, Any] = {}
+    precision = NONE
+    for layer in space.layers:
+        params[f"{layer.name}/technique"] = NONE
+        if "magnitude_prune" in layer.techniques:
+            params[f"{layer.name}/sparsity"] = 0.0
+        for step in plan.steps_for(layer.name):
+            if step.technique in MAIN_TECHNIQUES:
+                params[f"{layer.name}/technique"] = step.technique
+                for key, value in step.params:
+                    params[f"{layer.name}/{step.technique}/{key}"] = value
+            elif step.technique == "magnitude_prune":
+                params[f"{layer.name}/sparsity"] = float(step.kwargs["sparsity"])
+            elif step.technique == "quantize":
+                precision = str(step.kwargs["precision"])
+    params["precision"] = precision
+    return params
+
+
+def distributions(
+    space: SearchSpace, params: Mapping[str, Any]
+) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions of the parameters in `params` (for `study.add_trial` when resuming)."""
+    result: dict[str, optuna.distributions.BaseDistribution] = {
+        "precision": optuna.distributions.CategoricalDistribution(list(PRECISIONS))
+    }
+    for layer in space.layers:
+        options = [NONE, *(t for t in MAIN_TECHNIQUES if t in layer.techniques)]
+        if layer.site.is_output:
+            options = [t for t in options if t != "channel_prune"]
+        result[f"{layer.name}/technique"] = optuna.distributions.CategoricalDistribution(options)
+        if "magnitude_prune" in layer.techniques:
+            result[f"{layer.name}/sparsity"] = optuna.distributions.FloatDistribution(0.0, 0.9)
+        for technique in options[1:]:
+            for param, spec in layer.techniques[technique].items():
+                name = f"{layer.name}/{technique}/{param}"
+                if isinstance(spec, FloatParam):
+                    result[name] = optuna.distributions.FloatDistribution(spec.low, spec.high, log=spec.log)
+                elif isinstance(spec, IntParam):
+                    result[name] = optuna.distributions.IntDistribution(spec.low, spec.high)
+                else:
+                    result[name] = optuna.distributions.CategoricalDistribution(list(spec.choices))
+    return {k: v for k, v in result.items() if k in params}
