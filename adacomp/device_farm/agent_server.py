@@ -29,6 +29,7 @@ from adacomp.device_farm.devices.host import HostDevice
 from adacomp.device_farm.model import OnnxModel, load_checked
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.errors import AdacompError
+from adacomp.yaml_config import describe_validation_error
 
 SETTINGS_HEADER = "X-Adacomp-Settings"
 DEFAULT_MAX_MODEL_BYTES = 256 * 1024 * 1024
@@ -135,9 +136,7 @@ class AgentHandler(BaseHTTPRequestHandler):
         try:
             settings = MeasureSettings.model_validate_json(self.headers.get(SETTINGS_HEADER) or "{}")
         except ValidationError as exc:
-            error = exc.errors()[0]
-            where = ".".join(map(str, error["loc"])) or "settings"
-            self._error(HTTPStatus.BAD_REQUEST, f"bad {SETTINGS_HEADER}: {where}: {error['msg']}")
+            self._error(HTTPStatus.BAD_REQUEST, f"bad {SETTINGS_HEADER}: {describe_validation_error(exc)}")
             return
         try:
             load_checked(body, "upload")

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adacomp.device_farm.graph import OpKind, Precision
 from adacomp.errors import AdacompError
+from adacomp.yaml_config import describe_validation_error
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -129,9 +130,7 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     try:
         return DeviceProfile.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        raise AdacompError(f"profile {str(path)!r}: field {location}: {error['msg']}") from None
+        raise AdacompError(f"profile {str(path)!r}: field {describe_validation_error(exc)}") from None
 
 
 def save_profile(profile: DeviceProfile, path: str | Path) -> Path:

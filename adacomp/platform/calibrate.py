@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import torch
 from torch import nn
 
@@ -23,12 +24,10 @@ from adacomp.device_farm import MeasureSettings, OnnxModel, open_farm
 from adacomp.device_farm.cost_model import accuracy_report, fit_efficiency, flops_baseline_fit, predict
 from adacomp.device_farm.graph import analyze
 from adacomp.device_farm.profiles import load_profile, save_profile
+from adacomp.platform.plan_space import plan_from_params, suggest
 from adacomp.platform.table import format_table
-from adacomp.search_spaces import CompressionPlan, Step, build_space, compress, export_onnx
-from adacomp.search_spaces.params import ChoiceParam, FloatParam, IntParam, ParamSpec
+from adacomp.search_spaces import CompressionPlan, build_space, compress, export_onnx
 from adacomp.tasks import load_task
-
-MODULE_TECHNIQUES = ("low_rank", "depthwise_separable", "fire", "channel_prune", "gap_head")
 
 
 @dataclass(frozen=True)
@@ -62,35 +61,14 @@ def _fmt(key: str, value: float) -> str:
     return f"{value:.3f}" if key == "kendall_tau" else f"{100 * value:.1f} %"
 
 
-def _sample(spec: ParamSpec, rng: random.Random) -> Any:
-    if isinstance(spec, FloatParam):
-        return round(rng.uniform(spec.low, spec.high), 3)
-    if isinstance(spec, IntParam):
-        return rng.randint(spec.low, spec.high)
-    assert isinstance(spec, ChoiceParam)
-    return rng.choice(spec.choices)
-
-
 def random_plan(model: nn.Module, example: torch.Tensor, rng: random.Random) -> CompressionPlan:
-    """A random valid plan: per layer maybe one module technique, maybe a precision for all."""
+    """A random valid plan, drawn from the same space the search samples (`plan_space`)."""
     space = build_space(model, example)
-    precision = rng.choice([None, None, "int8", "int8_per_tensor", "fp16"])
-    layers: dict[str, list[Step]] = {}
-    for layer in space.layers:
-        steps = []
-        options = [t for t in MODULE_TECHNIQUES if t in layer.techniques]
-        if options and rng.random() < 0.6:
-            technique = rng.choice(options)
-            steps.append(
-                Step.of(technique, **{p: _sample(s, rng) for p, s in layer.techniques[technique].items()})
-            )
-            if technique == "channel_prune":
-                steps[-1] = Step.of("channel_prune", ratio=round(rng.uniform(0.1, 0.7), 3))
-        if precision is not None:
-            steps.append(Step.of("quantize", precision=precision))
-        if steps:
-            layers[layer.name] = steps
-    return CompressionPlan.from_mapping(layers)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=rng.randrange(2**31)))
+    trial = study.ask()
+    suggest(trial, space)
+    return plan_from_params(trial.params, space)
 
 
 def random_stack(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
@@ -119,7 +97,7 @@ def random_stack(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
         size = (size + stride - 1) // stride
         c = out
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)]
-    return nn.Sequential(*layers).eval(), torch.randn(2, channels, size * 1, size * 1)
+    return nn.Sequential(*layers).eval(), torch.randn(2, channels, size, size)
 
 
 def calibration_models(count: int, seed: int) -> Iterator[tuple[str, bytes]]:

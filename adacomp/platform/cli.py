@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from adacomp import __version__
@@ -86,15 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _compress(args: argparse.Namespace) -> int:
     from adacomp.platform.compress_job import run_compress
     from adacomp.search_spaces import CompressionPlan
-    from adacomp.tasks import TrainBudget, load_task
+    from adacomp.tasks import load_task
 
     plan = CompressionPlan.load(args.plan)
     task = load_task(args.task)
     finetune = None
     if args.finetune_epochs is not None:
-        finetune = TrainBudget(**{**_budget_fields(task.finetune_budget), "epochs": args.finetune_epochs})
+        finetune = replace(task.finetune_budget, epochs=args.finetune_epochs)
     elif args.finetune_steps is not None:
-        finetune = TrainBudget(**{**_budget_fields(task.finetune_budget), "steps": args.finetune_steps})
+        finetune = replace(task.finetune_budget, steps=args.finetune_steps)
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - progress goes to stderr
     result = run_compress(
         task,
@@ -113,12 +114,6 @@ def _compress(args: argparse.Namespace) -> int:
     files = "model.onnx, baseline.onnx, plan.json, weights.safetensors, report.json"
     print(f"\nwritten to {result.out_dir}/: {files}")
     return 0
-
-
-def _budget_fields(budget: object) -> dict[str, object]:
-    from dataclasses import asdict
-
-    return asdict(budget)  # type: ignore[call-overload]
 
 
 def _space(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ the quickest way to try a plan by hand.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -184,12 +185,6 @@ def _write(out: Path, result: CompressResult, model: nn.Module, baseline: bytes,
     (out / "baseline.onnx").write_bytes(baseline)
     (out / "model.onnx").write_bytes(compressed)
     result.plan.save(out / "plan.json")
-    state = {k: v.contiguous() for k, v in bake_pruning(_copy(model)).state_dict().items()}
+    state = {k: v.contiguous() for k, v in bake_pruning(copy.deepcopy(model)).state_dict().items()}
     save_file(state, str(out / "weights.safetensors"))
     (out / "report.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-
-
-def _copy(model: nn.Module) -> nn.Module:
-    import copy
-
-    return copy.deepcopy(model)

@@ -82,14 +82,15 @@ def _list(args: argparse.Namespace) -> int:
     from adacomp.platform.table import format_table
 
     farm = open_farm(args.config)
+    statuses = farm.status()  # health checks may be network round trips: once
     rows = []
-    for status in farm.status():
+    for status in statuses:
         state = "ok" if status.healthy else "DOWN"
         if status.quarantined_for_s:
             state = f"quarantined {status.quarantined_for_s:.0f} s"
         rows.append([status.name, status.kind, status.device_class, state, status.detail])
     print(format_table(["device", "kind", "class", "health", "detail"], rows))
-    return 0 if all(s.healthy for s in farm.status()) else 1
+    return 0 if all(s.healthy for s in statuses) else 1
 
 
 def _measure(args: argparse.Namespace) -> int:

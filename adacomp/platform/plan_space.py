@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from adacomp.search_spaces import CompressionPlan, SearchSpace, Step
+from adacomp.search_spaces import CompressionPlan, LayerSpace, SearchSpace, Step
 from adacomp.search_spaces.params import ChoiceParam, FloatParam, IntParam, ParamSpec
 
 NONE = "none"
@@ -35,12 +35,16 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
     return trial.suggest_categorical(name, list(spec.choices))
 
 
+def _main_options(layer: LayerSpace) -> list[str]:
+    """`none` plus the main techniques that apply (never pruning the output layer's channels)."""
+    options = [NONE, *(t for t in MAIN_TECHNIQUES if t in layer.techniques)]
+    return [t for t in options if not (layer.site.is_output and t == "channel_prune")]
+
+
 def suggest(trial: optuna.Trial, space: SearchSpace) -> None:
     """Optuna define-by-run: suggests every parameter of one plan (conditional on technique)."""
     for layer in space.layers:
-        options = [NONE, *(t for t in MAIN_TECHNIQUES if t in layer.techniques)]
-        if layer.site.is_output:
-            options = [t for t in options if t != "channel_prune"]
+        options = _main_options(layer)
         technique = trial.suggest_categorical(f"{layer.name}/technique", options)
         if technique != NONE:
             for param, spec in layer.techniques[technique].items():
@@ -99,9 +103,7 @@ def distributions(
         "precision": optuna.distributions.CategoricalDistribution(list(PRECISIONS))
     }
     for layer in space.layers:
-        options = [NONE, *(t for t in MAIN_TECHNIQUES if t in layer.techniques)]
-        if layer.site.is_output:
-            options = [t for t in options if t != "channel_prune"]
+        options = _main_options(layer)
         result[f"{layer.name}/technique"] = optuna.distributions.CategoricalDistribution(options)
         if "magnitude_prune" in layer.techniques:
             result[f"{layer.name}/sparsity"] = optuna.distributions.FloatDistribution(0.0, 0.9)

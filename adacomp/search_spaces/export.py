@@ -20,8 +20,6 @@ import torch
 from torch import nn
 
 from adacomp.search_spaces.plan import CompressionPlan
-from adacomp.search_spaces.techniques import get_technique
-from adacomp.search_spaces.techniques._base import Stage
 from adacomp.search_spaces.techniques.magnitude_prune import bake_pruning
 from adacomp.search_spaces.techniques.quantize import quantize_onnx
 
@@ -36,7 +34,7 @@ def export_precisions(plan: CompressionPlan | None) -> dict[str, str]:
     precisions: dict[str, str] = {}
     for layer, steps in plan:
         for step in steps:
-            if get_technique(step.technique).stage is Stage.EXPORT and step.technique == "quantize":
+            if step.technique == "quantize":
                 precisions[layer] = str(step.kwargs["precision"])
     return precisions
 

@@ -78,7 +78,10 @@ def _encoding_of(module_name: str, encodings: dict[str, Encoding]) -> Encoding:
 
 def storage_bytes(model: nn.Module, plan: CompressionPlan | None = None) -> int:
     """Encoded bytes of every stored tensor of `model` (masks baked; BatchNorm folded)."""
-    baked = bake_pruning(copy.deepcopy(model))
+    return _storage_bytes_of_baked(bake_pruning(copy.deepcopy(model)), plan)
+
+
+def _storage_bytes_of_baked(baked: nn.Module, plan: CompressionPlan | None) -> int:
     encodings = layer_encodings(plan)
     total = 0
     for name, module in baked.named_modules():
@@ -120,5 +123,5 @@ def model_facts(
         parameters=parameters,
         nonzero_parameters=nonzero,
         macs=count_macs(baked, example_input),
-        storage_bytes=storage_bytes(baked, plan),
+        storage_bytes=_storage_bytes_of_baked(baked, plan),
     )

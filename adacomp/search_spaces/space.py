@@ -17,7 +17,6 @@ from adacomp.search_spaces.params import ParamSpec, defaults
 from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.sites import LayerSite, trace_sites
 from adacomp.search_spaces.techniques import registered_techniques
-from adacomp.search_spaces.techniques._base import Stage
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,3 @@ def build_space(model: nn.Module, example_input: torch.Tensor) -> SearchSpace:
             params = sum(p.numel() for p in module.parameters())
             layers.append(LayerSpace(site=site, parameters=params, techniques=applicable))
     return SearchSpace(tuple(layers))
-
-
-def stage_of(technique: str) -> Stage:
-    return registered_techniques()[technique].stage
