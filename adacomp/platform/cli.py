@@ -55,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("tasks", help="list the built-in tasks")
 
     from adacomp.platform.farm_cli import add_farm_parser
+    from adacomp.platform.search_cli import add_search_parsers
 
     add_farm_parser(commands)
+    add_search_parsers(commands)
     return parser
 
 
@@ -73,6 +75,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from adacomp.platform.farm_cli import run_farm
 
             return run_farm(args)
+        if args.command in ("search", "pareto", "ui"):
+            from adacomp.platform import search_cli
+
+            runner = {
+                "search": search_cli.run_search_command,
+                "pareto": search_cli.run_pareto_command,
+                "ui": search_cli.run_ui_command,
+            }[args.command]
+            return runner(args)
     except AdacompError as exc:
         print(f"adacomp: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

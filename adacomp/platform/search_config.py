@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from adacomp.device_farm.settings import MeasureSettings
 from adacomp.yaml_config import load_yaml_model
 
 DeviceMetric = Literal["latency", "energy", "memory"]
@@ -113,6 +114,11 @@ class Output(_Frozen):
     experiment: str = "adacomp"
 
 
+# Lighter than a one-off measurement: a search measures every trial, and ranking candidates
+# needs less precision than reporting one; a noisy shared machine is tolerated up to cv 0.5.
+SEARCH_MEASURE = MeasureSettings(warmup_runs=3, min_runs=10, max_runs=100, max_cv=0.5, max_seconds=10)
+
+
 class SearchConfig(_Frozen):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: str
@@ -126,6 +132,7 @@ class SearchConfig(_Frozen):
     strategy: str = "nsga2"
     seed: int = 0
     farm: Path | None = None  # farm config; None: the built-in default farm
+    measure: MeasureSettings = SEARCH_MEASURE
     output: Output = Output()
 
     @model_validator(mode="after")
@@ -144,9 +151,10 @@ class SearchConfig(_Frozen):
 
 
 def load_search_config(path: str | Path) -> SearchConfig:
+    """Relative `output.dir` stays relative to the working directory (where `adacomp ui` looks);
+    a relative `farm` path is relative to the config file, which names it."""
     path = Path(path)
     config = load_yaml_model(path, SearchConfig, "search config", "name, task, targets, objectives, ...")
-    if not config.output.dir.is_absolute():
-        output = config.output.model_copy(update={"dir": path.parent / config.output.dir})
-        config = config.model_copy(update={"output": output})
+    if config.farm is not None and not config.farm.is_absolute():
+        config = config.model_copy(update={"farm": path.parent / config.farm})
     return config

@@ -77,6 +77,15 @@ class TrialContext:
         return base
 
 
+MODEL_METRICS = ("accuracy", "accuracy_torch", "accuracy_drop", "storage", "parameters", "macs", "onnx_bytes")
+DEVICE_METRICS = ("latency", "energy", "memory")
+
+
+def metric_names(targets: tuple[str, ...]) -> list[str]:
+    """Every metric a trial reports, in a stable order."""
+    return [*MODEL_METRICS, *(f"{m}_{t}" for t in targets for m in DEVICE_METRICS)]
+
+
 def measure_metrics(
     ctx: TrialContext, model: nn.Module, plan: CompressionPlan, onnx_model: bytes
 ) -> dict[str, float | None]:

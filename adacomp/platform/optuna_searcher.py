@@ -1,0 +1,69 @@
+"""Ray Tune's OptunaSearch, taught about failed trials and constraints.
+
+Two gaps in the stock searcher: a result without objective values is told to Optuna as
+COMPLETE with `None`s (Optuna refuses it), and constraint values never reach the sampler. Here a
+failed trial is told as FAIL, and a finished one gets its constraint values with
+`Trial.set_constraint` before `tell`, where NSGA-II and TPE look for them.
+
+The study lives in persistent Optuna storage (a journal file next to the search's results), so
+a resumed search finds the sampler's whole history there; Tune's own searcher checkpoint is
+not needed and is skipped (it would pickle the storage).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from ray.tune.search.optuna import OptunaSearch
+
+FAILED = optuna.trial.TrialState.FAIL
+
+
+class ConstrainedOptunaSearch(OptunaSearch):
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        study: Any = self._ot_study
+        ot_trial = self._ot_trials.pop(trial_id, None)
+        if ot_trial is None or trial_id in self._completed_trials:
+            return
+        self._completed_trials.add(trial_id)
+        values: list[Any] = [result.get(m) for m in self.metric] if result else []
+        usable = bool(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if error or not result or result.get("failed") or not usable:
+            reason = (result or {}).get("reason") or ("the trial raised" if error else "no objective values")
+            ot_trial.set_user_attr("adacomp:failure", str(reason)[:500])
+            study.tell(ot_trial, state=FAILED)
+            return
+        for i, violation in enumerate(result.get("violations", [])):
+            ot_trial.set_constraint(f"c{i}", float(violation))
+        if "plan_hash" in result:
+            ot_trial.set_user_attr("adacomp:plan_hash", result["plan_hash"])
+        study.tell(ot_trial, [float(v) for v in values])
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Tune pickles its searcher with the tuner's state; the study (storage, locks, the
+        define-by-run closure) stays out: it is reloaded from storage, never unpickled."""
+        skip = {"_ot_study", "_storage", "_sampler", "_space", "_ot_trials"}
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
+
+    def save(self, checkpoint_path: str) -> None:
+        """The persistent Optuna storage is the checkpoint (see the module docstring)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Nothing to restore: the study is reloaded from its storage by name."""
+
+
+def fail_interrupted_trials(storage: optuna.storages.BaseStorage, study_name: str) -> int:
+    """Mark trials left RUNNING by a killed search as FAIL, so samplers stop waiting on them."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return 0
+    stale = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in stale:
+        storage.set_trial_user_attr(trial._trial_id, "adacomp:failure", "interrupted (search killed)")
+        storage.set_trial_state_values(trial._trial_id, FAILED)
+    return len(stale)

@@ -1,0 +1,673 @@
+"""The search: Ray Tune runs trials, an Optuna strategy proposes plans, MLflow records it all.
+
+`search(config)` is the whole job (the CLI's `adacomp search` is a thin layer over it):
+
+1. validate everything a user can get wrong before any training (config, strategy, targets);
+2. train (or load from cache) the uncompressed model and measure it like a trial: the baseline
+   that normalises the utility and is the summary table's first row;
+3. start or reconnect to Ray (embedded by default; `address` or RAY_ADDRESS for a cluster) with
+   the host device's measurement cores kept free of training;
+4. run the remaining trials with Tune; the trial function gets the task, weights and baseline
+   once through the object store (`tune.with_parameters`) and caches its context per worker;
+5. record each finished trial (driver side): ledger line, MLflow child run, progress view;
+6. at the end: Pareto front (CSV, Parquet, PNG, HTML), hypervolume, best model registered.
+
+Everything lives under `<output.dir>/<name>/`; a resumed search (`resume=True`) continues from
+the ledger and the Optuna journal there (see ledger.py and optuna_searcher.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from ray.tune import Callback
+
+from adacomp.device_farm import FarmConfig, MeasureSettings
+from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
+from adacomp.errors import AdacompError
+from adacomp.platform.front import (
+    best_by_utility,
+    front_rows,
+    normalised_hypervolume,
+    pareto_front,
+)
+from adacomp.platform.ledger import Ledger, TrialRecord
+from adacomp.platform.plan_space import plan_from_params, suggest
+from adacomp.platform.progress import ProgressView, SearchProgress
+from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.strategies import SearcherSetup, get_strategy
+from adacomp.platform.trial import (
+    TrialContext,
+    TrialResult,
+    baseline_metrics,
+    evaluate_plan,
+    metric_names,
+)
+from adacomp.search_spaces import CompressionPlan, build_space
+from adacomp.tasks import Task, load_task, pretrained_model
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+STATE_FILE = "search.json"
+# Fields that define what a search measures: a resumed search must not change them.
+IDENTITY_FIELDS = ("task", "targets", "objectives", "constraints", "utility", "finetune", "seed", "measure")
+
+
+# --- the trial, in a Tune worker -------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialPayload:
+    """What every trial needs, put in Ray's object store once (tune.with_parameters)."""
+
+    key: str
+    config: SearchConfig
+    task: Task
+    weights: dict[str, torch.Tensor]
+    baseline: dict[str, float | None]
+    calibration: list[np.ndarray]
+    settings: MeasureSettings
+    farm: FarmConfig
+
+
+_CONTEXTS: dict[str, TrialContext] = {}
+
+
+def _trial_context(payload: TrialPayload) -> TrialContext:
+    """Built once per worker process and search: the model, the farm's actor handles."""
+    ctx = _CONTEXTS.get(payload.key)
+    if ctx is None:
+        import ray
+
+        from adacomp.device_farm import Farm
+        from adacomp.platform.ray_farm import RayFarm
+
+        model = payload.task.build_model()
+        model.load_state_dict(payload.weights)
+        model.eval()
+        farm = RayFarm(payload.farm) if ray.is_initialized() else Farm(payload.farm)
+        ctx = TrialContext(
+            config=payload.config,
+            task=payload.task,
+            model=model,
+            farm=farm,
+            settings=payload.settings,
+            calibration=payload.calibration,
+            baseline=payload.baseline,
+        )
+        _CONTEXTS.clear()
+        _CONTEXTS[payload.key] = ctx
+    return ctx
+
+
+def trial_report(result: TrialResult, number: int) -> dict[str, Any]:
+    return {
+        **result.report(),
+        "violations": list(result.violations),
+        "reason": result.reason or "",
+        "trial_number": number,
+    }
+
+
+def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
+    """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
+    from ray import tune
+
+    number = int(params["trial_number"])
+    if "cached" in params:  # a plan this search already evaluated: never paid twice
+        tune.report({**params["cached"], "trial_number": number})
+        return
+    ctx = _trial_context(payload)
+    result = evaluate_plan(ctx, CompressionPlan.from_json(params["plan"]), seed=int(params["seed"]))
+    report = trial_report(result, number)
+    if result.onnx_model is None:
+        tune.report(report)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.onnx").write_bytes(result.onnx_model)
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{int(trial.config.get('trial_number', -1)):04d}_{trial.trial_id}"
+
+
+# --- the result ------------------------------------------------------------------------------
+@dataclass
+class SearchResult:
+    """A finished (or resumed-and-finished) search."""
+
+    config: SearchConfig
+    out_dir: Path
+    run_id: str
+    tracking_uri: str
+    baseline: dict[str, float | None]
+    records: list[TrialRecord]
+    hypervolume: float
+    registered_model: str | None = None
+    seconds: float = 0.0
+    front_records: list[TrialRecord] = field(default_factory=list)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The best feasible trial by the usage's utility."""
+        return best_by_utility(self.records)
+
+    @property
+    def best_plan(self) -> CompressionPlan | None:
+        return self.best.plan if self.best else None
+
+    @property
+    def front(self) -> pd.DataFrame:
+        """The Pareto front (feasible trials), uncompressed baseline first."""
+        import pandas as pd
+
+        return pd.DataFrame(front_rows(self.config, self.records, self.baseline))
+
+    def model_path(self, record: TrialRecord) -> Path:
+        return self.out_dir / "models" / f"{record.plan.hash}.onnx"
+
+    def table(self) -> str:
+        return format_front(self.config, self.records, self.baseline)
+
+
+def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dict[str, float | None]) -> str:
+    from adacomp.platform.table import format_table
+
+    rows = front_rows(config, records, baseline)
+    if not rows:
+        return "(no trials)"
+    headers = [h for h in rows[0] if h != "plan_hash"]
+
+    def cell(key: str, value: Any) -> Any:
+        if value is None:
+            return "-"
+        if key.startswith("accuracy ") or key == "accuracy":
+            return f"{100 * value:.2f}%"
+        if key.startswith("storage"):
+            return f"{value / 1024:.1f} KB"
+        if key == "plan" and len(value) > 70:
+            return value[:67] + "..."
+        return value
+
+    return format_table(
+        [h.replace("storage (B)", "storage") for h in headers],
+        [[cell(h, row[h]) for h in headers] for row in rows],
+    )
+
+
+# --- the driver ------------------------------------------------------------------------------
+def _identity(config: SearchConfig) -> dict[str, Any]:
+    dumped = json.loads(config.model_dump_json())
+    return {k: dumped[k] for k in IDENTITY_FIELDS}
+
+
+def _farm_for_targets(config: SearchConfig) -> FarmConfig:
+    farm = load_farm_config(config.farm) if config.farm is not None else default_farm_config()
+    names = {spec.name for spec in farm.devices}
+    for target in config.targets:
+        if target not in names:
+            where = f"farm {config.farm}" if config.farm else "the default farm"
+            raise AdacompError(f"targets: unknown device {target!r}; {where} has: {', '.join(sorted(names))}")
+    return farm.model_copy(update={"devices": tuple(s for s in farm.devices if s.name in config.targets)})
+
+
+def _check_objectives_measurable(config: SearchConfig, baseline: dict[str, float | None]) -> None:
+    for objective in config.objectives:
+        if baseline.get(objective.key) is None:
+            raise AdacompError(
+                f"objectives: {objective.key!r} has no value for the uncompressed model "
+                f"(device {objective.target!r} cannot measure {objective.metric}); "
+                "remove it or pick another device"
+            )
+
+
+class _SearchRun:
+    """Driver-side state of one run of a search: ledger, tracker, progress."""
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        out_dir: Path,
+        tracker: Any,
+        parent_id: str,
+        baseline: dict[str, float | None],
+        progress: ProgressView,
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.ledger = Ledger(out_dir / "trials.jsonl")
+        self.records = self.ledger.load()
+        self.tracker = tracker
+        self.parent_id = parent_id
+        self.baseline = baseline
+        self.view = progress
+        self.by_hash = {r.plan.hash: r for r in self.records if not r.failed and r.duplicate_of is None}
+
+    def record(self, record: TrialRecord, model_path: Path | None) -> None:
+        if any(r.number == record.number for r in self.records):
+            return  # Tune told us twice (complete after error); the first word stands
+        self.ledger.append(record)  # first: a kill after this is reconciled on resume
+        self.records.append(record)
+        if not record.failed and record.duplicate_of is None:
+            self.by_hash.setdefault(record.plan.hash, record)
+        self.tracker.log_trial(self.parent_id, record, model_path)
+        self._progress(record)
+
+    def _progress(self, record: TrialRecord) -> None:
+        p = self.view.progress
+        p.done = len(self.records)
+        p.done_this_run += 1
+        p.failed = sum(r.failed for r in self.records)
+        p.running = max(0, p.running - 1)
+        p.front_size = len(pareto_front(self.config, self.records))
+        best = best_by_utility(self.records)
+        p.best_utility = best.utility if best else None
+        p.hypervolume = normalised_hypervolume(self.config, self.records, self.baseline)
+        self.tracker.log_progress(
+            self.parent_id,
+            step=p.done,
+            values={
+                "hypervolume": p.hypervolume,
+                "front_size": float(p.front_size),
+                "best_utility": p.best_utility,
+                "trials_done": float(p.done),
+                "trials_failed": float(p.failed),
+            },
+        )
+        self.view.trial_finished(_describe(record))
+
+    def reconcile(self) -> int:
+        """Logs ledger trials MLflow lacks (a kill between the two); returns how many."""
+        logged = self.tracker.logged_trials(self.parent_id)
+        missing = [r for r in self.records if r.number not in logged]
+        for record in missing:
+            self.tracker.log_trial(self.parent_id, record, self._model(record))
+        return len(missing)
+
+    def _model(self, record: TrialRecord) -> Path | None:
+        path = self.out_dir / "models" / f"{record.plan.hash}.onnx"
+        return path if path.exists() else None
+
+
+def _describe(record: TrialRecord) -> str:
+    if record.failed:
+        return f"trial {record.number}: failed - {record.reason}"
+    accuracy = record.metrics.get("accuracy")
+    acc = f"acc {100 * accuracy:.2f}%" if isinstance(accuracy, float) else "acc -"
+    state = "feasible" if record.feasible else "infeasible"
+    dup = f" (same plan as trial {record.duplicate_of})" if record.duplicate_of is not None else ""
+    utility = "-" if record.utility is None else f"{record.utility:.4f}"
+    return f"trial {record.number}: {acc}, utility {utility}, {state}, {record.seconds:.1f} s{dup}"
+
+
+def _record_from_result(config: SearchConfig, params: dict[str, Any], result: dict[str, Any]) -> TrialRecord:
+    plan = CompressionPlan.from_json(params["plan"])
+    metrics = {k: result.get(k) for k in metric_names(config.targets) if result.get(k) is not None}
+    failed = bool(result.get("failed", True))
+    utility = result.get("utility")
+    return TrialRecord(
+        number=int(params["trial_number"]),
+        plan=plan,
+        metrics=metrics,
+        utility=None if utility is None or not math.isfinite(utility) else float(utility),
+        violations=tuple(float(v) for v in result.get("violations", [])),
+        failed=failed,
+        reason=result.get("reason") or None,
+        seconds=float(result.get("seconds", 0.0)),
+        duplicate_of=params.get("duplicate_of"),
+    )
+
+
+class TrialRecorder(Callback):
+    """Tune's driver-side hook: every finished or crashed trial is recorded exactly once."""
+
+    def __init__(self, run: _SearchRun) -> None:
+        self.run: _SearchRun | None = run
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"run": None}  # Tune pickles its callbacks with the tuner; ours live in the driver
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.run is not None:
+            self.run.view.progress.running += 1
+            self.run.view.refresh()
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.run is not None and "trial_number" in trial.config:
+            _record_completed(self.run, trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.run is not None and "trial_number" in trial.config:
+            _record_crashed(self.run, trial)
+
+
+def _record_completed(run: _SearchRun, trial: Any) -> None:
+    record = _record_from_result(run.config, trial.config, trial.last_result or {})
+    model_path = None
+    checkpoint = trial.checkpoint
+    if checkpoint is not None and not record.failed:
+        source = Path(checkpoint.path) / "model.onnx"
+        if source.exists():
+            model_path = run.out_dir / "models" / f"{record.plan.hash}.onnx"
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, model_path)
+    run.record(record, model_path)
+
+
+def _record_crashed(run: _SearchRun, trial: Any) -> None:
+    error = getattr(trial, "error_file", None)
+    detail = "its worker process died"
+    if error and Path(error).exists():
+        lines = [ln for ln in Path(error).read_text().splitlines() if ln.strip()]
+        detail = lines[-1][:300] if lines else detail
+    record = TrialRecord(
+        number=int(trial.config["trial_number"]),
+        plan=CompressionPlan.from_json(trial.config["plan"]),
+        metrics={},
+        utility=None,
+        violations=(),
+        failed=True,
+        reason=f"trial crashed: {detail}",
+    )
+    run.record(record, None)
+
+
+def _define_by_run(config: SearchConfig, run: _SearchRun, space: Any) -> Callable[[Any], dict[str, Any]]:
+    def define(trial: Any) -> dict[str, Any]:
+        suggest(trial, space)
+        plan = plan_from_params(trial.params, space)
+        proposal: dict[str, Any] = {
+            "plan": plan.to_json(indent=None),
+            "trial_number": trial.number,
+            "seed": config.seed + trial.number,
+        }
+        earlier = run.by_hash.get(plan.hash)
+        if earlier is not None:
+            proposal["duplicate_of"] = earlier.number
+            proposal["cached"] = {
+                **earlier.metrics,
+                "utility": earlier.utility,
+                "violations": list(earlier.violations),
+                "feasible": float(earlier.feasible),
+                "failed": 0.0,
+                "plan_hash": earlier.plan.hash,
+                "seconds": 0.0,
+                "reason": "",
+            }
+        return proposal
+
+    return define
+
+
+def _init_ray(address: str | None, farm: FarmConfig) -> tuple[bool, Any]:
+    """Starts (True) or joins (False) Ray; returns the host core reservation when local."""
+    import ray
+
+    from adacomp.platform.ray_farm import init_local_ray
+
+    if ray.is_initialized():
+        return False, None
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return True, None
+    uses_host = any(isinstance(spec, HostSpec) for spec in farm.devices)
+    reservation = init_local_ray(
+        farm,
+        measurement_cores=1 if uses_host else 0,
+        log_to_driver=False,
+        include_dashboard=False,
+        configure_logging=False,
+    )
+    return True, reservation
+
+
+def search(
+    config: SearchConfig | str | Path,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Runs (or resumes) a compression search and returns its front, MLflow run and best plan.
+
+    `config` is a SearchConfig or the path of its YAML file. With `resume`, a search killed
+    earlier continues where it stopped (a search that never ran simply starts). `address`
+    joins a Ray cluster instead of starting Ray on this machine (RAY_ADDRESS works too).
+    """
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    if not isinstance(config, SearchConfig):
+        config = load_search_config(config)
+    strategy = get_strategy(config.strategy)
+    farm_config = _farm_for_targets(config)
+    out_dir = (config.output.dir / config.name).resolve()
+    state_path = out_dir / STATE_FILE
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and not resume:
+        done = len(Ledger(out_dir / "trials.jsonl").load())
+        raise AdacompError(
+            f"output: search {config.name!r} already exists in {out_dir} ({done} finished trials); "
+            "continue it with --resume, or change 'name' or 'output.dir'"
+        )
+    if state and state.get("identity") != _identity(config):
+        changed = [k for k in IDENTITY_FIELDS if state["identity"].get(k) != _identity(config)[k]]
+        raise AdacompError(
+            f"{changed[0]}: differs from the search being resumed in {out_dir}; "
+            "a resumed search must measure the same way (change 'name' to start a new one)"
+        )
+    from adacomp.platform.tracking import default_tracking_uri
+
+    tracking_uri = (
+        config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
+    )
+
+    task = load_task(config.task)
+    say(f"task {task.name}: training or loading the uncompressed model")
+    model = pretrained_model(task, seed=config.seed)
+    started_ray, reservation = _init_ray(address, farm_config)
+    try:
+        return _run(
+            config,
+            strategy,
+            farm_config,
+            reservation,
+            task,
+            model,
+            out_dir,
+            state,
+            tracking_uri,
+            resume=bool(state),
+            progress=progress,
+            say=say,
+            started=started,
+        )
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+
+
+def _run(
+    config: SearchConfig,
+    strategy: Any,
+    farm_config: FarmConfig,
+    reservation: Any,
+    task: Task,
+    model: torch.nn.Module,
+    out_dir: Path,
+    state: dict[str, Any],
+    tracking_uri: str,
+    *,
+    resume: bool,
+    progress: bool,
+    say: Callable[[str], None],
+    started: float,
+) -> SearchResult:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import tune
+
+    from adacomp.platform.optuna_searcher import fail_interrupted_trials
+    from adacomp.platform.ray_farm import RayFarm
+    from adacomp.platform.tracking import SearchTracker
+
+    farm = RayFarm(farm_config, reservation)
+    calibration = task.calibration_batches()
+    ctx = TrialContext(config, task, model, farm, config.measure, calibration)
+    if resume:
+        baseline: dict[str, float | None] = state["baseline"]
+    else:
+        say("measuring the uncompressed model on " + ", ".join(config.targets))
+        baseline = baseline_metrics(ctx)
+        _check_objectives_measurable(config, baseline)
+    ctx.baseline = baseline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tracker = SearchTracker(
+        tracking_uri, config.output.experiment, config.output.dir.resolve() / "mlartifacts"
+    )
+    if resume:
+        parent_id = state["parent_run_id"]
+        tracker.reopen(parent_id)
+    else:
+        parent_id = tracker.start_search(config, out_dir, baseline)
+        state = {
+            "name": config.name,
+            "parent_run_id": parent_id,
+            "tracking_uri": tracking_uri,
+            "experiment": config.output.experiment,
+            "identity": _identity(config),
+            "baseline": baseline,
+            "config": json.loads(config.model_dump_json()),
+        }
+        tmp = out_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(out_dir / STATE_FILE)
+
+    view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
+    run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view)
+    if resume:
+        recovered = run.reconcile()
+        say(
+            f"resuming: {len(run.records)} trials finished"
+            + (f", {recovered} re-logged to MLflow" if recovered else "")
+        )
+
+    space = build_space(model, task.example_input(2))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal = out_dir / "optuna.journal"
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    study_name = f"adacomp-{config.name}"
+    fail_interrupted_trials(storage, study_name)
+    setup = SearcherSetup(
+        define_by_run=_define_by_run(config, run, space),
+        metrics=tuple(o.key for o in config.objectives),
+        modes=tuple(o.mode for o in config.objectives),
+        trials=config.trials,
+        seed=config.seed,
+        storage=storage,
+        study_name=study_name,
+    )
+    remaining = config.trials - len(run.records)
+    view.progress.done = len(run.records)
+    view.progress.failed = sum(r.failed for r in run.records)
+    if remaining > 0:
+        payload = TrialPayload(
+            key=f"{out_dir}:{time.time_ns()}",
+            config=config,
+            task=task,
+            weights={k: v.detach().clone() for k, v in model.state_dict().items()},
+            baseline=baseline,
+            calibration=calibration,
+            settings=config.measure,
+            farm=farm_config,
+        )
+        training_cores = len(reservation.training) if reservation is not None else config.concurrency
+        concurrency = max(1, min(config.concurrency, training_cores))
+        say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
+            tune_config=tune.TuneConfig(
+                search_alg=strategy.searcher(setup),
+                num_samples=remaining,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(out_dir / "ray"),
+                callbacks=[TrialRecorder(run)],
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        with view:
+            tuner.fit()
+    return _finish(config, out_dir, run, tracker, parent_id, baseline, tracking_uri, started)
+
+
+def _finish(
+    config: SearchConfig,
+    out_dir: Path,
+    run: _SearchRun,
+    tracker: Any,
+    parent_id: str,
+    baseline: dict[str, float | None],
+    tracking_uri: str,
+    started: float,
+) -> SearchResult:
+    from adacomp.platform.plots import pareto_html, pareto_png
+
+    records = run.ledger.load()
+    front = pareto_front(config, records)
+    result = SearchResult(
+        config=config,
+        out_dir=out_dir,
+        run_id=parent_id,
+        tracking_uri=tracking_uri,
+        baseline=baseline,
+        records=records,
+        hypervolume=normalised_hypervolume(config, records, baseline),
+        front_records=front,
+    )
+    table = result.front
+    files = [out_dir / "front.csv", out_dir / "front.parquet", out_dir / "front.md"]
+    table.to_csv(files[0], index=False)
+    table.to_parquet(files[1], index=False)
+    files[2].write_text(result.table() + "\n")
+    files.append(pareto_png(config, records, baseline, out_dir / "pareto.png"))
+    files.append(pareto_html(config, records, baseline, out_dir / "pareto.html"))
+    tracker.log_front(
+        parent_id,
+        files,
+        [r.number for r in front],
+        {
+            "hypervolume_final": result.hypervolume,
+            "front_size_final": float(len(front)),
+            "trials_failed_final": float(sum(r.failed for r in records)),
+        },
+    )
+    best = result.best
+    if best is not None and result.model_path(best).exists():
+        _, version = tracker.register_best(parent_id, best, result.model_path(best), config.name)
+        result.registered_model = f"models:/{config.name}/{version}"
+    tracker.finish(parent_id)
+    result.seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,214 @@
+"""MLflow tracking of a search: a parent run, one child run per trial, the front, the winner.
+
+Only the driver logs (trials report to Tune; Tune's callback hands results here), through
+`MlflowClient` with explicit run ids: no global "active run", safe to call from callbacks.
+Child runs carry `adacomp.trial` so a resumed search can tell which trials are already logged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from adacomp.platform.ledger import TrialRecord
+from adacomp.platform.search_config import SearchConfig
+
+TRIAL_TAG = "adacomp.trial"
+SEARCH_TAG = "adacomp.search"
+DIR_TAG = "adacomp.dir"
+FRONT_TAG = "adacomp.pareto"
+MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
+
+
+def default_tracking_uri(output_dir: Path) -> str:
+    return f"sqlite:///{(output_dir / 'mlflow.db').resolve()}"
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
+
+
+def _metrics(values: Mapping[str, float | None], prefix: str = "", step: int = 0) -> list[Metric]:
+    now = _now_ms()
+    return [
+        Metric(f"{prefix}{k}", float(v), now, step)
+        for k, v in values.items()
+        if isinstance(v, (int, float)) and math.isfinite(v)
+    ]
+
+
+class SearchTracker:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path) -> None:
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri)
+        found = self.client.get_experiment_by_name(experiment)
+        if found is not None:
+            self.experiment_id = found.experiment_id
+        else:
+            location = None  # a server's own artifact root
+            if tracking_uri.startswith("sqlite"):  # a local store: artifacts beside the database
+                artifact_root.mkdir(parents=True, exist_ok=True)
+                location = artifact_root.resolve().as_uri()
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
+
+    # --- the parent run ----------------------------------------------------------------------
+    def start_search(self, config: SearchConfig, out_dir: Path, baseline: Mapping[str, float | None]) -> str:
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=config.name,
+            tags={
+                SEARCH_TAG: config.name,
+                DIR_TAG: str(out_dir.resolve()),
+                "adacomp.strategy": config.strategy,
+            },
+        )
+        run_id: str = run.info.run_id
+        params = {
+            "task": config.task,
+            "strategy": config.strategy,
+            "trials": config.trials,
+            "concurrency": config.concurrency,
+            "seed": config.seed,
+            "targets": ",".join(config.targets),
+            "objectives": ", ".join(f"{o.key}:{o.mode}" for o in config.objectives),
+            "constraints": "; ".join(c.describe() for c in config.constraints) or "-",
+            **{f"utility.{k}": v for k, v in config.utility.model_dump().items()},
+            **{f"finetune.{k}": v for k, v in config.finetune.model_dump().items()},
+        }
+        self.client.log_batch(
+            run_id,
+            metrics=_metrics(baseline, prefix="baseline_"),
+            params=[Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()],
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "search_config.json"
+            path.write_text(config.model_dump_json(indent=2))
+            self.client.log_artifact(run_id, str(path))
+        return run_id
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def logged_trials(self, parent_id: str) -> set[int]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
+            max_results=50_000,
+        )
+        return {int(r.data.tags[TRIAL_TAG]) for r in runs if TRIAL_TAG in r.data.tags}
+
+    def child_runs(self, parent_id: str) -> dict[int, str]:
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
+            max_results=50_000,
+        )
+        return {int(r.data.tags[TRIAL_TAG]): r.info.run_id for r in runs if TRIAL_TAG in r.data.tags}
+
+    # --- child runs --------------------------------------------------------------------------
+    def log_trial(self, parent_id: str, record: TrialRecord, model_path: Path | None) -> str:
+        tags = {
+            MLFLOW_PARENT_RUN_ID: parent_id,
+            MLFLOW_RUN_NAME: f"trial-{record.number:04d}",
+            TRIAL_TAG: str(record.number),
+            "adacomp.plan_hash": record.plan.hash,
+            "adacomp.feasible": str(record.feasible).lower(),
+            "adacomp.failed": str(record.failed).lower(),
+        }
+        if record.reason:
+            tags["adacomp.failure_reason"] = record.reason[:5000]
+        if record.duplicate_of is not None:
+            tags["adacomp.duplicate_of"] = str(record.duplicate_of)
+        run = self.client.create_run(self.experiment_id, tags=tags, start_time=int(record.finished_at * 1000))
+        run_id: str = run.info.run_id
+        params = {"plan_hash": record.plan.hash, "plan": str(record.plan)[:MAX_PARAM]}
+        for layer, steps in record.plan:
+            params[f"layer.{layer}"] = " -> ".join(map(str, steps))[:MAX_PARAM]
+        scalars = {
+            **record.metrics,
+            "utility": record.utility,
+            "feasible": float(record.feasible),
+            "failed": float(record.failed),
+            "trial_seconds": record.seconds,
+            **{f"violation_{i}": v for i, v in enumerate(record.violations)},
+        }
+        self.client.log_batch(
+            run_id,
+            metrics=_metrics(scalars),
+            params=[Param(k, v) for k, v in params.items()],
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            plan_path = Path(tmp) / "plan.json"
+            plan_path.write_text(record.plan.to_json() + "\n")
+            self.client.log_artifact(run_id, str(plan_path))
+        if model_path is not None and model_path.exists():
+            self.client.log_artifact(run_id, str(model_path))
+        status = "FAILED" if record.failed else "FINISHED"
+        self.client.set_terminated(run_id, status=status, end_time=int(record.finished_at * 1000) + 1)
+        return run_id
+
+    def log_progress(self, parent_id: str, step: int, values: Mapping[str, float | None]) -> None:
+        self.client.log_batch(parent_id, metrics=_metrics(values, step=step))
+
+    # --- the end of a search -----------------------------------------------------------------
+    def log_front(
+        self,
+        parent_id: str,
+        files: Sequence[Path],
+        front_trials: Sequence[int],
+        summary: Mapping[str, float | None],
+    ) -> None:
+        for path in files:
+            self.client.log_artifact(parent_id, str(path), artifact_path="pareto")
+        children = self.child_runs(parent_id)
+        on_front = set(front_trials)
+        for number, run_id in children.items():
+            self.client.set_tag(run_id, FRONT_TAG, str(number in on_front).lower())
+        self.client.log_batch(parent_id, metrics=_metrics(summary))
+
+    def register_best(
+        self, parent_id: str, record: TrialRecord, model_path: Path, model_name: str
+    ) -> tuple[str, str]:
+        """Logs the best model as an MLflow ONNX model on its trial's run and registers it."""
+        import onnx
+
+        tags = self.client.get_run(parent_id).data.tags
+        if tags.get("adacomp.best_trial") == str(record.number) and "adacomp.best_model" in tags:
+            return tags["adacomp.best_model"], tags["adacomp.best_version"]  # a resumed, finished search
+        child = self.child_runs(parent_id).get(record.number)
+        plan = json.loads(record.plan.to_json())
+        with mlflow.start_run(run_id=child or parent_id):
+            info = mlflow.onnx.log_model(
+                onnx.load(str(model_path)),
+                name="model",
+                registered_model_name=model_name,
+                metadata={"plan": plan, "plan_hash": record.plan.hash, "trial": record.number},
+                save_as_external_data=False,
+            )
+        versions = self.client.search_model_versions(f"name = '{model_name}'")
+        latest = max(versions, key=lambda v: int(v.version))
+        self.client.set_model_version_tag(model_name, latest.version, "adacomp.plan_hash", record.plan.hash)
+        self.client.set_model_version_tag(model_name, latest.version, "adacomp.plan", str(record.plan)[:5000])
+        self.client.set_tag(parent_id, "adacomp.best_trial", str(record.number))
+        self.client.set_tag(parent_id, "adacomp.best_model", info.model_uri)
+        self.client.set_tag(parent_id, "adacomp.best_version", str(latest.version))
+        return info.model_uri, str(latest.version)
+
+    def finish(self, parent_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(parent_id, status=status)
+
+
+def run_tags(tracking_uri: str, run_id: str) -> dict[str, Any]:
+    return dict(MlflowClient(tracking_uri).get_run(run_id).data.tags)
