@@ -23,17 +23,23 @@ def device_resource(name: str) -> str:
     return f"device:{name}"
 
 
-def init_local_ray(config: FarmConfig, measurement_cores: int = 1, **ray_kwargs: Any) -> CoreReservation:
+def init_local_ray(
+    config: FarmConfig, measurement_cores: int = 1, **ray_kwargs: Any
+) -> CoreReservation | None:
     """Start an embedded Ray whose workers cannot run on the host device's cores.
 
     Pins this (driver) process to the training cores first: the raylet and its workers inherit
     the mask. Offers one `device:<name>` resource per real device configured for this machine.
+    With `measurement_cores=0` (no host device measures here) every core trains.
     """
-    reservation = reserve_cores(available_cores(), measurement_cores)
-    pin_process(reservation.training)
     resources = {
         device_resource(spec.name): 1.0 for spec in config.devices if not isinstance(spec, EmulatedSpec)
     }
+    if measurement_cores == 0:
+        ray.init(num_cpus=len(available_cores()), resources=resources, **ray_kwargs)
+        return None
+    reservation = reserve_cores(available_cores(), measurement_cores)
+    pin_process(reservation.training)
     ray.init(num_cpus=len(reservation.training), resources=resources, **ray_kwargs)
     return reservation
 

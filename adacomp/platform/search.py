@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +43,7 @@ from adacomp.platform.front import (
     pareto_front,
 )
 from adacomp.platform.ledger import Ledger, TrialRecord
-from adacomp.platform.plan_space import plan_from_params, suggest
+from adacomp.platform.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.progress import ProgressView, SearchProgress
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.platform.strategies import SearcherSetup, get_strategy
@@ -439,6 +439,7 @@ def search(
     resume: bool = False,
     address: str | None = None,
     progress: bool = True,
+    initial_plans: Sequence[CompressionPlan] = (),
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Runs (or resumes) a compression search and returns its front, MLflow run and best plan.
@@ -446,6 +447,7 @@ def search(
     `config` is a SearchConfig or the path of its YAML file. With `resume`, a search killed
     earlier continues where it stopped (a search that never ran simply starts). `address`
     joins a Ray cluster instead of starting Ray on this machine (RAY_ADDRESS works too).
+    `initial_plans` are evaluated first (a warm start: known-good plans, last night's front).
     """
     started = time.perf_counter()
     say = log or (lambda message: None)
@@ -491,6 +493,7 @@ def search(
             tracking_uri,
             resume=bool(state),
             progress=progress,
+            initial_plans=initial_plans,
             say=say,
             started=started,
         )
@@ -514,6 +517,7 @@ def _run(
     *,
     resume: bool,
     progress: bool,
+    initial_plans: Sequence[CompressionPlan],
     say: Callable[[str], None],
     started: float,
 ) -> SearchResult:
@@ -582,6 +586,7 @@ def _run(
         seed=config.seed,
         storage=storage,
         study_name=study_name,
+        initial_points=() if resume else tuple(params_from_plan(p, space) for p in initial_plans),
     )
     remaining = config.trials - len(run.records)
     view.progress.done = len(run.records)
@@ -597,10 +602,14 @@ def _run(
             settings=config.measure,
             farm=farm_config,
         )
-        training_cores = len(reservation.training) if reservation is not None else config.concurrency
+        import ray
+
+        training_cores = int(ray.cluster_resources().get("CPU", 1))
         concurrency = max(1, min(config.concurrency, training_cores))
         say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
+        # A failed trial reports no objective values (it has none); the searcher tells Optuna FAIL.
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
             tune_config=tune.TuneConfig(

@@ -27,6 +27,8 @@ class SearcherSetup:
     seed: int
     storage: optuna.storages.BaseStorage
     study_name: str
+    # Flat sampler parameters of plans to evaluate first (warm start), in order.
+    initial_points: tuple[dict[str, Any], ...] = ()
 
 
 class Strategy(Protocol):
@@ -57,6 +59,7 @@ class OptunaStrategy:
             sampler=self.make_sampler(setup),
             study_name=setup.study_name,
             storage=setup.storage,
+            points_to_evaluate=[dict(p) for p in setup.initial_points] or None,
         )
 
 

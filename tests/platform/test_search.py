@@ -1,0 +1,174 @@
+"""End to end: a real search (real Ray, real Optuna, real MLflow sqlite store) on a tiny budget.
+
+One search runs once for the module (emulated targets, 8 trials, 2 at a time, one plan known to
+fail enqueued first); the tests then check what it left: the front against brute force, the
+constraints, the failed trial, MLflow's runs and artifacts, the registered model, and the CLI
+and MLflow-only readers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from adacomp.errors import AdacompError
+from adacomp.platform.front import objective_vector
+from adacomp.platform.pareto import dominates
+from adacomp.platform.search import SearchResult, search
+from adacomp.platform.search_config import SearchConfig
+from adacomp.search_spaces import CompressionPlan, Step
+
+pytestmark = pytest.mark.slow
+
+FAILING_PLAN = CompressionPlan.from_mapping(
+    {
+        "features.conv1": [Step.of("channel_prune", ratio=0.9)],
+        "features.conv2": [Step.of("fire", squeeze_ratio=0.5, expand_1x1_fraction=0.5)],
+    }
+)
+GOOD_PLAN = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.25)]})
+
+
+def search_config(out: Path, **changes: object) -> SearchConfig:
+    data: dict[str, object] = {
+        "name": "e2e",
+        "task": "tests.platform.tiny_task:tiny_digits",
+        "targets": ["pixel4", "snapdragon450"],
+        "objectives": [
+            {"metric": "accuracy"},
+            {"metric": "latency", "target": "pixel4"},
+            {"metric": "storage"},
+        ],
+        "constraints": [{"metric": "accuracy_drop", "max": 40}, {"metric": "storage", "max": 500_000}],
+        "utility": {"accuracy": 1.0, "latency": 0.2, "storage": 0.3},
+        "finetune": {"steps": 5},
+        "trials": 8,
+        "concurrency": 2,
+        "strategy": "random",
+        "seed": 3,
+        "output": {"dir": str(out)},
+    }
+    data.update(changes)
+    return SearchConfig.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
+    out = tmp_path_factory.mktemp("search")
+    return search(search_config(out), progress=False, initial_plans=[FAILING_PLAN, GOOD_PLAN])
+
+
+def test_every_trial_is_recorded_once_and_the_failing_one_did_not_stop_the_search(
+    finished: SearchResult,
+) -> None:
+    numbers = [r.number for r in finished.records]
+    assert sorted(numbers) == list(range(8))
+    failed = [r for r in finished.records if r.failed]
+    assert [r.plan for r in failed if r.plan == FAILING_PLAN], "the enqueued bad plan ran and failed"
+    assert "'fire' does not apply" in (failed[0].reason or "")
+    assert sum(not r.failed for r in finished.records) >= 6
+
+
+def test_front_is_exactly_the_non_dominated_feasible_trials(finished: SearchResult) -> None:
+    config = finished.config
+    feasible = [r for r in finished.records if r.feasible and objective_vector(config, r.metrics)]
+
+    def minimised(record: object) -> tuple[float, ...]:
+        vector = objective_vector(config, record.metrics)  # type: ignore[attr-defined]
+        assert vector is not None
+        return tuple(-v if o.mode == "max" else v for v, o in zip(vector, config.objectives, strict=True))
+
+    brute = {
+        r.number
+        for r in feasible
+        if not any(dominates(minimised(q), minimised(r)) for q in feasible if q is not r)
+    }
+    assert {r.number for r in finished.front_records} == brute
+    assert brute, "a loose config must leave something on the front"
+    table = finished.front
+    assert table.iloc[0]["trial"] == "baseline" and len(table) == len(brute) + 1
+
+
+def test_constraints_are_respected(finished: SearchResult) -> None:
+    for record in finished.front_records:
+        assert record.metrics["accuracy_drop"] <= 40  # type: ignore[operator]
+        assert record.metrics["storage"] <= 500_000  # type: ignore[operator]
+    best = finished.best
+    assert best is not None and best.feasible
+    assert best.utility == max(r.utility for r in finished.records if r.feasible)  # type: ignore[type-var]
+
+
+def test_mlflow_holds_parent_children_front_and_registered_model(finished: SearchResult) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(finished.tracking_uri)
+    parent = client.get_run(finished.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["strategy"] == "random"
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{finished.run_id}'"
+    )
+    assert sorted(int(c.data.tags["adacomp.trial"]) for c in children) == list(range(8))
+    on_front = {
+        int(c.data.tags["adacomp.trial"]) for c in children if c.data.tags.get("adacomp.pareto") == "true"
+    }
+    assert on_front == {r.number for r in finished.front_records}
+    failed = [c for c in children if c.data.tags["adacomp.failed"] == "true"]
+    assert failed and failed[0].info.status == "FAILED" and "adacomp.failure_reason" in failed[0].data.tags
+    artifacts = {a.path for a in client.list_artifacts(finished.run_id, "pareto")}
+    expected = {"front.csv", "front.parquet", "front.md", "pareto.png", "pareto.html"}
+    assert {f"pareto/{name}" for name in expected} <= artifacts
+    history = client.get_metric_history(finished.run_id, "hypervolume")
+    assert [m.step for m in history] == list(range(1, 9))
+    assert history[-1].value == pytest.approx(finished.hypervolume)
+    assert finished.registered_model == "models:/e2e/1"
+    version = client.get_model_version("e2e", "1")
+    assert version.tags["adacomp.plan_hash"] == finished.best.plan.hash  # type: ignore[union-attr]
+
+
+def test_best_model_file_runs_in_onnx_runtime(finished: SearchResult) -> None:
+    import onnxruntime as ort
+
+    best = finished.best
+    assert best is not None
+    session = ort.InferenceSession(str(finished.model_path(best)))
+    assert session.get_inputs()[0].name == "input"
+
+
+def test_pareto_reads_the_directory_and_the_mlflow_run(
+    finished: SearchResult, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from adacomp.platform.cli import main
+    from adacomp.platform.results import open_search_run
+
+    assert main(["pareto", str(finished.out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "8/8 trials finished, 1 failed" in out and "baseline" in out
+    # From MLflow alone (the directory moved away): the same front.
+    state = json.loads((finished.out_dir / "search.json").read_text())
+    moved = finished.out_dir.parent / "moved"
+    finished.out_dir.rename(moved)
+    try:
+        snapshot = open_search_run(state["parent_run_id"], finished.tracking_uri)
+        assert snapshot.out_dir is None
+        assert {r.number for r in snapshot.front} == {r.number for r in finished.front_records}
+    finally:
+        moved.rename(finished.out_dir)
+
+
+def test_running_it_again_without_resume_is_refused_and_resume_is_a_no_op(finished: SearchResult) -> None:
+    with pytest.raises(
+        AdacompError, match=r"output: search 'e2e' already exists .* continue it with --resume"
+    ):
+        search(finished.config, progress=False)
+    again = search(finished.config, resume=True, progress=False)
+    assert [r.to_dict() for r in again.records] == [r.to_dict() for r in finished.records]
+    assert again.run_id == finished.run_id and again.registered_model == finished.registered_model
+
+
+def test_resuming_with_a_different_measurement_is_refused(finished: SearchResult) -> None:
+    changed = finished.config.model_copy(update={"targets": ("pixel4",)})
+    with pytest.raises(AdacompError, match=r"^targets: differs from the search being resumed"):
+        search(changed, resume=True, progress=False)
