@@ -604,7 +604,7 @@ def _run(
         )
         import ray
 
-        training_cores = int(ray.cluster_resources().get("CPU", 1))
+        training_cores = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
         concurrency = max(1, min(config.concurrency, training_cores))
         say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows

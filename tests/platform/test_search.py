@@ -172,3 +172,74 @@ def test_resuming_with_a_different_measurement_is_refused(finished: SearchResult
     changed = finished.config.model_copy(update={"targets": ("pixel4",)})
     with pytest.raises(AdacompError, match=r"^targets: differs from the search being resumed"):
         search(changed, resume=True, progress=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finished: SearchResult) -> None:
+    """`adacomp ui` really serves the search: checked through the UI server's REST API and its
+    artifact endpoint on loopback (no browser on this machine: the REST API is what the UI's
+    pages call)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.parse
+    import urllib.request
+
+    port = _free_port()
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    command = [sys.executable, "-m", "adacomp.platform.cli", "ui", "--store", finished.tracking_uri]
+    server = subprocess.Popen(
+        [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+
+    def get(endpoint: str, **query: str) -> bytes:
+        url = f"{base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bytes(response.read())
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if get("/health") == b"OK":
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, "mlflow ui exited"
+            assert time.monotonic() < deadline, "mlflow ui did not come up"
+            time.sleep(0.5)
+        assert b"<html" in get("/").lower()
+        parent = json.loads(get("/api/2.0/mlflow/runs/get", run_id=finished.run_id))["run"]
+        assert parent["info"]["run_name"] == "e2e"
+        request = urllib.request.Request(
+            f"{base}/api/2.0/mlflow/runs/search",
+            data=json.dumps(
+                {
+                    "experiment_ids": [parent["info"]["experiment_id"]],
+                    "filter": f"tags.`mlflow.parentRunId` = '{finished.run_id}'",
+                }
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            children = json.loads(response.read())["runs"]
+        assert len(children) == 8
+        listed = json.loads(get("/api/2.0/mlflow/artifacts/list", run_id=finished.run_id, path="pareto"))
+        assert {"pareto/pareto.html", "pareto/front.csv"} <= {f["path"] for f in listed["files"]}
+        front_csv = get("/get-artifact", path="pareto/front.csv", run_uuid=finished.run_id).decode()
+        assert front_csv.splitlines()[1].startswith("baseline,")
+        html = get("/get-artifact", path="pareto/pareto.html", run_uuid=finished.run_id)
+        assert b"plotly" in html.lower()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
