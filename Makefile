@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 # Override for a GPU machine, e.g. `make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" test`.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.adacomp-installed
-DEMO_OUT ?= out/demo
 
 .PHONY: install demo test lint typecheck pytest bench clean
 
@@ -20,8 +19,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: a full search on the embedded defaults (local Ray, sqlite MLflow store in runs/,
+# two emulated devices + this CPU). Run again, it resumes: a finished search just prints its front.
 demo: $(STAMP)
-	$(BIN)/adacomp compress --task digits --plan examples/plans/digits_mixed.json --out $(DEMO_OUT)
+	$(BIN)/adacomp search examples/digits.yaml --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check adacomp tests benchmarks

@@ -10,13 +10,16 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adacomp.errors import AdacompError
-from adacomp.platform.front import normalised_hypervolume, pareto_front
+from adacomp.platform.front import front_rows, normalised_hypervolume, pareto_front
 from adacomp.platform.ledger import Ledger, TrialRecord
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATE_FILE = "search.json"
 
@@ -31,8 +34,15 @@ class SearchSnapshot:
     out_dir: Path | None
 
     @property
-    def front(self) -> list[TrialRecord]:
+    def front_records(self) -> list[TrialRecord]:
         return pareto_front(self.config, self.records)
+
+    @property
+    def front(self) -> pd.DataFrame:
+        """The Pareto front (feasible trials), uncompressed baseline first."""
+        import pandas as pd
+
+        return pd.DataFrame(front_rows(self.config, self.records, self.baseline))
 
     @property
     def hypervolume(self) -> float:
@@ -42,7 +52,7 @@ class SearchSnapshot:
         failed = sum(r.failed for r in self.records)
         return (
             f"search {self.config.name!r}: {len(self.records)}/{self.config.trials} trials finished, "
-            f"{failed} failed, {len(self.front)} on the front, hypervolume {self.hypervolume:.4f}"
+            f"{failed} failed, {len(self.front_records)} on the front, hypervolume {self.hypervolume:.4f}"
         )
 
 
@@ -139,7 +149,7 @@ def _record_from_run(
     )
 
 
-def open_search(run_or_dir: str, tracking_uri: str | None = None) -> SearchSnapshot:
+def open_search(run_or_dir: str | Path, tracking_uri: str | None = None) -> SearchSnapshot:
     """A search directory (or the output dir holding one search), or an MLflow run id."""
     path = Path(run_or_dir)
     if path.exists():
@@ -148,4 +158,4 @@ def open_search(run_or_dir: str, tracking_uri: str | None = None) -> SearchSnaps
         from adacomp.platform.tracking import default_tracking_uri
 
         tracking_uri = default_tracking_uri(Path("runs"))
-    return open_search_run(run_or_dir, tracking_uri)
+    return open_search_run(str(run_or_dir), tracking_uri)

@@ -153,7 +153,7 @@ def test_pareto_reads_the_directory_and_the_mlflow_run(
     try:
         snapshot = open_search_run(state["parent_run_id"], finished.tracking_uri)
         assert snapshot.out_dir is None
-        assert {r.number for r in snapshot.front} == {r.number for r in finished.front_records}
+        assert {r.number for r in snapshot.front_records} == {r.number for r in finished.front_records}
     finally:
         moved.rename(finished.out_dir)
 
