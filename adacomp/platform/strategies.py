@@ -7,6 +7,7 @@ learn what is feasible. The RL agent (its own issue) registers here too, with it
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,13 +71,14 @@ def _nsga2(setup: SearcherSetup) -> optuna.samplers.BaseSampler:
 
 
 def _tpe(setup: SearcherSetup) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.TPESampler(
-        n_startup_trials=max(4, min(10, setup.trials // 5)),
-        multivariate=True,
-        group=True,  # the space is conditional (parameters depend on the chosen technique)
-        seed=setup.seed,
-        warn_independent_sampling=False,
-    )
+    with warnings.catch_warnings():  # `multivariate` and `group` are marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            n_startup_trials=max(4, min(10, setup.trials // 5)),
+            multivariate=True,
+            group=True,  # the space is conditional (parameters depend on the chosen technique)
+            seed=setup.seed,
+        )
 
 
 def _random(setup: SearcherSetup) -> optuna.samplers.BaseSampler:

@@ -1,0 +1,175 @@
+"""Search benchmarks: strategies' hypervolume against trials, the platform's per-trial overhead,
+and the speed-up from running trials in parallel. Prints tables, writes
+benchmarks/results/search_bench.json.
+
+    python benchmarks/search_bench.py                 # 16 trials x 3 seeds x 3 strategies, ~10 min on 2 cores
+    python benchmarks/search_bench.py --trials 8 --seeds 1
+
+Every search uses the digits task, emulated targets only (so both cores train), one Ray
+instance for all runs, and its own MLflow store under benchmarks/results/search_runs/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+
+from adacomp.device_farm import Farm
+from adacomp.platform.front import hypervolume_history
+from adacomp.platform.ledger import TrialRecord
+from adacomp.platform.plan_space import plan_from_params, suggest
+from adacomp.platform.search import search
+from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.table import format_table
+from adacomp.platform.trial import TrialContext, baseline_metrics, evaluate_plan
+from adacomp.search_spaces import build_space
+from adacomp.tasks import load_task, pretrained_model
+
+RESULTS = Path(__file__).parent / "results"
+RUNS = RESULTS / "search_runs"
+
+
+def config(name: str, strategy: str, trials: int, seed: int, concurrency: int) -> SearchConfig:
+    return SearchConfig.model_validate(
+        {
+            "name": name,
+            "task": "digits",
+            "targets": ["pixel4", "raspberrypi4"],
+            "objectives": [
+                {"metric": "accuracy"},
+                {"metric": "latency", "target": "raspberrypi4"},
+                {"metric": "storage"},
+            ],
+            "constraints": [{"metric": "accuracy_drop", "max": 2.0}],
+            "utility": {"accuracy": 1.0, "latency": 0.3, "storage": 0.3},
+            "finetune": {"steps": 30},
+            "trials": trials,
+            "concurrency": concurrency,
+            "strategy": strategy,
+            "seed": seed,
+            "output": {"dir": str(RUNS)},
+        }
+    )
+
+
+def trial_phase_seconds(records: list[TrialRecord]) -> float:
+    """From the first trial's start to the last one's end (startup and wrap-up excluded)."""
+    first_start = min(r.finished_at - r.seconds for r in records)
+    return max(r.finished_at for r in records) - first_start
+
+
+def strategies_table(trials: int, seeds: int, checkpoints: list[int]) -> dict[str, Any]:
+    rows, data = [], {}
+    for strategy in ("nsga2", "tpe", "random"):
+        curves, bests = [], []
+        for seed in range(seeds):
+            result = search(config(f"hv-{strategy}-{seed}", strategy, trials, seed, 2), progress=False)
+            curves.append(hypervolume_history(result.config, result.records, result.baseline))
+            best = result.best
+            bests.append(best.utility if best and best.utility is not None else float("nan"))
+            print(f"  {strategy} seed {seed}: hv {curves[-1][-1]:.4f}, {result.seconds:.0f} s", flush=True)
+        means = [statistics.mean(c[n - 1] for c in curves) for n in checkpoints]
+        spread = statistics.pstdev(c[-1] for c in curves)
+        rows.append(
+            [strategy, *(f"{m:.4f}" for m in means), f"{spread:.4f}", f"{statistics.mean(bests):.4f}"]
+        )
+        data[strategy] = {"hypervolume_curves": curves, "best_utility": bests}
+    headers = ["strategy", *(f"hv@{n}" for n in checkpoints), "sd(hv@end)", "best utility"]
+    print(format_table(headers, rows))
+    return data
+
+
+def plain_optuna_loop(trials: int) -> dict[str, float]:
+    """The same trials (same sampler, same seed, same plans) without Ray, Tune or MLflow."""
+    import torch
+
+    torch.set_num_threads(1)  # a Tune trial gets 1 CPU, so its torch runs 1 thread: same work
+    cfg = config("plain", "random", trials, 0, 1)
+    task = load_task("digits")
+    model = pretrained_model(task)
+    farm = Farm()
+    ctx = TrialContext(cfg, task, model, farm, cfg.measure, task.calibration_batches())
+    ctx.baseline = baseline_metrics(ctx)
+    space = build_space(model, task.example_input(2))
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
+    started = time.perf_counter()
+    compute = 0.0
+    for _ in range(trials):
+        trial = study.ask()
+        suggest(trial, space)
+        result = evaluate_plan(ctx, plan_from_params(trial.params, space), seed=trial.number)
+        compute += result.seconds
+        if result.failed:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        else:
+            m = result.metrics
+            study.tell(trial, [m["accuracy"], m["latency_raspberrypi4"], m["storage"]])  # type: ignore[list-item]
+    wall = time.perf_counter() - started
+    return {"wall_per_trial": wall / trials, "compute_per_trial": compute / trials}
+
+
+def overhead_table(trials: int) -> dict[str, Any]:
+    plain = plain_optuna_loop(trials)
+    result = search(config("overhead", "random", trials, 0, 1), progress=False)
+    phase = trial_phase_seconds(result.records)
+    platform = {
+        "wall_per_trial": phase / trials,
+        "compute_per_trial": statistics.mean(r.seconds for r in result.records),
+        "startup_and_wrapup": result.seconds - phase,
+    }
+    rows = [
+        ["plain Optuna loop", plain["wall_per_trial"], plain["compute_per_trial"],
+         plain["wall_per_trial"] - plain["compute_per_trial"]],
+        ["adacomp search (Ray Tune + MLflow)", platform["wall_per_trial"], platform["compute_per_trial"],
+         platform["wall_per_trial"] - platform["compute_per_trial"]],
+    ]  # fmt: skip
+    print(format_table(["loop", "wall s/trial", "trial work s", "overhead s/trial"], rows))
+    print(f"  adacomp one-off startup + wrap-up: {platform['startup_and_wrapup']:.1f} s")
+    return {"plain": plain, "platform": platform}
+
+
+def speedup_table(trials: int) -> dict[str, Any]:
+    walls = {}
+    for concurrency in (1, 2):
+        result = search(config(f"speedup-{concurrency}", "random", trials, 0, concurrency), progress=False)
+        walls[concurrency] = trial_phase_seconds(result.records)
+    rows = [[c, walls[c], walls[1] / walls[c]] for c in (1, 2)]
+    print(format_table(["concurrent trials", "trial phase s", "speed-up"], rows))
+    return {str(c): walls[c] for c in walls}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=16)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--overhead-trials", type=int, default=8)
+    parser.add_argument("--speedup-trials", type=int, default=12)
+    args = parser.parse_args()
+    shutil.rmtree(RUNS, ignore_errors=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    checkpoints = sorted({max(1, args.trials // 4), args.trials // 2, 3 * args.trials // 4, args.trials})
+    report: dict[str, Any] = {"trials": args.trials, "seeds": args.seeds}
+    print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
+    report["strategies"] = strategies_table(args.trials, args.seeds, checkpoints)
+    print(f"\n## per-trial overhead ({args.overhead_trials} trials, random sampler, 1 at a time)")
+    report["overhead"] = overhead_table(args.overhead_trials)
+    print(f"\n## speed-up from concurrent trials ({args.speedup_trials} trials, 2 cores)")
+    report["speedup"] = speedup_table(args.speedup_trials)
+    ray.shutdown()
+    (RESULTS / "search_bench.json").write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {RESULTS / 'search_bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
