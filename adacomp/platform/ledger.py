@@ -14,9 +14,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adacomp.search_spaces import CompressionPlan
+
+if TYPE_CHECKING:
+    from adacomp.platform.trial import TrialResult
 
 
 @dataclass(frozen=True)
@@ -32,9 +35,34 @@ class TrialRecord:
     duplicate_of: int | None = None  # a plan already evaluated: served from that trial's result
     finished_at: float = field(default_factory=time.time)
 
+    @classmethod
+    def from_result(cls, number: int, result: TrialResult) -> TrialRecord:
+        return cls(
+            number=number,
+            plan=result.plan,
+            metrics={k: v for k, v in result.metrics.items() if v is not None},
+            utility=result.utility,
+            violations=result.violations,
+            failed=result.failed,
+            reason=result.reason,
+            seconds=result.seconds,
+        )
+
     @property
     def feasible(self) -> bool:
         return not self.failed and all(v <= 0 for v in self.violations)
+
+    def report(self) -> dict[str, Any]:
+        """What a trial hands Tune: flat values for the searcher, the whole record for the driver."""
+        return {
+            **{k: v for k, v in self.metrics.items() if v is not None},
+            "utility": self.utility,
+            "violations": list(self.violations),
+            "failed": float(self.failed),
+            "reason": self.reason or "",
+            "plan_hash": self.plan.hash,
+            "record": self.to_dict(),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -16,8 +16,8 @@ from adacomp.platform.search_config import SearchConfig
 
 
 def _pairs(config: SearchConfig) -> list[tuple[int, int]]:
-    n = len(config.objectives)
-    return [(0, 1)] if n == 2 else [(0, j) for j in range(1, n)] if n > 2 else [(0, 0)]
+    """The first objective against each other one (itself, when it is the only one)."""
+    return [(0, j) for j in range(1, len(config.objectives))] or [(0, 0)]
 
 
 def pareto_png(

@@ -1,7 +1,7 @@
-"""Reading a search back: from its directory, or from its MLflow run when the directory is elsewhere.
+"""A search's results and reading them back: from its directory, or from its MLflow run.
 
-Works on a running search too: the ledger is appended one whole line per trial, so a reader
-sees every trial finished so far.
+Import-light (no torch, no Ray): `adacomp pareto` reads a finished or running search (the
+ledger is appended one whole line per trial, so a reader sees every trial finished so far).
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import tempfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adacomp.errors import AdacompError
-from adacomp.platform.front import front_rows, normalised_hypervolume, pareto_front
+from adacomp.platform.front import best_by_utility, front_rows, normalised_hypervolume, pareto_front
 from adacomp.platform.ledger import Ledger, TrialRecord
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan
@@ -24,8 +25,15 @@ if TYPE_CHECKING:
 STATE_FILE = "search.json"
 
 
+def model_file(out_dir: Path, plan: CompressionPlan) -> Path:
+    """Where a search keeps a trial's ONNX model (one file per plan)."""
+    return out_dir / "models" / f"{plan.hash}.onnx"
+
+
 @dataclass(frozen=True)
 class SearchSnapshot:
+    """A search's trials so far, with everything derived from them."""
+
     config: SearchConfig
     baseline: dict[str, float | None]
     records: list[TrialRecord]
@@ -33,7 +41,7 @@ class SearchSnapshot:
     tracking_uri: str | None
     out_dir: Path | None
 
-    @property
+    @cached_property
     def front_records(self) -> list[TrialRecord]:
         return pareto_front(self.config, self.records)
 
@@ -44,9 +52,28 @@ class SearchSnapshot:
 
         return pd.DataFrame(front_rows(self.config, self.records, self.baseline))
 
-    @property
+    @cached_property
     def hypervolume(self) -> float:
         return normalised_hypervolume(self.config, self.records, self.baseline)
+
+    @property
+    def best(self) -> TrialRecord | None:
+        """The best feasible trial by the usage's utility."""
+        return best_by_utility(self.records)
+
+    @property
+    def best_plan(self) -> CompressionPlan | None:
+        return self.best.plan if self.best else None
+
+    def model_path(self, record: TrialRecord) -> Path:
+        if self.out_dir is None:
+            raise AdacompError(
+                f"search {self.config.name!r} was read from MLflow: its models are artifacts there"
+            )
+        return model_file(self.out_dir, record.plan)
+
+    def table(self) -> str:
+        return format_front(self.config, self.records, self.baseline)
 
     def summary(self) -> str:
         failed = sum(r.failed for r in self.records)
@@ -159,3 +186,35 @@ def open_search(run_or_dir: str | Path, tracking_uri: str | None = None) -> Sear
 
         tracking_uri = default_tracking_uri(Path("runs"))
     return open_search_run(str(run_or_dir), tracking_uri)
+
+
+@dataclass(frozen=True)
+class SearchResult(SearchSnapshot):
+    """What `search()` returns: the snapshot at the end, the registered model, the wall time."""
+
+    registered_model: str | None = None
+    seconds: float = 0.0
+
+
+def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dict[str, float | None]) -> str:
+    """The front as a terminal table: baseline first, accuracy in %, storage in KB."""
+    from adacomp.platform.table import format_table
+
+    rows = front_rows(config, records, baseline)
+    headers = [h for h in rows[0] if h != "plan_hash"]
+
+    def cell(key: str, value: Any) -> Any:
+        if value is None:
+            return "-"
+        if key == "accuracy":
+            return f"{100 * value:.2f}%"
+        if key.startswith("storage"):
+            return f"{value / 1024:.1f} KB"
+        if key == "plan" and len(value) > 70:
+            return value[:67] + "..."
+        return value
+
+    return format_table(
+        [h.replace("storage (B)", "storage") for h in headers],
+        [[cell(h, row[h]) for h in headers] for row in rows],
+    )

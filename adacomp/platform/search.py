@@ -19,13 +19,12 @@ the ledger and the Optuna journal there (see ledger.py and optuna_searcher.py).
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,29 +37,22 @@ from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_
 from adacomp.errors import AdacompError
 from adacomp.platform.front import (
     best_by_utility,
-    front_rows,
     normalised_hypervolume,
     pareto_front,
 )
 from adacomp.platform.ledger import Ledger, TrialRecord
 from adacomp.platform.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.progress import ProgressView, SearchProgress
+from adacomp.platform.results import STATE_FILE, SearchResult, SearchSnapshot, model_file
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.platform.strategies import SearcherSetup, get_strategy
-from adacomp.platform.trial import (
-    TrialContext,
-    TrialResult,
-    baseline_metrics,
-    evaluate_plan,
-    metric_names,
-)
+from adacomp.platform.trial import TrialContext, baseline_metrics, evaluate_plan
 from adacomp.search_spaces import CompressionPlan, build_space
 from adacomp.tasks import Task, load_task, pretrained_model
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
-STATE_FILE = "search.json"
 # Fields that define what a search measures: a resumed search must not change them.
 IDENTITY_FIELDS = ("task", "targets", "objectives", "constraints", "utility", "finetune", "seed", "measure")
 
@@ -110,26 +102,17 @@ def _trial_context(payload: TrialPayload) -> TrialContext:
     return ctx
 
 
-def trial_report(result: TrialResult, number: int) -> dict[str, Any]:
-    return {
-        **result.report(),
-        "violations": list(result.violations),
-        "reason": result.reason or "",
-        "trial_number": number,
-    }
-
-
 def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
     """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
     from ray import tune
 
-    number = int(params["trial_number"])
     if "cached" in params:  # a plan this search already evaluated: never paid twice
-        tune.report({**params["cached"], "trial_number": number})
+        record = replace(TrialRecord.from_dict(params["cached"]), finished_at=time.time())
+        tune.report(record.report())
         return
     ctx = _trial_context(payload)
     result = evaluate_plan(ctx, CompressionPlan.from_json(params["plan"]), seed=int(params["seed"]))
-    report = trial_report(result, number)
+    report = TrialRecord.from_result(int(params["trial_number"]), result).report()
     if result.onnx_model is None:
         tune.report(report)
         return
@@ -140,70 +123,6 @@ def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
 
 def trial_dirname(trial: Any) -> str:
     return f"trial_{int(trial.config.get('trial_number', -1)):04d}_{trial.trial_id}"
-
-
-# --- the result ------------------------------------------------------------------------------
-@dataclass
-class SearchResult:
-    """A finished (or resumed-and-finished) search."""
-
-    config: SearchConfig
-    out_dir: Path
-    run_id: str
-    tracking_uri: str
-    baseline: dict[str, float | None]
-    records: list[TrialRecord]
-    hypervolume: float
-    registered_model: str | None = None
-    seconds: float = 0.0
-    front_records: list[TrialRecord] = field(default_factory=list)
-
-    @property
-    def best(self) -> TrialRecord | None:
-        """The best feasible trial by the usage's utility."""
-        return best_by_utility(self.records)
-
-    @property
-    def best_plan(self) -> CompressionPlan | None:
-        return self.best.plan if self.best else None
-
-    @property
-    def front(self) -> pd.DataFrame:
-        """The Pareto front (feasible trials), uncompressed baseline first."""
-        import pandas as pd
-
-        return pd.DataFrame(front_rows(self.config, self.records, self.baseline))
-
-    def model_path(self, record: TrialRecord) -> Path:
-        return self.out_dir / "models" / f"{record.plan.hash}.onnx"
-
-    def table(self) -> str:
-        return format_front(self.config, self.records, self.baseline)
-
-
-def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dict[str, float | None]) -> str:
-    from adacomp.platform.table import format_table
-
-    rows = front_rows(config, records, baseline)
-    if not rows:
-        return "(no trials)"
-    headers = [h for h in rows[0] if h != "plan_hash"]
-
-    def cell(key: str, value: Any) -> Any:
-        if value is None:
-            return "-"
-        if key.startswith("accuracy ") or key == "accuracy":
-            return f"{100 * value:.2f}%"
-        if key.startswith("storage"):
-            return f"{value / 1024:.1f} KB"
-        if key == "plan" and len(value) > 70:
-            return value[:67] + "..."
-        return value
-
-    return format_table(
-        [h.replace("storage (B)", "storage") for h in headers],
-        [[cell(h, row[h]) for h in headers] for row in rows],
-    )
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -289,14 +208,14 @@ class _SearchRun:
 
     def reconcile(self) -> int:
         """Logs ledger trials MLflow lacks (a kill between the two); returns how many."""
-        logged = self.tracker.logged_trials(self.parent_id)
+        logged = self.tracker.child_runs(self.parent_id)
         missing = [r for r in self.records if r.number not in logged]
         for record in missing:
             self.tracker.log_trial(self.parent_id, record, self._model(record))
         return len(missing)
 
     def _model(self, record: TrialRecord) -> Path | None:
-        path = self.out_dir / "models" / f"{record.plan.hash}.onnx"
+        path = model_file(self.out_dir, record.plan)
         return path if path.exists() else None
 
 
@@ -309,24 +228,6 @@ def _describe(record: TrialRecord) -> str:
     dup = f" (same plan as trial {record.duplicate_of})" if record.duplicate_of is not None else ""
     utility = "-" if record.utility is None else f"{record.utility:.4f}"
     return f"trial {record.number}: {acc}, utility {utility}, {state}, {record.seconds:.1f} s{dup}"
-
-
-def _record_from_result(config: SearchConfig, params: dict[str, Any], result: dict[str, Any]) -> TrialRecord:
-    plan = CompressionPlan.from_json(params["plan"])
-    metrics = {k: result.get(k) for k in metric_names(config.targets) if result.get(k) is not None}
-    failed = bool(result.get("failed", True))
-    utility = result.get("utility")
-    return TrialRecord(
-        number=int(params["trial_number"]),
-        plan=plan,
-        metrics=metrics,
-        utility=None if utility is None or not math.isfinite(utility) else float(utility),
-        violations=tuple(float(v) for v in result.get("violations", [])),
-        failed=failed,
-        reason=result.get("reason") or None,
-        seconds=float(result.get("seconds", 0.0)),
-        duplicate_of=params.get("duplicate_of"),
-    )
 
 
 class TrialRecorder(Callback):
@@ -353,13 +254,17 @@ class TrialRecorder(Callback):
 
 
 def _record_completed(run: _SearchRun, trial: Any) -> None:
-    record = _record_from_result(run.config, trial.config, trial.last_result or {})
+    result = trial.last_result or {}
+    if "record" not in result:  # the trial ended without reporting: treat it as a crash
+        _record_crashed(run, trial)
+        return
+    record = TrialRecord.from_dict(result["record"])
     model_path = None
     checkpoint = trial.checkpoint
     if checkpoint is not None and not record.failed:
         source = Path(checkpoint.path) / "model.onnx"
         if source.exists():
-            model_path = run.out_dir / "models" / f"{record.plan.hash}.onnx"
+            model_path = model_file(run.out_dir, record.plan)
             model_path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, model_path)
     run.record(record, model_path)
@@ -394,17 +299,8 @@ def _define_by_run(config: SearchConfig, run: _SearchRun, space: Any) -> Callabl
         }
         earlier = run.by_hash.get(plan.hash)
         if earlier is not None:
-            proposal["duplicate_of"] = earlier.number
-            proposal["cached"] = {
-                **earlier.metrics,
-                "utility": earlier.utility,
-                "violations": list(earlier.violations),
-                "feasible": float(earlier.feasible),
-                "failed": 0.0,
-                "plan_hash": earlier.plan.hash,
-                "seconds": 0.0,
-                "reason": "",
-            }
+            again = replace(earlier, number=trial.number, seconds=0.0, duplicate_of=earlier.number)
+            proposal["cached"] = again.to_dict()
         return proposal
 
     return define
@@ -644,39 +540,40 @@ def _finish(
 ) -> SearchResult:
     from adacomp.platform.plots import pareto_html, pareto_png
 
-    records = run.ledger.load()
-    front = pareto_front(config, records)
-    result = SearchResult(
+    snapshot = SearchSnapshot(
         config=config,
-        out_dir=out_dir,
+        baseline=baseline,
+        records=sorted(run.records, key=lambda r: r.number),
         run_id=parent_id,
         tracking_uri=tracking_uri,
-        baseline=baseline,
-        records=records,
-        hypervolume=normalised_hypervolume(config, records, baseline),
-        front_records=front,
+        out_dir=out_dir,
     )
-    table = result.front
+    records, front = snapshot.records, snapshot.front_records
+    table = snapshot.front
     files = [out_dir / "front.csv", out_dir / "front.parquet", out_dir / "front.md"]
     table.to_csv(files[0], index=False)
     table.to_parquet(files[1], index=False)
-    files[2].write_text(result.table() + "\n")
+    files[2].write_text(snapshot.table() + "\n")
     files.append(pareto_png(config, records, baseline, out_dir / "pareto.png"))
     files.append(pareto_html(config, records, baseline, out_dir / "pareto.html"))
-    tracker.log_front(
+    children = tracker.log_front(
         parent_id,
         files,
         [r.number for r in front],
         {
-            "hypervolume_final": result.hypervolume,
+            "hypervolume_final": snapshot.hypervolume,
             "front_size_final": float(len(front)),
             "trials_failed_final": float(sum(r.failed for r in records)),
         },
     )
-    best = result.best
-    if best is not None and result.model_path(best).exists():
-        _, version = tracker.register_best(parent_id, best, result.model_path(best), config.name)
-        result.registered_model = f"models:/{config.name}/{version}"
+    registered = None
+    best = snapshot.best
+    if best is not None and snapshot.model_path(best).exists():
+        trial_run = children.get(best.number, parent_id)
+        registered = tracker.register_best(parent_id, trial_run, best, snapshot.model_path(best), config.name)
     tracker.finish(parent_id)
-    result.seconds = time.perf_counter() - started
-    return result
+    return SearchResult(
+        **{f.name: getattr(snapshot, f.name) for f in fields(SearchSnapshot)},
+        registered_model=registered,
+        seconds=time.perf_counter() - started,
+    )

@@ -62,20 +62,14 @@ def run_search_command(args: argparse.Namespace) -> int:
 
 
 def run_pareto_command(args: argparse.Namespace) -> int:
-    from adacomp.platform.front import front_rows
     from adacomp.platform.results import open_search
-    from adacomp.platform.search import format_front
 
     snapshot = open_search(args.search, args.tracking_uri)
     if args.csv:
-        import pandas as pd
-
-        print(
-            pd.DataFrame(front_rows(snapshot.config, snapshot.records, snapshot.baseline)).to_csv(index=False)
-        )
+        print(snapshot.front.to_csv(index=False))
         return 0
     print(snapshot.summary())
-    print(format_front(snapshot.config, snapshot.records, snapshot.baseline))
+    print(snapshot.table())
     return 0
 
 

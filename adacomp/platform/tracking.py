@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
@@ -34,8 +34,6 @@ def default_tracking_uri(output_dir: Path) -> str:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
@@ -101,14 +99,6 @@ class SearchTracker:
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
-    def logged_trials(self, parent_id: str) -> set[int]:
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
-            max_results=50_000,
-        )
-        return {int(r.data.tags[TRIAL_TAG]) for r in runs if TRIAL_TAG in r.data.tags}
-
     def child_runs(self, parent_id: str) -> dict[int, str]:
         runs = self.client.search_runs(
             [self.experiment_id],
@@ -169,7 +159,9 @@ class SearchTracker:
         files: Sequence[Path],
         front_trials: Sequence[int],
         summary: Mapping[str, float | None],
-    ) -> None:
+    ) -> dict[int, str]:
+        """Logs the front's files and final numbers, tags each child on or off the front;
+        returns trial number -> child run id."""
         for path in files:
             self.client.log_artifact(parent_id, str(path), artifact_path="pareto")
         children = self.child_runs(parent_id)
@@ -177,19 +169,20 @@ class SearchTracker:
         for number, run_id in children.items():
             self.client.set_tag(run_id, FRONT_TAG, str(number in on_front).lower())
         self.client.log_batch(parent_id, metrics=_metrics(summary))
+        return children
 
     def register_best(
-        self, parent_id: str, record: TrialRecord, model_path: Path, model_name: str
-    ) -> tuple[str, str]:
-        """Logs the best model as an MLflow ONNX model on its trial's run and registers it."""
+        self, parent_id: str, trial_run_id: str, record: TrialRecord, model_path: Path, model_name: str
+    ) -> str:
+        """Logs the best model as an MLflow ONNX model on its trial's run, registers it, and
+        returns `models:/<name>/<version>`; a resumed, finished search keeps its registration."""
         import onnx
 
         tags = self.client.get_run(parent_id).data.tags
         if tags.get("adacomp.best_trial") == str(record.number) and "adacomp.best_model" in tags:
-            return tags["adacomp.best_model"], tags["adacomp.best_version"]  # a resumed, finished search
-        child = self.child_runs(parent_id).get(record.number)
+            return tags["adacomp.best_model"]
         plan = json.loads(record.plan.to_json())
-        with mlflow.start_run(run_id=child or parent_id):
+        with mlflow.start_run(run_id=trial_run_id):
             info = mlflow.onnx.log_model(
                 onnx.load(str(model_path)),
                 name="model",
@@ -197,18 +190,13 @@ class SearchTracker:
                 metadata={"plan": plan, "plan_hash": record.plan.hash, "trial": record.number},
                 save_as_external_data=False,
             )
-        versions = self.client.search_model_versions(f"name = '{model_name}'")
-        latest = max(versions, key=lambda v: int(v.version))
-        self.client.set_model_version_tag(model_name, latest.version, "adacomp.plan_hash", record.plan.hash)
-        self.client.set_model_version_tag(model_name, latest.version, "adacomp.plan", str(record.plan)[:5000])
+        version = str(info.registered_model_version)
+        self.client.set_model_version_tag(model_name, version, "adacomp.plan_hash", record.plan.hash)
+        self.client.set_model_version_tag(model_name, version, "adacomp.plan", str(record.plan)[:5000])
+        registered = f"models:/{model_name}/{version}"
         self.client.set_tag(parent_id, "adacomp.best_trial", str(record.number))
-        self.client.set_tag(parent_id, "adacomp.best_model", info.model_uri)
-        self.client.set_tag(parent_id, "adacomp.best_version", str(latest.version))
-        return info.model_uri, str(latest.version)
+        self.client.set_tag(parent_id, "adacomp.best_model", registered)
+        return registered
 
     def finish(self, parent_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(parent_id, status=status)
-
-
-def run_tags(tracking_uri: str, run_id: str) -> dict[str, Any]:
-    return dict(MlflowClient(tracking_uri).get_run(run_id).data.tags)

@@ -11,7 +11,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 from torch import nn
@@ -45,17 +45,6 @@ class TrialResult:
     def feasible(self) -> bool:
         return not self.failed and all(v <= 0 for v in self.violations)
 
-    def report(self) -> dict[str, Any]:
-        """Flat values for Tune/MLflow: every metric, utility, feasibility, failure."""
-        return {
-            **{k: v for k, v in self.metrics.items() if v is not None},
-            "utility": self.utility,
-            "feasible": float(self.feasible),
-            "failed": float(self.failed),
-            "plan_hash": self.plan.hash,
-            "seconds": self.seconds,
-        }
-
 
 @dataclass
 class TrialContext:
@@ -75,15 +64,6 @@ class TrialContext:
         if spec.epochs is not None:
             return TrainBudget(epochs=spec.epochs, batch_size=base.batch_size, lr=base.lr)
         return base
-
-
-MODEL_METRICS = ("accuracy", "accuracy_torch", "accuracy_drop", "storage", "parameters", "macs", "onnx_bytes")
-DEVICE_METRICS = ("latency", "energy", "memory")
-
-
-def metric_names(targets: tuple[str, ...]) -> list[str]:
-    """Every metric a trial reports, in a stable order."""
-    return [*MODEL_METRICS, *(f"{m}_{t}" for t in targets for m in DEVICE_METRICS)]
 
 
 def measure_metrics(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import optuna
@@ -200,4 +199,27 @@ def test_ui_command_points_mlflow_at_the_project_store() -> None:
     store = command[command.index("--backend-store-uri") + 1]
     assert store.startswith("sqlite:///") and store.endswith("somewhere/mlflow.db")
     assert command[command.index("--host") + 1] == "127.0.0.1"
-    json.dumps(command)
+
+
+def test_a_plan_proposed_again_is_served_from_its_record() -> None:
+    """The define-by-run proposal carries the earlier record (renumbered, marked as a duplicate)
+    so the trial reports it without evaluating anything."""
+    from types import SimpleNamespace
+
+    from adacomp.platform.plan_space import params_from_plan
+    from adacomp.platform.search import _define_by_run
+    from adacomp.search_spaces import build_space
+    from adacomp.tasks import load_task
+
+    task = load_task("digits")
+    space = build_space(task.build_model(), task.example_input(2))
+    earlier = record(0, 0.97, 0.4)
+    define = _define_by_run(CONFIG, SimpleNamespace(by_hash={earlier.plan.hash: earlier}), space)  # type: ignore[arg-type]
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial(params_from_plan(earlier.plan, space))
+    study.enqueue_trial(params_from_plan(CompressionPlan(), space))
+    again, fresh = define(study.ask()), define(study.ask())
+    served = TrialRecord.from_dict(again["cached"])
+    assert served.duplicate_of == 0 and served.number == again["trial_number"] and served.seconds == 0.0
+    assert served.metrics == earlier.metrics and served.plan == earlier.plan
+    assert "cached" not in fresh and CompressionPlan.from_json(fresh["plan"]) == CompressionPlan()

@@ -8,6 +8,7 @@ import pytest
 
 from adacomp.device_farm import Farm, FarmConfig, MeasureSettings
 from adacomp.device_farm.config import EmulatedSpec, HostSpec
+from adacomp.platform.ledger import TrialRecord
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.trial import TrialContext, baseline_metrics, evaluate_plan
 from adacomp.search_spaces import CompressionPlan, Step
@@ -61,7 +62,7 @@ def test_a_plan_becomes_metrics_utility_and_feasibility(context: TrialContext) -
     assert m["accuracy_drop"] == pytest.approx(100 * (context.baseline["accuracy"] - m["accuracy"]))  # type: ignore[operator]
     assert result.feasible  # storage well under 200 kB
     assert result.utility is not None and result.utility > 0
-    assert result.report()["plan_hash"] == plan.hash
+    assert TrialRecord.from_result(0, result).report()["plan_hash"] == plan.hash
 
 
 def test_baseline_violates_the_storage_constraint(context: TrialContext) -> None:
@@ -72,7 +73,7 @@ def test_baseline_violates_the_storage_constraint(context: TrialContext) -> None
 def test_a_failing_plan_is_a_failed_result_not_an_exception(context: TrialContext) -> None:
     result = evaluate_plan(context, CompressionPlan.from_mapping({"nope": [Step.of("gap_head")]}))
     assert result.failed and "plan layer 'nope' is unknown" in (result.reason or "")
-    assert result.report()["failed"] == 1.0
+    assert TrialRecord.from_result(0, result).report()["failed"] == 1.0
 
 
 def test_a_device_error_fails_the_trial(context: TrialContext) -> None:
