@@ -1,7 +1,7 @@
 """A search's results and reading them back: from its directory, or from its MLflow run.
 
-Import-light (no torch, no Ray): `adacomp pareto` reads a finished or running search (the
-ledger is appended one whole line per trial, so a reader sees every trial finished so far).
+No Ray, Tune or Optuna here: `adacomp pareto` reads a finished or running search without them
+(the ledger is appended one whole line per trial, so a reader sees every trial finished so far).
 """
 
 from __future__ import annotations
