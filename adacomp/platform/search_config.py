@@ -114,6 +114,36 @@ class Output(_Frozen):
     experiment: str = "adacomp"
 
 
+class SupernetSettings(_Frozen):
+    """`adacomp supernet train | search` and `adacomp export` (AdaSpring): what may be elastic,
+    the ensemble-training budget, how many configurations to evaluate and to ship."""
+
+    width: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
+    rank: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of each layer's full rank
+    depth: bool = True  # skippable blocks, where the model has any
+    precisions: tuple[Literal["fp32", "fp16", "int8"], ...] = ("fp32", "fp16", "int8")
+    steps: int = Field(600, ge=1)  # ensemble-training steps (each: largest, smallest, `sampled`)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    sampled: int = Field(2, ge=0)
+    distill_weight: float = Field(1.0, ge=0, le=1)  # children learn from the largest's soft labels
+    checkpoint_every: int = Field(100, ge=1)
+    workers: int = Field(1, ge=1)  # > 1: data-parallel on Ray Train workers
+    trials: int = Field(40, ge=2)  # configurations `adacomp supernet search` evaluates
+    bundle_size: int = Field(8, ge=1)  # most configurations `adacomp export` ships
+    bn_batches: int = Field(8, ge=1)  # batches that re-estimate BatchNorm statistics per configuration
+
+    @model_validator(mode="after")
+    def _fractions(self) -> SupernetSettings:
+        for name in ("width", "rank"):
+            values = getattr(self, name)
+            if not all(0 < v <= 1 for v in values):
+                raise ValueError(f"supernet.{name}: {list(values)}; expected fractions in (0, 1]")
+        if not self.precisions:
+            raise ValueError("supernet.precisions: expected at least one of fp32, fp16, int8")
+        return self
+
+
 # Lighter than a one-off measurement: a search measures every trial, and ranking candidates
 # needs less precision than reporting one; a noisy shared machine is tolerated up to cv 0.5.
 SEARCH_MEASURE = MeasureSettings(warmup_runs=3, min_runs=10, max_runs=100, max_cv=0.5, max_seconds=10)
@@ -134,6 +164,7 @@ class SearchConfig(_Frozen):
     farm: Path | None = None  # farm config; None: the built-in default farm
     measure: MeasureSettings = SEARCH_MEASURE
     output: Output = Output()
+    supernet: SupernetSettings = SupernetSettings()
 
     @model_validator(mode="after")
     def _targets_known(self) -> SearchConfig:

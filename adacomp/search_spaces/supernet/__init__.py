@@ -1,0 +1,34 @@
+"""The weight-sharing supernet (AdaSpring): elastic layers, layout, configurations, training.
+
+Built automatically from a user's trained model where its layers allow (see layout.py); every
+configuration extracts to a plain static model with no elastic code.
+"""
+
+from adacomp.search_spaces.supernet.arch import PRECISIONS, SubnetConfig, SupernetSpace
+from adacomp.search_spaces.supernet.layout import RankLayer, SupernetLayout, WidthGroup, analyse_model
+from adacomp.search_spaces.supernet.supernet import Supernet, SupernetOptions, recalibrate_batchnorm
+from adacomp.search_spaces.supernet.training import (
+    EnsembleBudget,
+    EnsembleReport,
+    StepLog,
+    load_checkpoint,
+    train_supernet,
+)
+
+__all__ = [
+    "PRECISIONS",
+    "EnsembleBudget",
+    "EnsembleReport",
+    "RankLayer",
+    "StepLog",
+    "SubnetConfig",
+    "Supernet",
+    "SupernetLayout",
+    "SupernetOptions",
+    "SupernetSpace",
+    "WidthGroup",
+    "analyse_model",
+    "load_checkpoint",
+    "recalibrate_batchnorm",
+    "train_supernet",
+]

@@ -1,0 +1,294 @@
+"""Elastic layers: the largest weights plus `active_*` knobs, and a plain static layer on demand.
+
+A supernet trains these in place of the user's layers. Each forward uses only the active slice:
+the first `active_out` output channels (channels are kept in importance order, so the first ones
+matter most), the first `active_in` inputs (set from the producer's active width), the first
+`active_rank` components of shared low-rank factors (singular-value order). `to_static()` copies
+the active slice into an ordinary `nn.Conv*d`/`nn.Linear`/`nn.BatchNorm*d` (or the factorised
+`LowRank` pair when that is smaller), so no elastic code runs on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from adacomp.search_spaces.techniques.low_rank import LowRank, split_svd
+
+__all__ = ["ElasticBatchNorm", "ElasticBlock", "ElasticChannelwiseConv", "ElasticWeighted", "is_elastic"]
+
+_CONV_FN: dict[int, Any] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_CONV_CLS: dict[int, Any] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def _kernel(layer: nn.Module) -> tuple[int, ...]:
+    size: tuple[int, ...] = layer.kernel_size  # type: ignore[assignment]
+    return tuple(size)
+
+
+def _conv(dims: int, in_c: int, out_c: int, kernel: Any, like: Tensor, **kwargs: Any) -> Any:
+    """A static conv of `dims` dimensions on the device and dtype of `like`."""
+    return _CONV_CLS[dims](in_c, out_c, kernel, device=like.device, dtype=like.dtype, **kwargs)
+
+
+class ElasticWeighted(nn.Module):
+    """A Linear or ungrouped conv with elastic input/output widths and, optionally, elastic rank.
+
+    Dense: `weight` (out, in, *kernel). Rank-elastic: shared factors `reduce` (R, in, *kernel)
+    and `expand` (out, R) from the SVD of the trained weight, so that full rank reproduces it
+    and a truncated rank is the best approximation of its size to start training from.
+    """
+
+    def __init__(self, layer: nn.Linear | nn.modules.conv._ConvNd, *, rank_elastic: bool) -> None:
+        super().__init__()
+        weight = layer.weight.detach()
+        self.is_linear = isinstance(layer, nn.Linear)
+        self.kernel_size: tuple[int, ...] = () if self.is_linear else _kernel(layer)
+        self.stride: Any = None if self.is_linear else layer.stride
+        self.padding: Any = None if self.is_linear else layer.padding
+        self.dilation: Any = None if self.is_linear else layer.dilation
+        if not self.is_linear and getattr(layer, "padding_mode", "zeros") != "zeros":
+            raise ValueError(f"padding_mode={layer.padding_mode!r}; elastic convs support 'zeros'")
+        self.max_out, self.max_in = int(weight.shape[0]), int(weight.shape[1])
+        self.active_out, self.active_in = self.max_out, self.max_in
+        self.rank_elastic = rank_elastic
+        if rank_elastic:
+            self.max_rank = min(self.max_out, self.max_in * self.kernel_numel)
+            left, right = split_svd(weight.flatten(1), self.max_rank)  # (out, R), (R, in * kernel)
+            self.reduce = nn.Parameter(right.reshape(self.max_rank, self.max_in, *self.kernel_size).clone())
+            self.expand = nn.Parameter(left.clone())
+            self.active_rank = self.max_rank
+        else:
+            self.max_rank = 0
+            self.weight = nn.Parameter(weight.clone())
+            self.active_rank = 0
+        bias = layer.bias
+        self.bias = nn.Parameter(bias.detach().clone()) if isinstance(bias, Tensor) else None
+
+    @property
+    def kernel_numel(self) -> int:
+        return math.prod(self.kernel_size) if self.kernel_size else 1
+
+    def _apply_weight(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        if self.is_linear:
+            return F.linear(x, weight, bias)
+        fn = _CONV_FN[len(self.kernel_size)]
+        out: Tensor = fn(x, weight, bias, self.stride, self.padding, self.dilation)
+        return out
+
+    def forward(self, x: Tensor) -> Tensor:
+        out_c, in_c = self.active_out, self.active_in
+        bias = self.bias[:out_c] if self.bias is not None else None
+        if not self.rank_elastic:
+            return self._apply_weight(x, self.weight[:out_c, :in_c], bias)
+        r = self.active_rank
+        hidden = self._apply_weight(x, self.reduce[:r, :in_c], None)  # (N, r, ...)
+        expand = self.expand[:out_c, :r]
+        if self.is_linear:
+            return F.linear(hidden, expand, bias)
+        ones = (1,) * len(self.kernel_size)
+        fn = _CONV_FN[len(self.kernel_size)]
+        result: Tensor = fn(hidden, expand.reshape(out_c, r, *ones), bias)
+        return result
+
+    def dense_weight(self) -> Tensor:
+        """The active weight as one dense tensor (out, in, *kernel)."""
+        out_c, in_c = self.active_out, self.active_in
+        if not self.rank_elastic:
+            return self.weight[:out_c, :in_c].detach()
+        r = self.active_rank
+        right = self.reduce[:r, :in_c].detach().flatten(1)
+        return (self.expand[:out_c, :r].detach() @ right).reshape(out_c, in_c, *self.kernel_size)
+
+    def factorised_is_smaller(self) -> bool:
+        if not self.rank_elastic:
+            return False
+        dense = self.active_out * self.active_in * self.kernel_numel
+        return self.active_rank * (self.active_in * self.kernel_numel + self.active_out) < dense
+
+    @torch.no_grad()
+    def to_static(self) -> nn.Module:
+        out_c, in_c = self.active_out, self.active_in
+        has_bias = self.bias is not None
+        if self.factorised_is_smaller():
+            r = self.active_rank
+            if self.is_linear:
+                reduce: Any = nn.Linear(in_c, r, bias=False)
+                expand: Any = nn.Linear(r, out_c, bias=has_bias)
+                reduce.weight.copy_(self.reduce[:r, :in_c])
+                expand.weight.copy_(self.expand[:out_c, :r])
+            else:
+                dims, like = len(self.kernel_size), self.reduce
+                reduce = _conv(
+                    dims,
+                    in_c,
+                    r,
+                    self.kernel_size,
+                    like,
+                    stride=self.stride,
+                    padding=self.padding,
+                    dilation=self.dilation,
+                    bias=False,
+                )
+                ones = (1,) * dims
+                expand = _conv(dims, r, out_c, ones, like, bias=has_bias)
+                reduce.weight.copy_(self.reduce[:r, :in_c])
+                expand.weight.copy_(self.expand[:out_c, :r].reshape(out_c, r, *ones))
+            if has_bias:
+                assert self.bias is not None
+                expand.bias.copy_(self.bias[:out_c])
+            return LowRank(reduce, expand)
+        weight = self.dense_weight()
+        if self.is_linear:
+            static: Any = nn.Linear(in_c, out_c, bias=has_bias, device=weight.device, dtype=weight.dtype)
+        else:
+            static = _conv(
+                len(self.kernel_size),
+                in_c,
+                out_c,
+                self.kernel_size,
+                weight,
+                stride=self.stride,
+                padding=self.padding,
+                dilation=self.dilation,
+                bias=has_bias,
+            )
+        static.weight.copy_(weight)
+        if has_bias:
+            assert self.bias is not None
+            static.bias.copy_(self.bias[:out_c])
+        out: nn.Module = static
+        return out
+
+    def extra_repr(self) -> str:
+        rank = f", rank={self.active_rank}/{self.max_rank}" if self.rank_elastic else ""
+        return f"in={self.active_in}/{self.max_in}, out={self.active_out}/{self.max_out}{rank}"
+
+
+class ElasticChannelwiseConv(nn.Module):
+    """A depthwise conv (groups == channels) that follows its producer's active width."""
+
+    def __init__(self, layer: nn.modules.conv._ConvNd) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(layer.weight.detach().clone())  # (C, 1, *kernel)
+        bias = layer.bias
+        self.bias = nn.Parameter(bias.detach().clone()) if isinstance(bias, Tensor) else None
+        self.kernel_size = tuple(layer.kernel_size)
+        self.stride, self.padding, self.dilation = layer.stride, layer.padding, layer.dilation
+        self.max_channels = int(self.weight.shape[0])
+        self.active = self.max_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.active
+        bias = self.bias[:c] if self.bias is not None else None
+        fn = _CONV_FN[len(self.kernel_size)]
+        out: Tensor = fn(x, self.weight[:c], bias, self.stride, self.padding, self.dilation, c)
+        return out
+
+    @torch.no_grad()
+    def to_static(self) -> nn.Module:
+        c = self.active
+        static = _conv(
+            len(self.kernel_size),
+            c,
+            c,
+            self.kernel_size,
+            self.weight,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=c,
+            bias=self.bias is not None,
+        )
+        static.weight.copy_(self.weight[:c])
+        if self.bias is not None:
+            static.bias.copy_(self.bias[:c])
+        out: nn.Module = static
+        return out
+
+    def extra_repr(self) -> str:
+        return f"channels={self.active}/{self.max_channels}, depthwise"
+
+
+class ElasticBatchNorm(nn.Module):
+    """BatchNorm over the first `active` channels; running statistics are shared slices."""
+
+    def __init__(self, layer: nn.modules.batchnorm._BatchNorm) -> None:
+        super().__init__()
+        if not (layer.affine and layer.track_running_stats):
+            raise ValueError("elastic BatchNorm needs affine=True and track_running_stats=True")
+        assert layer.running_mean is not None and layer.running_var is not None
+        self.weight = nn.Parameter(layer.weight.detach().clone())
+        self.bias = nn.Parameter(layer.bias.detach().clone())
+        self.register_buffer("running_mean", layer.running_mean.detach().clone())
+        self.register_buffer("running_var", layer.running_var.detach().clone())
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self.eps, self.momentum = layer.eps, layer.momentum
+        self.max_channels = int(self.weight.shape[0])
+        self.active = self.max_channels
+        self._cls: type[nn.modules.batchnorm._BatchNorm] = type(layer)
+
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = self.active
+        factor = 0.0
+        if self.training:
+            self.num_batches_tracked.add_(1)
+            factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        # Slices are views: batch statistics update the shared buffers in place.
+        return F.batch_norm(
+            x,
+            self.running_mean[:c],
+            self.running_var[:c],
+            self.weight[:c],
+            self.bias[:c],
+            self.training,
+            factor,
+            self.eps,
+        )
+
+    @torch.no_grad()
+    def to_static(self) -> nn.Module:
+        c = self.active
+        static = self._cls(c, eps=self.eps, momentum=self.momentum)
+        static.weight.copy_(self.weight[:c])
+        static.bias.copy_(self.bias[:c])
+        assert static.running_mean is not None and static.running_var is not None
+        static.running_mean.copy_(self.running_mean[:c])
+        static.running_var.copy_(self.running_var[:c])
+        return static
+
+    def extra_repr(self) -> str:
+        return f"channels={self.active}/{self.max_channels}"
+
+
+class ElasticBlock(nn.Module):
+    """A shape-preserving block that can be skipped (depth elasticity): identity when inactive."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+        self.active = True
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.active:
+            return x
+        out: Tensor = self.block(x)
+        return out
+
+    def to_static(self) -> nn.Module:
+        return self.block if self.active else nn.Identity()
+
+    def extra_repr(self) -> str:
+        return "active" if self.active else "skipped"
+
+
+def is_elastic(module: nn.Module) -> bool:
+    return isinstance(module, ElasticWeighted | ElasticChannelwiseConv | ElasticBatchNorm | ElasticBlock)

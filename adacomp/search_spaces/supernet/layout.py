@@ -1,0 +1,370 @@
+"""Which parts of a user's model can be elastic, found by tracing it (torch.fx).
+
+Width: the output channels of a conv/linear ("producer") can shrink when everything that reads
+them follows along: BatchNorm and depthwise convs slice the same channels, the next conv/linear
+drops the matching inputs (a Flatten in between turns one channel into H*W features). Anything
+else touching those channels (a residual add, a concat, the model's output, an op we do not
+know) pins them. Rank: Linear and ungrouped convs whose smallest allowed rank saves parameters.
+Depth: shape-preserving blocks that own their residual (skipping them is the identity) and that
+no elastic width crosses. Everything left out is reported with the reason.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
+
+from adacomp.errors import AdacompError
+from adacomp.search_spaces.sites import eval_mode
+
+__all__ = ["RankLayer", "SupernetLayout", "WidthGroup", "analyse_model"]
+
+# Modules and functions that keep channels where they are and do not mix them.
+_TRANSPARENT_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Identity,
+    nn.MaxPool1d,
+    nn.MaxPool2d,
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
+)
+_TRANSPARENT_FUNCTIONS: set[Any] = {
+    F.relu,
+    F.relu6,
+    F.gelu,
+    F.silu,
+    F.hardswish,
+    F.dropout,
+    F.max_pool2d,
+    F.avg_pool2d,
+    F.adaptive_avg_pool2d,
+    torch.relu,
+    torch.sigmoid,
+    torch.tanh,
+}
+_TRANSPARENT_METHODS = {"relu", "sigmoid", "tanh"}
+_RESIDUAL_OPS: set[Any] = {operator.add, operator.iadd, torch.add, operator.sub, torch.cat}
+
+
+@dataclass(frozen=True)
+class WidthGroup:
+    """Output channels of `producer` and everything that must follow them."""
+
+    producer: str
+    channels: int
+    channelwise: tuple[str, ...]  # BatchNorm / depthwise convs slicing the same channels
+    consumers: tuple[tuple[str, int], ...]  # (layer, input features per channel)
+
+
+@dataclass(frozen=True)
+class RankLayer:
+    name: str
+    max_rank: int
+
+
+@dataclass(frozen=True)
+class SupernetLayout:
+    groups: tuple[WidthGroup, ...]
+    rank_layers: tuple[RankLayer, ...]
+    blocks: tuple[str, ...]  # skippable, in execution order
+    fixed: tuple[tuple[str, str], ...]  # (layer or block, why it is not elastic)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [
+                {
+                    "producer": g.producer,
+                    "channels": g.channels,
+                    "channelwise": list(g.channelwise),
+                    "consumers": [[name, factor] for name, factor in g.consumers],
+                }
+                for g in self.groups
+            ],
+            "rank_layers": [{"name": r.name, "max_rank": r.max_rank} for r in self.rank_layers],
+            "blocks": list(self.blocks),
+            "fixed": [[name, why] for name, why in self.fixed],
+        }
+
+    def report(self) -> str:
+        """What became elastic and what did not, for people."""
+        lines = [f"width-elastic: {', '.join(g.producer for g in self.groups) or '-'}"]
+        lines.append(f"rank-elastic: {', '.join(r.name for r in self.rank_layers) or '-'}")
+        lines.append(f"skippable blocks: {', '.join(self.blocks) or '-'}")
+        lines += [f"fixed {name}: {why}" for name, why in self.fixed]
+        return "\n".join(lines)
+
+
+def is_weighted(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear) or (
+        isinstance(module, nn.Conv1d | nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+    )
+
+
+def is_channelwise(module: nn.Module) -> bool:
+    if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
+        return module.affine and module.track_running_stats
+    return (
+        isinstance(module, nn.Conv1d | nn.Conv2d)
+        and module.groups == module.in_channels == module.out_channels
+        and module.groups > 1
+        and module.padding_mode == "zeros"
+    )
+
+
+@dataclass
+class _Space:
+    producer: str
+    channels: int
+    channelwise: list[str]
+    consumers: list[tuple[str, int]]
+    pinned: str | None = None
+
+
+def _trace(model: nn.Module, example_input: torch.Tensor, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
+    leaf_names = set(leaves)
+
+    class Tracer(torch.fx.Tracer):
+        def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
+            return qualified_name in leaf_names or super().is_leaf_module(m, qualified_name)
+
+    graph = Tracer().trace(model)
+    module = torch.fx.GraphModule(model, graph)
+    with torch.no_grad(), eval_mode(module):
+        ShapeProp(module).propagate(example_input[:1])
+    return module
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
+    return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
+
+
+def _width_spaces(traced: torch.fx.GraphModule, model: nn.Module) -> tuple[list[_Space], list[str]]:
+    """Follow channels through the graph; returns every producer's space and the weighted layers."""
+    modules = dict(model.named_modules())
+    calls = Counter(n.target for n in traced.graph.nodes if n.op == "call_module")
+    space_of: dict[torch.fx.Node, tuple[_Space, int] | None] = {}
+    spaces: list[_Space] = []
+    weighted: list[str] = []
+
+    def pin_inputs(node: torch.fx.Node, why: str) -> None:
+        for arg in node.all_input_nodes:
+            found = space_of.get(arg)
+            if found is not None and found[0].pinned is None:
+                found[0].pinned = why
+
+    for node in traced.graph.nodes:
+        incoming = (
+            space_of.get(node.args[0]) if node.args and isinstance(node.args[0], torch.fx.Node) else None
+        )
+        result: tuple[_Space, int] | None = None
+        if node.op == "call_module":
+            name = str(node.target)
+            module = modules[name]
+            if calls[node.target] > 1:
+                pin_inputs(node, f"{name} is called more than once")
+                if is_weighted(module):
+                    weighted.append(name)
+            elif is_weighted(module):
+                weighted.append(name)
+                in_shape = _shape(node.args[0])
+                if incoming is not None:
+                    space, factor = incoming
+                    if isinstance(module, nn.Linear) and (in_shape is None or len(in_shape) != 2):
+                        space.pinned = space.pinned or f"{name} reads channels as features of a >2-D tensor"
+                    elif not isinstance(module, nn.Linear) and factor != 1:
+                        space.pinned = space.pinned or f"{name} reads a flattened map"
+                    else:
+                        space.consumers.append((name, factor))
+                channels = module.out_features if isinstance(module, nn.Linear) else module.out_channels
+                new = _Space(name, int(channels), [], [])
+                spaces.append(new)
+                result = (new, 1)
+            elif is_channelwise(module):
+                if incoming is not None and incoming[1] == 1:
+                    incoming[0].channelwise.append(name)
+                    result = incoming
+                else:
+                    pin_inputs(node, f"{name} follows channels that are not one producer's")
+            elif isinstance(module, _TRANSPARENT_MODULES):
+                result = incoming
+            elif isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
+                result = _flattened(node, incoming)
+            else:
+                pin_inputs(node, f"{type(module).__name__} {name} reads them")
+        elif node.op == "call_function" and node.target in _TRANSPARENT_FUNCTIONS:
+            result = incoming
+            pin_inputs_rest(node, space_of)
+        elif node.op == "call_function" and node.target is torch.flatten and _flatten_from_1(node):
+            result = _flattened(node, incoming)
+        elif node.op == "call_method" and node.target in _TRANSPARENT_METHODS:
+            result = incoming
+        elif node.op == "call_method" and node.target == "flatten" and _flatten_from_1(node):
+            result = _flattened(node, incoming)
+        elif node.op in ("call_function", "call_method", "output"):
+            pin_inputs(node, _why(node))
+        space_of[node] = result
+    return spaces, weighted
+
+
+def pin_inputs_rest(node: torch.fx.Node, space_of: dict[torch.fx.Node, tuple[_Space, int] | None]) -> None:
+    """A transparent function's extra tensor arguments (if any) are pinned."""
+    for arg in node.all_input_nodes[1:]:
+        found = space_of.get(arg)
+        if found is not None and found[0].pinned is None:
+            found[0].pinned = f"{node.target} mixes them with another tensor"
+
+
+def _why(node: torch.fx.Node) -> str:
+    if node.op == "output":
+        return "they are the model's outputs"
+    if node.target in _RESIDUAL_OPS:
+        return "a residual add/concat joins them with other channels"
+    target = getattr(node.target, "__name__", str(node.target))
+    return f"{target} reads them"
+
+
+def _flatten_from_1(node: torch.fx.Node) -> bool:
+    start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+    end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+    return bool(start == 1 and end == -1)
+
+
+def _flattened(node: torch.fx.Node, incoming: tuple[_Space, int] | None) -> tuple[_Space, int] | None:
+    if incoming is None:
+        return None
+    in_shape = _shape(node.args[0])
+    if in_shape is None or len(in_shape) < 2 or incoming[1] != 1:
+        incoming[0].pinned = incoming[0].pinned or "an unexpected flatten reads them"
+        return None
+    return incoming[0], math.prod(in_shape[2:])
+
+
+def _block_candidates(model: nn.Module, example_input: torch.Tensor) -> list[str]:
+    """Outermost non-leaf modules called once with one tensor, returning the same shape."""
+    seen: Counter[str] = Counter()  # insertion order = execution order
+    same_shape: set[str] = set()
+    handles = []
+
+    def hook(name: str) -> Any:
+        def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+            seen[name] += 1
+            if (
+                len(inputs) == 1
+                and isinstance(inputs[0], torch.Tensor)
+                and isinstance(output, torch.Tensor)
+                and inputs[0].shape == output.shape
+            ):
+                same_shape.add(name)
+
+        return record
+
+    for name, module in model.named_modules():
+        if name and any(True for _ in module.children()) and any(is_weighted(m) for m in module.modules()):
+            handles.append(module.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(example_input[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    found = [n for n in seen if n in same_shape and seen[n] == 1]
+    return [n for n in found if not any(n.startswith(outer + ".") for outer in found if outer != n)]
+
+
+def _owns_residual(traced: torch.fx.GraphModule, block: str) -> bool:
+    """False when the block's output is added to its own input outside it (skipping is then 2x)."""
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and node.target == block:
+            source = node.args[0]
+            for user in node.users:
+                if user.target in _RESIDUAL_OPS and source in user.all_input_nodes:
+                    return False
+    return True
+
+
+def analyse_model(
+    model: nn.Module, example_input: torch.Tensor, *, min_rank_fraction: float | None, depth: bool = True
+) -> SupernetLayout:
+    """The elastic layout of `model`; `min_rank_fraction` None disables rank elasticity."""
+    try:
+        traced = _trace(model, example_input)
+    except Exception as error:  # fx cannot trace data-dependent control flow; say so plainly
+        raise AdacompError(
+            f"cannot build a supernet: torch.fx cannot trace {type(model).__name__} "
+            f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+        ) from None
+    spaces, weighted = _width_spaces(traced, model)
+    modules = dict(model.named_modules())
+    groups: list[WidthGroup] = []
+    fixed: list[tuple[str, str]] = []
+    for space in spaces:
+        if space.pinned is None and space.channels < 2:
+            space.pinned = "it has a single output channel"
+        if space.pinned is None and not space.consumers:
+            space.pinned = "nothing reads its channels"
+        if space.pinned is not None:
+            fixed.append((space.producer, f"width fixed: {space.pinned}"))
+            continue
+        groups.append(
+            WidthGroup(space.producer, space.channels, tuple(space.channelwise), tuple(space.consumers))
+        )
+    rank_layers: list[RankLayer] = []
+    for name in weighted:
+        module = modules[name]
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        out, per_row = int(weight.shape[0]), math.prod(weight.shape[1:])
+        max_rank = min(out, per_row)
+        if min_rank_fraction is None:
+            continue
+        smallest = max(1, math.ceil(min_rank_fraction * max_rank))
+        if smallest * (per_row + out) < out * per_row:
+            rank_layers.append(RankLayer(name, max_rank))
+        else:
+            fixed.append((name, f"rank fixed: even rank {smallest} would not save parameters"))
+    blocks: list[str] = []
+    if depth:
+        candidates = _block_candidates(model, example_input)
+        block_traced = _trace(model, example_input, leaves=candidates) if candidates else traced
+        for block in candidates:
+            inside = block + "."
+            crossing = [
+                g.producer
+                for g in groups
+                for member in (g.producer, *g.channelwise, *(c for c, _ in g.consumers))
+                if member.startswith(inside) != g.producer.startswith(inside)
+            ]
+            if crossing:
+                fixed.append((block, f"not skippable: the elastic width of {crossing[0]} crosses it"))
+            elif not _owns_residual(block_traced, block):
+                fixed.append((block, "not skippable: its output is added to its input outside it"))
+            else:
+                blocks.append(block)
+    return SupernetLayout(tuple(groups), tuple(rank_layers), tuple(blocks), tuple(fixed))
