@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from adacomp.search_spaces import CompressionPlan
 
@@ -94,23 +94,38 @@ class TrialRecord:
         )
 
 
-class Ledger:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class Numbered(Protocol):
+    """A record a ledger can keep: numbered, and round-tripping through a JSON object."""
 
-    def load(self) -> list[TrialRecord]:
+    @property
+    def number(self) -> int: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+R = TypeVar("R", bound=Numbered)
+
+
+class Ledger(Generic[R]):
+    """Append-only JSON lines of records (TrialRecord by default), the first of each number wins."""
+
+    def __init__(self, path: Path, parse: Callable[[Mapping[str, Any]], R] | None = None) -> None:
+        self.path = path
+        self.parse: Callable[[Mapping[str, Any]], R] = parse or TrialRecord.from_dict  # type: ignore[assignment]
+
+    def load(self) -> list[R]:
         if not self.path.exists():
             return []
-        records: dict[int, TrialRecord] = {}
+        records: dict[int, R] = {}
         for line in self.path.read_text().splitlines():
             try:
-                record = TrialRecord.from_dict(json.loads(line))
+                record = self.parse(json.loads(line))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError):
                 continue  # the tail of a write cut short by a kill
             records.setdefault(record.number, record)
         return sorted(records.values(), key=lambda r: r.number)
 
-    def append(self, record: TrialRecord) -> None:
+    def append(self, record: R) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(record.to_dict(), sort_keys=True)
         with self.path.open("a") as f:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from adacomp.platform.front import column_name, objective_vector, pareto_front
 from adacomp.platform.ledger import TrialRecord
@@ -122,4 +123,62 @@ def pareto_html(
         figure.update_yaxes(title_text=column_name(config.objectives[i]), row=1, col=col)
     figure.update_layout(title=f"{config.name}: Pareto front", template="plotly_white")
     figure.write_html(path, include_plotlyjs=True, full_html=True)
+    return path
+
+
+def device_front_png(
+    records: Sequence[Any],
+    front: Sequence[Any],
+    baseline: Mapping[str, float | None],
+    device: str,
+    out_dir: Path,
+) -> Path:
+    """Accuracy against latency on one device: every feasible configuration, the front, the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = f"latency_{device}"
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)
+    feasible = [r for r in records if r.feasible and key in r.metrics]
+    infeasible = [r for r in records if not r.failed and not r.feasible and key in r.metrics]
+    ax.scatter(
+        [r.metrics[key] for r in infeasible],
+        [r.metrics["accuracy"] for r in infeasible],
+        s=14,
+        c="#cccccc",
+        label="infeasible",
+    )
+    ax.scatter(
+        [r.metrics[key] for r in feasible],
+        [r.metrics["accuracy"] for r in feasible],
+        s=18,
+        c="#7f9fbf",
+        label="feasible",
+    )
+    ax.plot(
+        [r.metrics[key] for r in front],
+        [r.metrics["accuracy"] for r in front],
+        "o-",
+        c="#d62728",
+        label="front",
+    )
+    if baseline.get(key) is not None and baseline.get("accuracy") is not None:
+        ax.scatter(
+            [float(baseline[key] or 0)],
+            [float(baseline["accuracy"] or 0)],
+            marker="*",
+            s=140,
+            c="black",
+            label="uncompressed",
+        )
+    ax.set_xlabel(f"latency on {device} (ms)")
+    ax.set_ylabel("accuracy (test)")
+    ax.set_title(f"supernet configurations on {device}")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = out_dir / f"pareto_{device}.png"
+    fig.savefig(path)
+    plt.close(fig)
     return path

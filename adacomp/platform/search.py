@@ -165,7 +165,7 @@ class _SearchRun:
     ) -> None:
         self.config = config
         self.out_dir = out_dir
-        self.ledger = Ledger(out_dir / "trials.jsonl")
+        self.ledger: Ledger[TrialRecord] = Ledger(out_dir / "trials.jsonl")
         self.records = self.ledger.load()
         self.tracker = tracker
         self.parent_id = parent_id
