@@ -119,7 +119,7 @@ class SupernetSettings(_Frozen):
     the ensemble-training budget, how many configurations to evaluate and to ship."""
 
     width: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
-    rank: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)  # fractions of each layer's full rank
+    rank: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
     depth: bool = True  # skippable blocks, where the model has any
     precisions: tuple[Literal["fp32", "fp16", "int8"], ...] = ("fp32", "fp16", "int8")
     steps: int = Field(600, ge=1)  # ensemble-training steps (each: largest, smallest, `sampled`)

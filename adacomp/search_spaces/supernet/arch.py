@@ -105,7 +105,7 @@ class SupernetSpace:
 
     layout: SupernetLayout
     width_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    rank_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    rank_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     precisions: tuple[str, ...] = PRECISIONS
     widths: dict[str, tuple[int, ...]] = field(init=False, compare=False)
     ranks: dict[str, tuple[int, ...]] = field(init=False, compare=False)

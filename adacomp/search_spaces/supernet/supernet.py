@@ -36,7 +36,7 @@ class SupernetOptions:
     """What may be elastic; an empty fraction tuple turns that dimension off."""
 
     width_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-    rank_fractions: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
+    rank_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     depth: bool = True
     precisions: tuple[str, ...] = PRECISIONS
 

@@ -156,9 +156,14 @@ def train_supernet(
     on_checkpoint: Callable[[int], None] | None = None,
 ) -> EnsembleReport:
     """Train in place; with `checkpoint_dir`, resume from its newest checkpoint and save every
-    `checkpoint_every` steps. `identity` (JSON-able) must match the checkpoint's to resume."""
+    `checkpoint_every` steps. `identity` (JSON-able) must match the checkpoint's to resume; the
+    number of steps may grow (training on from where a shorter budget stopped)."""
     size = dataset_len(data)
-    identity = {**(identity or {}), "seed": seed, "budget": {**asdict(budget), "checkpoint_every": None}}
+    identity = {
+        **(identity or {}),
+        "seed": seed,
+        "budget": {**asdict(budget), "steps": None, "checkpoint_every": None},
+    }
     optimizer = torch.optim.Adam(supernet.parameters(), lr=budget.lr)
     start = 0
     if checkpoint_dir is not None and (found := load_checkpoint(checkpoint_dir)) is not None:
