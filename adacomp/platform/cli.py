@@ -55,10 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("tasks", help="list the built-in tasks")
 
     from adacomp.platform.farm_cli import add_farm_parser
+    from adacomp.platform.runtime_cli import add_runtime_parser
     from adacomp.platform.search_cli import add_search_parsers
+    from adacomp.platform.supernet_cli import add_supernet_parsers
 
     add_farm_parser(commands)
     add_search_parsers(commands)
+    add_supernet_parsers(commands)
+    add_runtime_parser(commands)
     return parser
 
 
@@ -75,6 +79,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             from adacomp.platform.farm_cli import run_farm
 
             return run_farm(args)
+        if args.command in ("supernet", "export"):
+            from adacomp.platform import supernet_cli
+
+            if args.command == "export":
+                return supernet_cli.run_export_command(args)
+            return supernet_cli.run_supernet_command(args)
+        if args.command == "runtime":
+            from adacomp.platform.runtime_cli import run_runtime
+
+            return run_runtime(args)
         if args.command in ("search", "pareto", "ui"):
             from adacomp.platform import search_cli
 

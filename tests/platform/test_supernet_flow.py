@@ -1,0 +1,227 @@
+"""End to end, AdaSpring side: supernet train -> search -> export, with real MLflow and ORT.
+
+One flow runs once for the module on a tiny budget (30 training steps, 6 configurations, two
+emulated targets); the tests check what each stage left behind and that it resumes or refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from adacomp.errors import AdacompError
+from adacomp.platform.bundle import BundleResult, export_bundle
+from adacomp.platform.cli import main
+from adacomp.platform.pareto import dominates
+from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.supernet_job import TrainResult, train_supernet_job
+from adacomp.platform.supernet_search import SupernetSearchResult, device_objectives, supernet_search
+from adacomp.runtime.manifest import load_manifest, verify_files
+from adacomp.tasks import evaluate_onnx, load_task
+
+pytestmark = pytest.mark.slow
+TARGETS = ("pixel4", "snapdragon450")
+
+
+def flow_config(out: Path, **changes: object) -> SearchConfig:
+    data: dict[str, object] = {
+        "name": "ada",
+        "task": "tests.platform.tiny_task:tiny_digits",
+        "targets": list(TARGETS),
+        "objectives": [
+            {"metric": "accuracy"},
+            {"metric": "latency", "target": "pixel4"},
+            {"metric": "storage"},
+        ],
+        "constraints": [{"metric": "accuracy_drop", "max": 60}],
+        "utility": {"accuracy": 1.0, "latency": 0.2, "storage": 0.3},
+        "seed": 1,
+        "output": {"dir": str(out)},
+        "supernet": {
+            "steps": 30,
+            "checkpoint_every": 10,
+            "batch_size": 32,
+            "lr": 0.003,
+            "trials": 6,
+            "bundle_size": 3,
+            "precisions": ["fp32", "int8"],
+        },
+    }
+    data.update(changes)
+    return SearchConfig.model_validate(data)
+
+
+@dataclass(frozen=True)
+class Flow:
+    config: SearchConfig
+    trained: TrainResult
+    searched: SupernetSearchResult
+    bundle: BundleResult
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
+    config = flow_config(tmp_path_factory.mktemp("supernet"))
+    trained = train_supernet_job(config)
+    searched = supernet_search(config)
+    return Flow(config, trained, searched, export_bundle(config))
+
+
+def test_training_leaves_weights_layout_and_an_mlflow_run(flow: Flow) -> None:
+    assert flow.trained.steps == 30 and flow.trained.resumed_from == 0
+    assert (flow.trained.directory / "supernet.safetensors").is_file()
+    assert "fixed fc2" in flow.trained.layout and (flow.trained.directory / "layout.json").is_file()
+    client = MlflowClient(flow.trained.tracking_uri)
+    run = client.get_run(flow.trained.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["adacomp.kind"] == "supernet-train"
+    history = client.get_metric_history(flow.trained.run_id, "loss_largest")
+    assert [m.step for m in history] == [10, 20, 30]
+    assert [m.step for m in client.get_metric_history(flow.trained.run_id, "val_accuracy_smallest")] == [
+        10,
+        20,
+        30,
+    ]
+    artifacts = {a.path for a in client.list_artifacts(flow.trained.run_id)}
+    assert {"layout.json", "supernet.safetensors"} <= artifacts
+
+
+def test_training_again_needs_resume_and_a_finished_one_resumes_as_a_no_op(flow: Flow) -> None:
+    with pytest.raises(AdacompError, match=r"already exists.*--resume"):
+        train_supernet_job(flow.config)
+    again = train_supernet_job(flow.config, resume=True)
+    assert again.resumed_from == 30 and again.steps == 30 and again.run_id == flow.trained.run_id
+    with pytest.raises(AdacompError, match="supernet: settings differ"):
+        train_supernet_job(
+            flow.config.model_copy(
+                update={"supernet": flow.config.supernet.model_copy(update={"width": (0.5, 1.0)})}
+            ),
+            resume=True,
+        )
+
+
+def test_search_evaluates_the_two_ends_first_and_every_target(flow: Flow) -> None:
+    assert len(flow.searched.records) == 6 and not any(r.failed for r in flow.searched.records)
+    first, second = flow.searched.records[0].config, flow.searched.records[1].config
+    space_widths = flow.searched.records[0].config.width
+    assert first.skip == () and all(v >= w for (_, v), (_, w) in zip(space_widths, second.width, strict=True))
+    assert sum(dict(first.width).values()) > 2 * sum(dict(second.width).values())  # largest, then smallest
+    for record in flow.searched.records:
+        for target in TARGETS:
+            assert record.metrics[f"latency_{target}"] > 0
+        assert (flow.searched.directory / "models" / f"{record.config.hash}.onnx").is_file()
+
+
+def test_per_device_fronts_are_the_non_dominated_feasible_configurations(flow: Flow) -> None:
+    for device in TARGETS:
+        objectives = device_objectives(device, flow.searched.baseline)
+        front = flow.searched.front(device)
+        assert front and all(r.feasible for r in front)
+
+        vectors = {
+            r.config.hash: tuple(-r.metrics[k] if mode == "max" else r.metrics[k] for k, mode in objectives)
+            for r in flow.searched.records
+            if r.feasible
+        }
+        brute = {h for h, v in vectors.items() if not any(dominates(o, v) for o in vectors.values())}
+        assert {r.config.hash for r in front} == brute
+        assert (flow.searched.directory / f"front_{device}.csv").read_text().count("\n") == len(front) + 1
+        assert (flow.searched.directory / f"pareto_{device}.png").stat().st_size > 1000
+
+
+def test_search_is_tracked_in_mlflow_like_any_search(flow: Flow) -> None:
+    client = MlflowClient(flow.searched.tracking_uri)
+    parent = client.get_run(flow.searched.run_id)
+    assert parent.data.tags["adacomp.kind"] == "supernet-search" and parent.info.status == "FINISHED"
+    assert parent.data.metrics["configurations"] == 6
+    assert parent.data.metrics["hypervolume_pixel4"] > 0
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{flow.searched.run_id}'"
+    )
+    configs = [c for c in children if c.data.tags.get("adacomp.config_hash")]
+    assert len(configs) == 6
+    on_front = {
+        c.data.tags["adacomp.config_hash"] for c in configs if c.data.tags["adacomp.pareto.pixel4"] == "true"
+    }
+    assert on_front == {r.config.hash for r in flow.searched.front("pixel4")}
+    files = {a.path for a in client.list_artifacts(flow.searched.run_id, "pareto")}
+    assert {"pareto/front_pixel4.csv", "pareto/pareto_snapdragon450.png"} <= files
+
+
+def test_search_resumes_without_re_evaluating_and_refuses_a_second_start(flow: Flow) -> None:
+    with pytest.raises(AdacompError, match=r"supernet search.*already exists"):
+        supernet_search(flow.config)
+    again = supernet_search(flow.config, resume=True)
+    assert [r.to_dict() for r in again.records] == [r.to_dict() for r in flow.searched.records]
+    assert again.run_id == flow.searched.run_id
+
+
+def test_the_bundle_ships_exactly_what_was_measured(flow: Flow) -> None:
+    manifest = load_manifest(flow.bundle.directory)
+    verify_files(flow.bundle.directory, manifest)
+    assert manifest.devices == TARGETS and 1 <= len(manifest.configurations) <= 3
+    records = {r.config.hash: r for r in flow.searched.records}
+    fronts = {r.config.hash for d in TARGETS for r in flow.searched.front(d)}
+    task = load_task(flow.config.task)
+    for entry in manifest.configurations:
+        assert entry.id in fronts
+        record = records[entry.id]
+        assert entry.accuracy == record.metrics["accuracy"]
+        assert entry.devices["pixel4"].latency_ms == record.metrics["latency_pixel4"]
+        onnx_model = (flow.bundle.directory / entry.file).read_bytes()
+        assert evaluate_onnx(onnx_model, task.data.test) == pytest.approx(entry.accuracy)  # no retraining
+    assert manifest.baseline.accuracy == flow.searched.baseline["accuracy"]
+
+
+def test_the_bundle_is_logged_and_registered_in_mlflow(flow: Flow) -> None:
+    client = MlflowClient(flow.searched.tracking_uri)
+    assert flow.bundle.registered_model == "models:/ada-bundle/1"
+    version = client.get_model_version("ada-bundle", "1")
+    assert version.run_id == flow.bundle.run_id and version.source.endswith("/bundle")
+    files = {a.path for a in client.list_artifacts(flow.bundle.run_id, "bundle")}
+    assert "bundle/manifest.json" in files
+    run = client.get_run(flow.bundle.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == flow.searched.run_id
+
+
+def test_cli_runs_the_stages_and_explains_missing_ones(
+    flow: tuple, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text(
+        "name: none\ntask: digits\ntargets: [pixel4]\nobjectives: [{metric: accuracy}]\n"
+        f"output: {{dir: {tmp_path / 'runs'}}}\n"
+    )
+    assert main(["supernet", "search", str(fresh)]) == 2
+    assert "run `adacomp supernet train` first" in capsys.readouterr().err
+    assert main(["export", str(fresh)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run `adacomp supernet search` first" in err
+    manifest = load_manifest(flow.bundle.directory)
+    assert np.isfinite(manifest.configurations[0].accuracy)
+
+
+def test_the_runtime_adapts_with_the_exported_bundle(
+    flow: Flow, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from adacomp.runtime import AdaptiveModel, Context
+
+    model = AdaptiveModel(flow.bundle.directory, "pixel4")
+    manifest = load_manifest(flow.bundle.directory)
+    fastest = min(manifest.configurations, key=lambda c: c.devices["pixel4"].latency_ms)
+    selection = model.adapt(Context(latency_budget_ms=fastest.devices["pixel4"].latency_ms * 1.01))
+    assert not selection.fallback
+    assert (
+        manifest.configuration(selection.id).devices["pixel4"].latency_ms
+        <= fastest.devices["pixel4"].latency_ms * 1.01
+    )
+    task = load_task(flow.config.task)
+    logits = model.run(task.example_input(3).numpy())
+    assert logits.shape == (3, 10)
+    png = tmp_path / "sim.png"
+    argv = ["runtime", "simulate", str(flow.bundle.directory), "--device", "pixel4", "--plot", str(png)]
+    assert main(argv) == 0
+    assert "adaptive" in capsys.readouterr().out and png.stat().st_size > 1000

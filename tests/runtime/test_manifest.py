@@ -1,0 +1,305 @@
+"""The manifest: exact round trips, and a clear error naming file and JSON path for every bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from adacomp.errors import AdacompError
+from adacomp.runtime import (
+    DeviceCost,
+    Manifest,
+    ManifestError,
+    configuration_path,
+    load_manifest,
+    save_manifest,
+    verify_files,
+)
+from tests.runtime.bundles import THREE, manifest_dict, manifests, write_bundle
+
+
+@given(manifests(max_configs=4))
+@settings(max_examples=40, deadline=None)
+def test_to_dict_of_from_dict_is_the_input(data: dict[str, Any]) -> None:
+    original = copy.deepcopy(data)
+    manifest = Manifest.from_dict(data)
+    assert manifest.to_dict() == original
+    assert data == original  # not mutated
+    assert Manifest.from_dict(json.loads(json.dumps(manifest.to_dict()))) == manifest
+
+
+def test_save_then_load_is_exact_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    manifest = Manifest.from_dict(manifest_dict())
+    written = save_manifest(manifest, tmp_path)
+    assert written == tmp_path / "manifest.json"
+    assert load_manifest(tmp_path) == manifest
+    assert load_manifest(written).to_dict() == manifest_dict()
+    assert os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_save_refuses_an_invalid_manifest_built_in_code_and_keeps_the_old_file(tmp_path: Path) -> None:
+    manifest = Manifest.from_dict(manifest_dict())
+    save_manifest(manifest, tmp_path)
+    before = (tmp_path / "manifest.json").read_text()
+    first = manifest.configurations[0]
+    bad_cost = {**first.devices, "pixel4": DeviceCost(latency_ms=-1.0, energy_mj=1.0, memory_mb=1.0)}
+    broken = replace(
+        manifest, configurations=(replace(first, devices=bad_cost), *manifest.configurations[1:])
+    )
+    with pytest.raises(
+        ManifestError, match=r"configurations\[0\]\.devices\.pixel4\.latency_ms: expected a number > 0"
+    ):
+        save_manifest(broken, tmp_path)
+    assert (tmp_path / "manifest.json").read_text() == before
+    assert os.listdir(tmp_path) == ["manifest.json"]
+
+
+def test_configuration_lookup() -> None:
+    manifest = Manifest.from_dict(manifest_dict())
+    assert manifest.configuration("small").accuracy == 0.80
+    assert manifest.index("tiny") == 2 and manifest.ids == ("big", "small", "tiny")
+    with pytest.raises(
+        ManifestError, match=r"unknown configuration 'huge'; the manifest has 3: big, small, tiny"
+    ):
+        manifest.configuration("huge")
+
+
+def test_manifest_error_is_a_one_line_user_error() -> None:
+    assert issubclass(ManifestError, AdacompError) and issubclass(ManifestError, ValueError)
+
+
+Mutation = Callable[[dict[str, Any]], object]
+
+
+def _set(*path: Any, value: object) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+
+    return mutate
+
+
+def _delete(*path: Any) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        del target[path[-1]]
+
+    return mutate
+
+
+CONFIG = ("configurations",)
+BAD = {
+    "missing field": (_delete(*CONFIG, 1, "sha256"), r"configurations\[1\]: missing field 'sha256'"),
+    "wrong type": (_set("name", value=3), r"name: expected a non-empty string, got 3"),
+    "latency not a number": (
+        _set(*CONFIG, 2, "devices", "pixel4", "latency_ms", value="abc"),
+        r"configurations\[2\]\.devices\.pixel4\.latency_ms: expected a number > 0, got 'abc'",
+    ),
+    "negative latency": (
+        _set(*CONFIG, 0, "devices", "host", "latency_ms", value=-1),
+        r"configurations\[0\]\.devices\.host\.latency_ms: expected a number > 0, got -1",
+    ),
+    "zero latency": (
+        _set(*CONFIG, 0, "devices", "host", "latency_ms", value=0),
+        r"configurations\[0\]\.devices\.host\.latency_ms: expected a number > 0, got 0",
+    ),
+    "negative energy": (
+        _set(*CONFIG, 1, "devices", "pixel4", "energy_mj", value=-0.5),
+        r"configurations\[1\]\.devices\.pixel4\.energy_mj: expected a number >= 0, got -0.5",
+    ),
+    "energy a string": (
+        _set(*CONFIG, 1, "devices", "pixel4", "energy_mj", value="1"),
+        r"configurations\[1\]\.devices\.pixel4\.energy_mj: expected a number >= 0 or null, got '1'",
+    ),
+    "device missing in a configuration": (
+        _delete(*CONFIG, 0, "devices", "host"),
+        r"configurations\[0\]\.devices: missing field 'host'",
+    ),
+    "device the manifest does not list": (
+        _set(*CONFIG, 0, "devices", "tablet", value={"latency_ms": 1, "energy_mj": None, "memory_mb": None}),
+        r"configurations\[0\]\.devices\.tablet: unknown field",
+    ),
+    "mixed null energy": (
+        _set(*CONFIG, 1, "devices", "pixel4", "energy_mj", value=None),
+        r"configurations\[1\]\.devices\.pixel4\.energy_mj: configurations\[0\] has a number here",
+    ),
+    "energy where the others have null": (
+        _set(*CONFIG, 2, "devices", "host", "energy_mj", value=1.0),
+        r"configurations\[2\]\.devices\.host\.energy_mj: configurations\[0\] has null here",
+    ),
+    "baseline null where configurations have numbers": (
+        _set("baseline", "devices", "pixel4", "memory_mb", value=None),
+        r"baseline\.devices\.pixel4\.memory_mb: configurations\[0\] has a number here",
+    ),
+    "baseline missing a device": (
+        _delete("baseline", "devices", "host"),
+        r"baseline\.devices: missing field 'host'",
+    ),
+    "duplicate id": (
+        _set(*CONFIG, 2, "id", value="big"),
+        r"configurations\[2\]\.id: duplicate id 'big' \(configurations\[0\]\)",
+    ),
+    "bad id": (_set(*CONFIG, 0, "id", value="a b"), r"configurations\[0\]\.id: expected a string matching"),
+    "unknown schema version": (
+        _set("schema_version", value=2),
+        r"schema_version: unsupported version 2; this runtime reads version 1",
+    ),
+    "schema version as a string": (
+        _set("schema_version", value="1"),
+        r"schema_version: unsupported version '1'",
+    ),
+    "file escaping the bundle": (
+        _set(*CONFIG, 0, "file", value="../elsewhere/model.onnx"),
+        r"configurations\[0\]\.file: expected a relative path inside the bundle",
+    ),
+    "absolute file": (
+        _set(*CONFIG, 1, "file", value="/etc/passwd"),
+        r"configurations\[1\]\.file: expected a relative path",
+    ),
+    "accuracy above 1": (
+        _set(*CONFIG, 0, "accuracy", value=1.5),
+        r"configurations\[0\]\.accuracy: expected a number in \[0, 1\], got 1.5",
+    ),
+    "bool size": (
+        _set(*CONFIG, 0, "bytes", value=True),
+        r"configurations\[0\]\.bytes: expected an integer > 0, got True",
+    ),
+    "float storage": (
+        _set(*CONFIG, 0, "storage_bytes", value=1.5),
+        r"configurations\[0\]\.storage_bytes: expected an integer > 0, got 1.5",
+    ),
+    "architecture not an object": (
+        _set(*CONFIG, 0, "architecture", value=[1]),
+        r"configurations\[0\]\.architecture: expected an object, got a list",
+    ),
+    "no configurations": (
+        _set("configurations", value=[]),
+        r"configurations: expected a non-empty list, got an empty list",
+    ),
+    "no devices": (_set("devices", value=[]), r"devices: expected a non-empty list of device names"),
+    "duplicate device": (
+        _set("devices", value=["pixel4", "host", "pixel4"]),
+        r"devices\[2\]: duplicate device 'pixel4'",
+    ),
+    "negative weight": (
+        _set("utility", "latency", value=-0.3),
+        r"utility\.latency: expected a number >= 0, got -0.3",
+    ),
+    "missing weight": (_delete("utility", "storage"), r"utility: missing field 'storage'"),
+    "unknown top-level field": (_set("extra", value=1), r"extra: unknown field"),
+    "typo in a cost": (
+        _set(*CONFIG, 0, "devices", "pixel4", "lantency_ms", value=1.0),
+        r"configurations\[0\]\.devices\.pixel4\.lantency_ms: unknown field",
+    ),
+    "bad time": (_set("created", value="yesterday"), r"created: expected an ISO 8601 time"),
+    "bad dtype": (_set("input", "dtype", value="float128"), r"input\.dtype: expected one of float32"),
+    "bad shape": (
+        _set("input", "shape", value=[None, 0]),
+        r"input\.shape\[1\]: expected an integer > 0, got 0",
+    ),
+    "not an object": (lambda data: data.clear(), r"missing field 'schema_version'"),
+}
+
+
+@pytest.mark.parametrize(("mutate", "message"), BAD.values(), ids=BAD.keys())
+def test_bad_manifest_names_file_and_path(tmp_path: Path, mutate: Mutation, message: str) -> None:
+    data = manifest_dict()
+    mutate(data)
+    path = tmp_path / "bundle" / "manifest.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path.parent)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: ") and "\n" not in text
+    assert caught.match(message)
+
+
+def test_non_finite_numbers_are_refused() -> None:
+    data = manifest_dict()
+    data["configurations"][0]["devices"]["pixel4"]["latency_ms"] = float("nan")
+    with pytest.raises(
+        ManifestError,
+        match=r"^m\.json: configurations\[0\]\.devices\.pixel4\.latency_ms: expected a number > 0, got nan$",
+    ):
+        Manifest.from_dict(data, source="m.json")
+
+
+def test_top_level_must_be_an_object() -> None:
+    with pytest.raises(ManifestError, match=r"^m\.json: expected an object, got a list$"):
+        Manifest.from_dict([1], source="m.json")
+
+
+def test_invalid_json_and_missing_manifest_name_the_file(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1,\n  "name": }')
+    with pytest.raises(
+        ManifestError,
+        match=rf"^{re.escape(str(tmp_path / 'manifest.json'))}: invalid JSON at line 2 column 11",
+    ):
+        load_manifest(tmp_path)
+    with pytest.raises(ManifestError, match=rf"^{re.escape(str(tmp_path / 'nowhere'))}: no such file"):
+        load_manifest(tmp_path / "nowhere")
+
+
+def test_verify_files_accepts_a_written_bundle(tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "b")
+    verify_files(bundle, load_manifest(bundle))
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda p: p.unlink(), r"models/small\.onnx: missing \(configuration 'small'\)"),
+        (
+            lambda p: p.write_bytes(p.read_bytes()[:-1]),
+            r"models/small\.onnx: \d+ bytes, the manifest says \d+",
+        ),
+        (
+            lambda p: p.write_bytes(_flip_last_byte(p.read_bytes())),
+            r"models/small\.onnx: sha256 [0-9a-f]{64}, the manifest says",
+        ),
+    ],
+    ids=["missing", "size", "sha256"],
+)
+def test_verify_files_names_the_damaged_file(
+    tmp_path: Path, damage: Callable[[Path], object], message: str
+) -> None:
+    bundle = write_bundle(tmp_path / "b")
+    manifest = load_manifest(bundle)
+    path = bundle / "models" / "small.onnx"
+    damage(path)
+    with pytest.raises(ManifestError, match=message):
+        verify_files(bundle, manifest)
+
+
+def _flip_last_byte(blob: bytes) -> bytes:
+    return blob[:-1] + bytes([blob[-1] ^ 1])
+
+
+def test_a_symlink_out_of_the_bundle_is_refused(tmp_path: Path) -> None:
+    bundle = write_bundle(tmp_path / "b")
+    manifest = load_manifest(bundle)
+    outside = tmp_path / "outside.onnx"
+    (bundle / "models" / "tiny.onnx").rename(outside)
+    (bundle / "models" / "tiny.onnx").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"configuration 'tiny': models/tiny\.onnx is outside the bundle"):
+        configuration_path(bundle, manifest.configuration("tiny"))
+    with pytest.raises(ManifestError, match="outside the bundle"):
+        verify_files(bundle, manifest)
+
+
+def test_three_rows_helper_is_valid() -> None:
+    assert len(Manifest.from_dict(manifest_dict(THREE)).configurations) == 3
