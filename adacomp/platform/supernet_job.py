@@ -26,10 +26,12 @@ from adacomp.errors import AdacompError
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.search_spaces.supernet import (
     EnsembleBudget,
+    EnsembleReport,
     StepLog,
     SubnetConfig,
     Supernet,
     SupernetOptions,
+    load_checkpoint,
     recalibrate_batchnorm,
     train_supernet,
 )
@@ -43,14 +45,14 @@ def supernet_dir(config: SearchConfig) -> Path:
     return (config.output.dir / config.name / "supernet").resolve()
 
 
-def _options(config: SearchConfig) -> SupernetOptions:
+def supernet_options(config: SearchConfig) -> SupernetOptions:
     s = config.supernet
     return SupernetOptions(
         width_fractions=s.width, rank_fractions=s.rank, depth=s.depth, precisions=tuple(s.precisions)
     )
 
 
-def _budget(config: SearchConfig) -> EnsembleBudget:
+def ensemble_budget(config: SearchConfig) -> EnsembleBudget:
     s = config.supernet
     return EnsembleBudget(
         steps=s.steps,
@@ -76,7 +78,7 @@ def build_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
     """The task, its trained uncompressed model, and a fresh supernet built from it."""
     task = load_task(config.task)
     model = pretrained_model(task, seed=config.seed)
-    return task, model, Supernet.build(model, task.example_input(2), _options(config))
+    return task, model, Supernet.build(model, task.example_input(2), supernet_options(config))
 
 
 def bn_batches(task: Task, config: SearchConfig) -> list[torch.Tensor]:
@@ -146,9 +148,7 @@ def train_supernet_job(
         raise AdacompError(
             f"supernet: settings differ from the supernet in {directory}; change 'name' to train a new one"
         )
-    if config.supernet.workers > 1:
-        raise AdacompError("supernet.workers > 1 is not supported yet; set workers: 1")
-    task, _, supernet = build_supernet(config)
+    task, model, supernet = build_supernet(config)
     say(supernet.layout.report())
     say(f"{supernet.space.size:,} configurations share these weights")
     directory.mkdir(parents=True, exist_ok=True)
@@ -210,24 +210,47 @@ def train_supernet_job(
             f"smallest {accuracy['smallest']:.4f}"
         )
 
+    workers = config.supernet.workers
     try:
-        report = train_supernet(
-            supernet,
-            task.data.train,
-            _budget(config),
-            seed=config.seed,
-            checkpoint_dir=directory / "checkpoints",
-            identity=identity(config),
-            on_step=on_step,
-            on_checkpoint=on_checkpoint,
-        )
+        if workers > 1:
+            from adacomp.platform.supernet_ray import train_on_ray
+
+            say(f"training on {workers} Ray Train workers")
+            began = time.perf_counter()
+            steps = train_on_ray(
+                json.loads(config.model_dump_json()),
+                {k: v.detach().clone() for k, v in model.state_dict().items()},
+                directory,
+                identity(config),
+                workers,
+            )
+            for step in steps:
+                on_step(StepLog(**step))
+            resumed_from = steps[0]["step"] - 1 if steps else config.supernet.steps
+            report = EnsembleReport(steps=config.supernet.steps, resumed_from=resumed_from, seconds=0.0)
+            report.seconds = time.perf_counter() - began
+            found = load_checkpoint(directory / "checkpoints")
+            assert found is not None
+            supernet.load_state_dict(found[0])
+        else:
+            report = train_supernet(
+                supernet,
+                task.data.train,
+                ensemble_budget(config),
+                seed=config.seed,
+                checkpoint_dir=directory / "checkpoints",
+                identity=identity(config),
+                on_step=on_step,
+                on_checkpoint=on_checkpoint,
+            )
     except BaseException:
         if pending:
             client.log_batch(run_id, metrics=pending)
         client.set_terminated(run_id, status="KILLED")
         raise
-    from adacomp.search_spaces.supernet.training import load_checkpoint
-
+    if pending:
+        client.log_batch(run_id, metrics=list(pending))
+        pending.clear()
     found = load_checkpoint(directory / "checkpoints")
     assert found is not None
     shutil.copyfile(found[2] / WEIGHTS_FILE, directory / WEIGHTS_FILE)

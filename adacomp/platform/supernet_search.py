@@ -376,9 +376,11 @@ def supernet_search(
             directions=["maximize" if o.mode == "max" else "minimize" for o in config.objectives],
             load_if_exists=True,
         )
-        if not records and not study.trials:  # the two ends of the supernet first
-            study.enqueue_trial(_params(supernet.space.largest(), supernet))
-            study.enqueue_trial(_params(supernet.space.smallest(), supernet))
+        if not records and not study.trials:  # the ends first: largest (in both extreme precisions), smallest
+            space = supernet.space
+            ends = [space.largest(space.precisions[0]), space.largest(space.precisions[-1]), space.smallest()]
+            for end in dict.fromkeys(ends):
+                study.enqueue_trial(_params(end, supernet))
         batches = bn_batches(task, config)
         by_hash = {r.config.hash: r for r in records if not r.failed}
         models = directory / "models"

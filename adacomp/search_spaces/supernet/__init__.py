@@ -11,6 +11,7 @@ from adacomp.search_spaces.supernet.training import (
     EnsembleBudget,
     EnsembleReport,
     StepLog,
+    average_gradients,
     load_checkpoint,
     train_supernet,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "SupernetSpace",
     "WidthGroup",
     "analyse_model",
+    "average_gradients",
     "load_checkpoint",
     "recalibrate_batchnorm",
     "train_supernet",

@@ -106,6 +106,19 @@ def _distill(logits: Tensor, teacher: Tensor, labels: Tensor, budget: EnsembleBu
     return budget.distill_weight * kd + (1 - budget.distill_weight) * F.cross_entropy(logits, labels)
 
 
+def average_gradients(model: torch.nn.Module) -> None:
+    """All-reduce (mean) of every gradient. Ranks ran the same configurations, so the same
+    parameters have gradients everywhere; those without stay None (Adam skips them, as it would
+    in one process)."""
+    import torch.distributed as dist
+
+    world = dist.get_world_size()
+    for param in model.parameters():
+        if param.grad is not None:
+            dist.all_reduce(param.grad)
+            param.grad /= world
+
+
 def save_checkpoint(
     directory: Path, supernet: Supernet, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
@@ -154,10 +167,20 @@ def train_supernet(
     identity: dict[str, Any] | None = None,
     on_step: Callable[[StepLog], None] | None = None,
     on_checkpoint: Callable[[int], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> EnsembleReport:
     """Train in place; with `checkpoint_dir`, resume from its newest checkpoint and save every
     `checkpoint_every` steps. `identity` (JSON-able) must match the checkpoint's to resume; the
-    number of steps may grow (training on from where a shorter budget stopped)."""
+    number of steps may grow (training on from where a shorter budget stopped).
+
+    Data parallel (`world_size` > 1, torch.distributed initialised): every rank takes the same
+    global batch and configurations, keeps its `rank::world_size` share of the batch, and the
+    gradients are averaged before each step, so the update is the single-process one up to
+    per-shard BatchNorm statistics. Only rank 0 writes checkpoints; every rank resumes from them.
+    """
+    if not 0 <= rank < world_size:
+        raise AdacompError(f"rank={rank} with world_size={world_size}; expected 0 <= rank < world_size")
     size = dataset_len(data)
     identity = {
         **(identity or {}),
@@ -183,6 +206,8 @@ def train_supernet(
         for step in range(start, budget.steps):
             t0 = time.perf_counter()
             inputs, labels = _batch(data, size, budget.batch_size, seed, step)
+            if world_size > 1:
+                inputs, labels = inputs[rank::world_size], labels[rank::world_size]
             optimizer.zero_grad(set_to_none=True)
             losses = []
             teacher: Tensor | None = None
@@ -201,6 +226,8 @@ def train_supernet(
                     )
                 loss.backward()  # type: ignore[no-untyped-call]
                 losses.append(value)
+            if world_size > 1:
+                average_gradients(supernet)
             optimizer.step()
             entry = StepLog(step + 1, losses[0], losses[1], time.perf_counter() - t0)
             report.log.append(entry)
@@ -208,7 +235,11 @@ def train_supernet(
             if on_step is not None:
                 on_step(entry)
             done = step + 1 == budget.steps
-            if checkpoint_dir is not None and ((step + 1) % budget.checkpoint_every == 0 or done):
+            if (
+                checkpoint_dir is not None
+                and rank == 0
+                and ((step + 1) % budget.checkpoint_every == 0 or done)
+            ):
                 state = {"step": step + 1, "identity": identity, "saved_at": time.time()}
                 supernet.set_active(supernet.space.largest())
                 save_checkpoint(checkpoint_dir, supernet, optimizer, state)

@@ -1,0 +1,71 @@
+"""Ensemble training on two Ray Train workers (real Ray, gloo process group, on this machine)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.supernet_job import build_supernet, train_supernet_job
+from adacomp.search_spaces.supernet import average_gradients
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def local_ray() -> Iterator[None]:
+    """One Ray for both trainings (the job reuses an initialised Ray): one start-up, not two."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def test_two_workers_train_checkpoint_and_resume(tmp_path: Path, local_ray: None) -> None:
+    config = SearchConfig.model_validate(
+        {
+            "name": "dp",
+            "task": "tests.platform.tiny_task:tiny_digits",
+            "targets": ["pixel4"],
+            "objectives": [{"metric": "accuracy"}],
+            "output": {"dir": str(tmp_path)},
+            "supernet": {"steps": 4, "checkpoint_every": 2, "batch_size": 32, "workers": 2},
+        }
+    )
+    trained = train_supernet_job(config)
+    assert trained.steps == 4 and trained.resumed_from == 0
+    steps = [
+        json.loads(line)["step"] for line in (trained.directory / "steps.jsonl").read_text().splitlines()
+    ]
+    assert steps == [1, 2, 3, 4]  # rank 0's log only: one line per step
+    assert (trained.directory / "checkpoints" / "LATEST").read_text() == "step-0000004"
+    _, _, supernet = build_supernet(config)
+    weights = load_file(str(trained.directory / "supernet.safetensors"))
+    assert set(weights) == set(supernet.state_dict())
+    assert any(not torch.equal(weights[k], v) for k, v in supernet.state_dict().items())  # it trained
+    # Training further from the checkpoint: the workers resume at step 4.
+    longer = config.model_copy(update={"supernet": config.supernet.model_copy(update={"steps": 6})})
+    again = train_supernet_job(longer, resume=True)
+    assert again.resumed_from == 4 and again.steps == 6 and again.run_id == trained.run_id
+
+
+def test_average_gradients_is_the_mean_over_ranks_and_keeps_unused_ones_none() -> None:
+    import torch.distributed as dist
+
+    store = dist.HashStore()
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        layer = torch.nn.Linear(3, 2)
+        layer.weight.grad = torch.ones(2, 3)
+        average_gradients(layer)
+        assert torch.equal(layer.weight.grad, torch.ones(2, 3)) and layer.bias.grad is None
+    finally:
+        dist.destroy_process_group()
