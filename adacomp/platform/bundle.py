@@ -29,7 +29,14 @@ from adacomp.errors import AdacompError
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.platform.supernet_job import supernet_dir
 from adacomp.platform.supernet_search import SubnetRecord, device_front, load_records
-from adacomp.runtime.manifest import SCHEMA_VERSION, Manifest, file_sha256, save_manifest, verify_files
+from adacomp.runtime.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    Manifest,
+    file_sha256,
+    save_manifest,
+    verify_files,
+)
 from adacomp.search_spaces.export import INPUT_NAME, OUTPUT_NAME
 from adacomp.tasks import load_task
 
@@ -117,9 +124,11 @@ def export_bundle(
             f"no feasible configuration in the supernet search of {config.name!r} "
             f"({len(records)} evaluated); loosen the constraints or evaluate more (supernet.trials)"
         )
-    directory = (out or config.output.dir / config.name / "bundle").resolve()
-    if directory.exists():
-        shutil.rmtree(directory)
+    target = (out or config.output.dir / config.name / "bundle").resolve()
+    if target.exists() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
+        raise AdacompError(f"--out: {target} exists and is not a bundle; give an empty or new directory")
+    directory = target.with_name(f".{target.name}.partial")  # built aside, then swapped in whole
+    shutil.rmtree(directory, ignore_errors=True)
     (directory / "models").mkdir(parents=True)
     entries = []
     for record in chosen:
@@ -157,6 +166,10 @@ def export_bundle(
     manifest = Manifest.from_dict(data, source="bundle manifest")
     save_manifest(manifest, directory)
     verify_files(directory, manifest)
+    if target.exists():
+        shutil.rmtree(target)  # an earlier bundle (checked above): replaced, not mixed
+    directory.rename(target)
+    directory = target
     say(f"bundle: {len(entries)} configurations in {directory}")
 
     tracker = SearchTracker(
@@ -178,7 +191,7 @@ def export_bundle(
         run_id,
         metrics=[
             Metric("configurations", float(len(entries)), now, 0),
-            Metric("bundle_bytes", float(sum(e["bytes"] for e in entries)), now, 0),  # type: ignore[misc]
+            Metric("bundle_bytes", float(sum(c.bytes for c in manifest.configurations)), now, 0),
         ],
     )
     client.log_artifacts(run_id, str(directory), artifact_path="bundle")

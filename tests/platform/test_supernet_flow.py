@@ -225,3 +225,16 @@ def test_the_runtime_adapts_with_the_exported_bundle(
     argv = ["runtime", "simulate", str(flow.bundle.directory), "--device", "pixel4", "--plot", str(png)]
     assert main(argv) == 0
     assert "adaptive" in capsys.readouterr().out and png.stat().st_size > 1000
+
+
+def test_export_never_overwrites_a_directory_that_is_not_a_bundle(flow: Flow, tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(AdacompError, match="exists and is not a bundle"):
+        export_bundle(flow.config, out=precious)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    again = export_bundle(flow.config, out=tmp_path / "second")
+    assert again.registered_model == "models:/ada-bundle/2"
+    assert load_manifest(again.directory).ids == load_manifest(flow.bundle.directory).ids
+    assert not (tmp_path / ".second.partial").exists()
