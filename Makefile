@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/compress_table.py
 	$(BIN)/python benchmarks/farm_bench.py
 	$(BIN)/python benchmarks/search_bench.py
+	$(BIN)/python benchmarks/supernet_bench.py
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache
