@@ -47,8 +47,8 @@ def _scratch_examples(tmp_path: Path, trials: int) -> None:
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     for config in (tmp_path / "examples").glob("*.yaml"):
         text = re.sub(r"^trials: \d+", f"trials: {trials}", config.read_text(), flags=re.M)
-        text = re.sub(r"^  steps: \d+", "  steps: 20", text, flags=re.M)  # supernet training
-        text = re.sub(r"^  trials: \d+", "  trials: 4", text, flags=re.M)  # supernet search
+        text = re.sub(r"^  steps: \d+", "  steps: 10", text, flags=re.M)  # supernet training
+        text = re.sub(r"^  trials: \d+", "  trials: 3", text, flags=re.M)  # supernet search
         config.write_text(text)
 
 
@@ -70,7 +70,7 @@ def test_readme_adacomp_commands_run(tmp_path: Path) -> None:
     search = outputs["adacomp search examples/digits.yaml --resume"]
     assert "on the Pareto front" in search and "baseline" in search and "adacomp ui --store" in search
     assert "3/3 trials finished" in outputs["adacomp pareto runs/digits"]
-    assert "supernet trained: 20 steps" in outputs["adacomp supernet train examples/digits.yaml"]
-    assert "4 configurations" in outputs["adacomp supernet search examples/digits.yaml"]
+    assert "supernet trained: 10 steps" in outputs["adacomp supernet train examples/digits.yaml"]
+    assert "3 configurations" in outputs["adacomp supernet search examples/digits.yaml"]
     assert "registered as models:/digits-bundle/1" in outputs["adacomp export examples/digits.yaml"]
     assert (tmp_path / "runs" / "digits" / "adaptive.png").stat().st_size > 1000

@@ -29,32 +29,30 @@ def local_ray() -> Iterator[None]:
         ray.shutdown()
 
 
-def test_two_workers_train_checkpoint_and_resume(tmp_path: Path, local_ray: None) -> None:
-    config = SearchConfig.model_validate(
-        {
-            "name": "dp",
-            "task": "tests.platform.tiny_task:tiny_digits",
-            "targets": ["pixel4"],
-            "objectives": [{"metric": "accuracy"}],
-            "output": {"dir": str(tmp_path)},
-            "supernet": {"steps": 4, "checkpoint_every": 2, "batch_size": 32, "workers": 2},
-        }
-    )
-    trained = train_supernet_job(config)
-    assert trained.steps == 4 and trained.resumed_from == 0
+def test_two_workers_resume_train_and_checkpoint(tmp_path: Path, local_ray: None) -> None:
+    data = {
+        "name": "dp",
+        "task": "tests.platform.tiny_task:tiny_digits",
+        "targets": ["pixel4"],
+        "objectives": [{"metric": "accuracy"}],
+        "output": {"dir": str(tmp_path)},
+        "supernet": {"steps": 2, "checkpoint_every": 2, "batch_size": 32},
+    }
+    first = train_supernet_job(SearchConfig.model_validate(data))  # 2 steps in this process
+    before = {k: v.clone() for k, v in load_file(str(first.directory / "supernet.safetensors")).items()}
+    data["supernet"] = {"steps": 4, "checkpoint_every": 2, "batch_size": 32, "workers": 2}
+    config = SearchConfig.model_validate(data)
+    trained = train_supernet_job(config, resume=True)  # the workers go on from step 2
+    assert trained.steps == 4 and trained.resumed_from == 2 and trained.run_id == first.run_id
     steps = [
         json.loads(line)["step"] for line in (trained.directory / "steps.jsonl").read_text().splitlines()
     ]
-    assert steps == [1, 2, 3, 4]  # rank 0's log only: one line per step
+    assert steps == [3, 4]  # rank 0's log only: one line per step
     assert (trained.directory / "checkpoints" / "LATEST").read_text() == "step-0000004"
     _, _, supernet = build_supernet(config)
     weights = load_file(str(trained.directory / "supernet.safetensors"))
     assert set(weights) == set(supernet.state_dict())
-    assert any(not torch.equal(weights[k], v) for k, v in supernet.state_dict().items())  # it trained
-    # Training further from the checkpoint: the workers resume at step 4.
-    longer = config.model_copy(update={"supernet": config.supernet.model_copy(update={"steps": 6})})
-    again = train_supernet_job(longer, resume=True)
-    assert again.resumed_from == 4 and again.steps == 6 and again.run_id == trained.run_id
+    assert any(not torch.equal(weights[k], v) for k, v in before.items())  # the workers trained it
 
 
 def test_average_gradients_is_the_mean_over_ranks_and_keeps_unused_ones_none() -> None:
