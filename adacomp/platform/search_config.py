@@ -129,6 +129,9 @@ class SupernetSettings(_Frozen):
     distill_weight: float = Field(1.0, ge=0, le=1)  # children learn from the largest's soft labels
     checkpoint_every: int = Field(100, ge=1)
     workers: int = Field(1, ge=1)  # > 1: data-parallel on Ray Train workers
+    # torch threads while training in this process; None: torch's default (every core). Small
+    # models train fastest on 1, and 2 threads on a busy 2-core machine were 40x slower.
+    threads: int | None = Field(None, ge=1)
     trials: int = Field(40, ge=2)  # configurations `adacomp supernet search` evaluates
     bundle_size: int = Field(8, ge=1)  # most configurations `adacomp export` ships
     bn_batches: int = Field(8, ge=1)  # batches that re-estimate BatchNorm statistics per configuration

@@ -211,6 +211,9 @@ def train_supernet_job(
         )
 
     workers = config.supernet.workers
+    threads = torch.get_num_threads()
+    if config.supernet.threads is not None:
+        torch.set_num_threads(config.supernet.threads)  # restored below: the caller's setting stands
     try:
         if workers > 1:
             from adacomp.platform.supernet_ray import train_on_ray
@@ -248,6 +251,8 @@ def train_supernet_job(
             client.log_batch(run_id, metrics=pending)
         client.set_terminated(run_id, status="KILLED")
         raise
+    finally:
+        torch.set_num_threads(threads)
     if pending:
         client.log_batch(run_id, metrics=list(pending))
         pending.clear()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from mlflow import MlflowClient
 
 from adacomp.errors import AdacompError
@@ -49,6 +50,7 @@ def flow_config(out: Path, **changes: object) -> SearchConfig:
             "trials": 6,
             "bundle_size": 3,
             "precisions": ["fp32", "int8"],
+            "threads": 1,
         },
     }
     data.update(changes)
@@ -61,17 +63,21 @@ class Flow:
     trained: TrainResult
     searched: SupernetSearchResult
     bundle: BundleResult
+    threads: tuple[int, int]  # torch threads before and after training (threads: 1 inside)
 
 
 @pytest.fixture(scope="module")
 def flow(tmp_path_factory: pytest.TempPathFactory) -> Flow:
     config = flow_config(tmp_path_factory.mktemp("supernet"))
+    before = torch.get_num_threads()
     trained = train_supernet_job(config)
+    threads = (before, torch.get_num_threads())
     searched = supernet_search(config)
-    return Flow(config, trained, searched, export_bundle(config))
+    return Flow(config, trained, searched, export_bundle(config), threads)
 
 
 def test_training_leaves_weights_layout_and_an_mlflow_run(flow: Flow) -> None:
+    assert flow.threads[0] == flow.threads[1]  # `threads: 1` applied to training only
     assert flow.trained.steps == 30 and flow.trained.resumed_from == 0
     assert (flow.trained.directory / "supernet.safetensors").is_file()
     assert "fixed fc2" in flow.trained.layout and (flow.trained.directory / "layout.json").is_file()
