@@ -172,9 +172,7 @@ def export_bundle(
     directory = target
     say(f"bundle: {len(entries)} configurations in {directory}")
 
-    tracker = SearchTracker(
-        state["tracking_uri"], config.output.experiment, config.output.dir.resolve() / "mlartifacts"
-    )
+    tracker = SearchTracker.for_config(config, state["tracking_uri"])
     client = tracker.client
     run = client.create_run(
         tracker.experiment_id,

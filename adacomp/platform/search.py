@@ -131,7 +131,7 @@ def _identity(config: SearchConfig) -> dict[str, Any]:
     return {k: dumped[k] for k in IDENTITY_FIELDS}
 
 
-def _farm_for_targets(config: SearchConfig) -> FarmConfig:
+def farm_for_targets(config: SearchConfig) -> FarmConfig:
     farm = load_farm_config(config.farm) if config.farm is not None else default_farm_config()
     names = {spec.name for spec in farm.devices}
     for target in config.targets:
@@ -141,7 +141,7 @@ def _farm_for_targets(config: SearchConfig) -> FarmConfig:
     return farm.model_copy(update={"devices": tuple(s for s in farm.devices if s.name in config.targets)})
 
 
-def _check_objectives_measurable(config: SearchConfig, baseline: dict[str, float | None]) -> None:
+def check_objectives_measurable(config: SearchConfig, baseline: dict[str, float | None]) -> None:
     for objective in config.objectives:
         if baseline.get(objective.key) is None:
             raise AdacompError(
@@ -350,7 +350,7 @@ def search(
     if not isinstance(config, SearchConfig):
         config = load_search_config(config)
     strategy = get_strategy(config.strategy)
-    farm_config = _farm_for_targets(config)
+    farm_config = farm_for_targets(config)
     out_dir = (config.output.dir / config.name).resolve()
     state_path = out_dir / STATE_FILE
     state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
@@ -434,13 +434,11 @@ def _run(
     else:
         say("measuring the uncompressed model on " + ", ".join(config.targets))
         baseline = baseline_metrics(ctx)
-        _check_objectives_measurable(config, baseline)
+        check_objectives_measurable(config, baseline)
     ctx.baseline = baseline
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracker = SearchTracker(
-        tracking_uri, config.output.experiment, config.output.dir.resolve() / "mlartifacts"
-    )
+    tracker = SearchTracker.for_config(config, tracking_uri)
     if resume:
         parent_id = state["parent_run_id"]
         tracker.reopen(parent_id)

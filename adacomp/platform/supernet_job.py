@@ -131,7 +131,7 @@ def train_supernet_job(
     config: SearchConfig | str | Path, *, resume: bool = False, log: Callable[[str], None] | None = None
 ) -> TrainResult:
     """Trains (or resumes training of) the supernet of `config`; see the module docstring."""
-    from adacomp.platform.tracking import SearchTracker, default_tracking_uri
+    from adacomp.platform.tracking import SearchTracker
 
     say = log or (lambda message: None)
     if not isinstance(config, SearchConfig):
@@ -154,12 +154,8 @@ def train_supernet_job(
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "layout.json").write_text(json.dumps(supernet.describe(), indent=2) + "\n")
 
-    tracking_uri = (
-        config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
-    )
-    tracker = SearchTracker(
-        tracking_uri, config.output.experiment, config.output.dir.resolve() / "mlartifacts"
-    )
+    tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
+    tracking_uri = tracker.tracking_uri
     client = tracker.client
     run_id = state.get("run_id")
     if run_id is None:
@@ -198,8 +194,10 @@ def train_supernet_job(
                 f"smallest {entry.smallest_loss:.4f}"
             )
 
+    checked: dict[int, dict[str, float]] = {}
+
     def on_checkpoint(step: int) -> None:
-        accuracy = _accuracies(task, supernet, batches)
+        accuracy = checked[step] = _accuracies(task, supernet, batches)
         supernet.train()
         now = int(time.time() * 1000)
         pending.extend(Metric(f"val_accuracy_{k}", v, now, step) for k, v in accuracy.items())
@@ -230,11 +228,7 @@ def train_supernet_job(
             for step in steps:
                 on_step(StepLog(**step))
             resumed_from = steps[0]["step"] - 1 if steps else config.supernet.steps
-            report = EnsembleReport(steps=config.supernet.steps, resumed_from=resumed_from, seconds=0.0)
-            report.seconds = time.perf_counter() - began
-            found = load_checkpoint(directory / "checkpoints")
-            assert found is not None
-            supernet.load_state_dict(found[0])
+            report = EnsembleReport(config.supernet.steps, resumed_from, time.perf_counter() - began)
         else:
             report = train_supernet(
                 supernet,
@@ -258,8 +252,11 @@ def train_supernet_job(
         pending.clear()
     found = load_checkpoint(directory / "checkpoints")
     assert found is not None
+    if workers > 1:
+        supernet.load_state_dict(found[0])  # the workers trained their own copies
     shutil.copyfile(found[2] / WEIGHTS_FILE, directory / WEIGHTS_FILE)
-    accuracy = _accuracies(task, supernet, batches)
+    # The last checkpoint (always the final step) already scored these weights.
+    accuracy = checked.get(report.steps) or _accuracies(task, supernet, batches)
     client.log_batch(
         run_id,
         metrics=[

@@ -14,7 +14,6 @@ and per target device `front_<device>.csv` and `pareto_<device>.png`. MLflow: a 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import tempfile
@@ -42,7 +41,9 @@ from adacomp.platform.supernet_job import (
     load_trained_supernet,
     supernet_dir,
 )
+from adacomp.platform.table import format_table
 from adacomp.platform.trial import TrialContext, baseline_metrics, measure_metrics
+from adacomp.runtime.manifest import file_sha256
 from adacomp.search_spaces import CompressionPlan, Step, export_onnx
 from adacomp.search_spaces.sites import weight_modules
 from adacomp.search_spaces.supernet import SubnetConfig, Supernet
@@ -180,13 +181,11 @@ class SupernetSearchResult:
         return device_front(self.records, device, self.baseline)
 
     def table(self, device: str) -> str:
-        rows: list[tuple[str, ...]] = [
-            ("config", "accuracy", "latency ms", "energy mJ", "storage KB", "utility", "architecture")
-        ]
+        """The device's front, the uncompressed baseline first (platform.table's layout)."""
 
-        def cells(name: str, m: Metrics, u: float | None, arch: str) -> tuple[str, ...]:
+        def row(name: str, m: Metrics, u: float | None, arch: str) -> list[object]:
             energy = m.get(f"energy_{device}")
-            return (
+            return [
                 name,
                 f"{m.get('accuracy', float('nan')):.4f}",
                 f"{m.get(f'latency_{device}', float('nan')):.4f}",
@@ -194,23 +193,16 @@ class SupernetSearchResult:
                 f"{(m.get('storage') or 0) / 1000:.1f}",
                 "-" if u is None else f"{u:.4f}",
                 arch,
-            )
+            ]
 
-        rows.append(cells("baseline", self.baseline, utility(self.config, self.baseline, self.baseline), "-"))
-        rows += [cells(r.config.hash, r.metrics, r.utility, str(r.config)) for r in self.front(device)]
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-        return "\n".join(
-            "  ".join(c.ljust(w) for c, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
-            for row in rows
-        )
+        rows = [row("baseline", self.baseline, utility(self.config, self.baseline, self.baseline), "-")]
+        rows += [row(r.config.hash, r.metrics, r.utility, str(r.config)) for r in self.front(device)]
+        headers = ["config", "accuracy", "latency ms", "energy mJ", "storage KB", "utility", "architecture"]
+        return format_table(headers, rows)
 
 
 def load_records(directory: Path) -> list[SubnetRecord]:
     return Ledger(directory / "configs.jsonl", SubnetRecord.from_dict).load()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _suggest(trial: Any, supernet: Supernet) -> SubnetConfig:
@@ -286,9 +278,9 @@ def supernet_search(
     from optuna.storages.journal import JournalFileBackend
 
     from adacomp.platform.optuna_searcher import fail_interrupted_trials
-    from adacomp.platform.search import _farm_for_targets
+    from adacomp.platform.search import check_objectives_measurable, farm_for_targets
     from adacomp.platform.strategies import SearcherSetup, get_strategy
-    from adacomp.platform.tracking import SearchTracker, default_tracking_uri
+    from adacomp.platform.tracking import SearchTracker
 
     started = time.perf_counter()
     say = log or (lambda message: None)
@@ -302,9 +294,9 @@ def supernet_search(
             f"output: a supernet search for {config.name!r} already exists in {directory}; "
             "continue it with --resume, or change 'name' or 'output.dir'"
         )
-    farm_config = _farm_for_targets(config)
+    farm_config = farm_for_targets(config)
     task, model, supernet = load_trained_supernet(config)
-    weights_sha = _sha256(directory / WEIGHTS_FILE)
+    weights_sha = file_sha256(directory / WEIGHTS_FILE)
     if state and state.get("weights_sha256") != weights_sha:
         raise AdacompError(
             f"supernet: {directory / WEIGHTS_FILE} changed since this search began; "
@@ -318,13 +310,10 @@ def supernet_search(
         else:
             say("measuring the uncompressed model on " + ", ".join(config.targets))
             baseline = baseline_metrics(ctx)
+            check_objectives_measurable(config, baseline)
         ctx.baseline = baseline
-        tracking_uri = (
-            config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
-        )
-        tracker = SearchTracker(
-            tracking_uri, config.output.experiment, config.output.dir.resolve() / "mlartifacts"
-        )
+        tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
+        tracking_uri = tracker.tracking_uri
         if state:
             parent_id = state["parent_run_id"]
             tracker.reopen(parent_id)
@@ -420,7 +409,11 @@ def supernet_search(
             else:
                 for i, violation in enumerate(record.violations):
                     trial.set_constraint(f"c{i}", float(violation))
-                study.tell(trial, [float(metrics[o.key] or 0.0) for o in config.objectives])
+                values = [metrics.get(o.key) for o in config.objectives]
+                if any(v is None or not math.isfinite(v) for v in values):
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # never a made-up 0
+                else:
+                    study.tell(trial, [float(v) for v in values if v is not None])
             say(_line(config, record, len(records)))
         result = SupernetSearchResult(
             config, directory, records, baseline, parent_id, tracking_uri, time.perf_counter() - started

@@ -47,6 +47,13 @@ def _metrics(values: Mapping[str, float | None], prefix: str = "", step: int = 0
 
 
 class SearchTracker:
+    @classmethod
+    def for_config(cls, config: SearchConfig, recorded_uri: str | None = None) -> SearchTracker:
+        """The config's store: `output.tracking_uri`, else the one a job recorded, else sqlite in
+        `output.dir` (artifacts beside it)."""
+        uri = config.output.tracking_uri or recorded_uri or default_tracking_uri(config.output.dir)
+        return cls(uri, config.output.experiment, config.output.dir.resolve() / "mlartifacts")
+
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path) -> None:
         self.tracking_uri = tracking_uri
         mlflow.set_tracking_uri(tracking_uri)

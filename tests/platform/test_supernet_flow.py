@@ -6,6 +6,7 @@ emulated targets); the tests check what each stage left behind and that it resum
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from adacomp.errors import AdacompError
 from adacomp.platform.bundle import BundleResult, export_bundle
 from adacomp.platform.cli import main
 from adacomp.platform.pareto import dominates
-from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.search_config import Objective, Output, SearchConfig
 from adacomp.platform.supernet_job import TrainResult, train_supernet_job
 from adacomp.platform.supernet_search import SupernetSearchResult, device_objectives, supernet_search
 from adacomp.runtime.manifest import load_manifest, verify_files
@@ -244,3 +245,21 @@ def test_export_never_overwrites_a_directory_that_is_not_a_bundle(flow: Flow, tm
     assert again.registered_model == "models:/ada-bundle/2"
     assert load_manifest(again.directory).ids == load_manifest(flow.bundle.directory).ids
     assert not (tmp_path / ".second.partial").exists()
+
+
+def test_search_refuses_an_objective_its_devices_cannot_measure(flow: Flow, tmp_path: Path) -> None:
+    config = flow.config.model_copy(
+        update={
+            "targets": ("host",),
+            "objectives": (Objective(metric="accuracy"), Objective(metric="energy", target="host")),
+            "output": Output(dir=tmp_path),
+        }
+    )
+    (tmp_path / "ada" / "supernet").mkdir(parents=True)
+    shutil.copyfile(
+        flow.trained.directory / "supernet.safetensors",
+        tmp_path / "ada" / "supernet" / "supernet.safetensors",
+    )
+    with pytest.raises(AdacompError, match="'energy_host' has no value for the uncompressed model"):
+        supernet_search(config)
+    assert not (tmp_path / "ada" / "supernet" / "configs.jsonl").exists()
