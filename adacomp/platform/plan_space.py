@@ -35,7 +35,7 @@ def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:
     return trial.suggest_categorical(name, list(spec.choices))
 
 
-def _main_options(layer: LayerSpace) -> list[str]:
+def main_options(layer: LayerSpace) -> list[str]:
     """`none` plus the main techniques that apply (never pruning the output layer's channels)."""
     options = [NONE, *(t for t in MAIN_TECHNIQUES if t in layer.techniques)]
     return [t for t in options if not (layer.site.is_output and t == "channel_prune")]
@@ -44,7 +44,7 @@ def _main_options(layer: LayerSpace) -> list[str]:
 def suggest(trial: optuna.Trial, space: SearchSpace) -> None:
     """Optuna define-by-run: suggests every parameter of one plan (conditional on technique)."""
     for layer in space.layers:
-        options = _main_options(layer)
+        options = main_options(layer)
         technique = trial.suggest_categorical(f"{layer.name}/technique", options)
         if technique != NONE:
             for param, spec in layer.techniques[technique].items():
@@ -103,7 +103,7 @@ def distributions(
         "precision": optuna.distributions.CategoricalDistribution(list(PRECISIONS))
     }
     for layer in space.layers:
-        options = _main_options(layer)
+        options = main_options(layer)
         result[f"{layer.name}/technique"] = optuna.distributions.CategoricalDistribution(options)
         if "magnitude_prune" in layer.techniques:
             result[f"{layer.name}/sparsity"] = optuna.distributions.FloatDistribution(0.0, 0.9)

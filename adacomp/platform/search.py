@@ -481,6 +481,14 @@ def _run(
         storage=storage,
         study_name=study_name,
         initial_points=() if resume else tuple(params_from_plan(p, space) for p in initial_plans),
+        config=config,
+        space=space,
+        model=model,
+        example_input=task.example_input(2),
+        baseline=baseline,
+        history=tuple(run.records),
+        state_dir=out_dir,
+        on_progress=lambda step, values: tracker.log_progress(parent_id, step=step, values=dict(values)),
     )
     remaining = config.trials - len(run.records)
     view.progress.done = len(run.records)
@@ -504,10 +512,11 @@ def _run(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
         # A failed trial reports no objective values (it has none); the searcher tells Optuna FAIL.
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+        searcher = strategy.searcher(setup)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
             tune_config=tune.TuneConfig(
-                search_alg=strategy.searcher(setup),
+                search_alg=searcher,
                 num_samples=remaining,
                 max_concurrent_trials=concurrency,
                 reuse_actors=True,
@@ -522,7 +531,12 @@ def _run(
             ),
         )
         with view:
-            tuner.fit()
+            try:
+                tuner.fit()
+            finally:
+                close = getattr(searcher, "close", None)
+                if close is not None:
+                    close()  # the RL agent stops and saves itself; a failure is raised here
     return _finish(config, out_dir, run, tracker, parent_id, baseline, tracking_uri, started)
 
 

@@ -20,6 +20,12 @@ def add_search_parsers(commands: Any) -> None:
         "--address", help="join this Ray cluster instead of starting Ray here (or RAY_ADDRESS)"
     )
     search.add_argument("--quiet", action="store_true", help="no live progress view")
+    search.add_argument(
+        "--init-policy",
+        type=Path,
+        metavar="DIR",
+        help="strategy rl: start the agent from one saved by another search (its rl_agent/ directory)",
+    )
 
     pareto = commands.add_parser("pareto", help="print the Pareto front of a finished or running search")
     pareto.add_argument("search", metavar="RUN_OR_DIR", help="a search directory or its MLflow run id")
@@ -38,10 +44,21 @@ def add_search_parsers(commands: Any) -> None:
 
 
 def run_search_command(args: argparse.Namespace) -> int:
+    from adacomp.errors import AdacompError
     from adacomp.platform.search import search
+    from adacomp.platform.search_config import load_search_config
 
     log = lambda message: print(message, file=sys.stderr)  # noqa: E731 - progress goes to stderr
-    result = search(args.config, resume=args.resume, address=args.address, progress=not args.quiet, log=log)
+    config = load_search_config(args.config)
+    if args.init_policy is not None:
+        if config.strategy != "rl":
+            raise AdacompError(
+                f"--init-policy: only the rl strategy starts from a saved agent ({args.config} uses "
+                f"strategy {config.strategy!r})"
+            )
+        rl = config.rl.model_copy(update={"init_policy": args.init_policy})
+        config = config.model_copy(update={"rl": rl})
+    result = search(config, resume=args.resume, address=args.address, progress=not args.quiet, log=log)
     failed = sum(r.failed for r in result.records)
     print(
         f"\nsearch {result.config.name!r}: {len(result.records)} trials ({failed} failed), "

@@ -147,6 +147,25 @@ class SupernetSettings(_Frozen):
         return self
 
 
+class RLSettings(_Frozen):
+    """The `rl` strategy (AdaDeep's agent): PPO on RLlib's new API stack, one episode per plan.
+
+    Only evaluations of plans never seen before count against `trials`; an episode that repeats
+    a known plan is answered from the cache, so the agent may run many more episodes than trials.
+    """
+
+    env_runners: int | None = Field(None, ge=1)  # parallel episode samplers; None: `concurrency`
+    episodes_per_update: int = Field(8, ge=1)  # PPO batch, in episodes
+    epochs: int = Field(6, ge=1)  # PPO passes over each batch
+    lr: float = Field(1e-3, gt=0)
+    entropy: float = Field(0.01, ge=0)  # entropy bonus: keeps the agent exploring
+    hidden: tuple[int, ...] = Field((64, 64), min_length=1)
+    penalty: float = Field(1.0, ge=0)  # reward lost per relative constraint violation (capped at 1 each)
+    shaping: bool = True  # reward each layer's choice by its estimated cost saving (potential-based)
+    max_episodes: int | None = Field(None, ge=1)  # stop if the agent only repeats itself; None: 50 x trials
+    init_policy: Path | None = None  # a saved agent to start from (a search's `rl_agent/`)
+
+
 # Lighter than a one-off measurement: a search measures every trial, and ranking candidates
 # needs less precision than reporting one; a noisy shared machine is tolerated up to cv 0.5.
 SEARCH_MEASURE = MeasureSettings(warmup_runs=3, min_runs=10, max_runs=100, max_cv=0.5, max_seconds=10)
@@ -168,6 +187,7 @@ class SearchConfig(_Frozen):
     measure: MeasureSettings = SEARCH_MEASURE
     output: Output = Output()
     supernet: SupernetSettings = SupernetSettings()
+    rl: RLSettings = RLSettings()
 
     @model_validator(mode="after")
     def _targets_known(self) -> SearchConfig:

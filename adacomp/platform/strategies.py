@@ -2,19 +2,28 @@
 
 The Optuna strategies (`nsga2`, `tpe`, `random`) share one searcher that records each trial's
 constraint values on the Optuna trial (`Trial.set_constraint`), which NSGA-II and TPE read to
-learn what is feasible. The RL agent (its own issue) registers here too, with its own searcher.
+learn what is feasible. The RL agent (`rl`, adacomp/platform/rl/) proposes trials from the
+episodes of an RLlib PPO agent that learns while the search runs.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 
 from adacomp.errors import AdacompError
+
+if TYPE_CHECKING:
+    import torch
+
+    from adacomp.platform.ledger import TrialRecord
+    from adacomp.platform.search_config import SearchConfig
+    from adacomp.search_spaces import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,15 @@ class SearcherSetup:
     study_name: str
     # Flat sampler parameters of plans to evaluate first (warm start), in order.
     initial_points: tuple[dict[str, Any], ...] = ()
+    # What a model-aware strategy (the RL agent) reads; the Optuna ones need none of it.
+    config: SearchConfig | None = None
+    space: SearchSpace | None = None
+    model: torch.nn.Module | None = None
+    example_input: torch.Tensor | None = None
+    baseline: Mapping[str, float | None] = field(default_factory=dict)
+    history: tuple[TrialRecord, ...] = ()  # this search's finished trials (a resume)
+    state_dir: Path | None = None  # where the strategy may keep its own state
+    on_progress: Callable[[int, Mapping[str, float]], None] | None = None  # metrics for the parent run
 
 
 class Strategy(Protocol):
@@ -40,7 +58,9 @@ class Strategy(Protocol):
     def description(self) -> str: ...
 
     def searcher(self, setup: SearcherSetup) -> Any:
-        """A `ray.tune.search.Searcher` proposing configs with a `plan` (and reading results)."""
+        """A `ray.tune.search.Searcher` proposing configs with a `plan` (and reading results).
+
+        The search calls its `close()`, where it has one, once Tune is done."""
         ...
 
 
@@ -85,6 +105,17 @@ def _random(setup: SearcherSetup) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=setup.seed)
 
 
+@dataclass(frozen=True)
+class RLStrategy:
+    name: str = "rl"
+    description: str = "AdaDeep's agent: RLlib PPO picks each layer's techniques, rewarded by the utility"
+
+    def searcher(self, setup: SearcherSetup) -> Any:
+        from adacomp.platform.rl.searcher import RLSearcher  # RLlib only when asked for
+
+        return RLSearcher(setup)
+
+
 _STRATEGIES: dict[str, Strategy] = {}
 
 
@@ -114,3 +145,4 @@ register_strategy(
     OptunaStrategy("tpe", "Optuna TPE, multivariate, constrained (Bayesian optimisation)", _tpe)
 )
 register_strategy(OptunaStrategy("random", "uniform random plans (a baseline for the others)", _random))
+register_strategy(RLStrategy())

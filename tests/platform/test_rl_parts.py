@@ -1,0 +1,211 @@
+"""The `rl` strategy's parts without Ray: action catalogue, masks, estimates, environment,
+shaping, reward, and the plan exchange's bookkeeping (run on a plain asyncio loop)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from pydantic import ValidationError
+
+from adacomp.errors import AdacompError
+from adacomp.platform.plan_space import PRECISIONS
+from adacomp.platform.rl.actions import (
+    CATALOGUE,
+    LAYER_ACTIONS,
+    N_ACTIONS,
+    PRECISION_ACTIONS,
+    LayerChoice,
+    plan_from_actions,
+)
+from adacomp.platform.rl.env import PlanEnv
+from adacomp.platform.rl.episode import FAILED_REWARD, OBS_SIZE, EpisodeSpec, episode_spec
+from adacomp.platform.rl.exchange import PlanExchange
+from adacomp.platform.rl.searcher import policy_module_dir
+from adacomp.platform.search_config import SearchConfig
+from adacomp.search_spaces import CompressionPlan, Step, build_space, compress
+from adacomp.tasks import load_task
+
+CONFIG = SearchConfig.model_validate(
+    {
+        "name": "rl-parts",
+        "task": "digits",
+        "targets": ["pixel4"],
+        "objectives": [{"metric": "accuracy"}, {"metric": "latency", "target": "pixel4"}],
+        "constraints": [{"metric": "accuracy_drop", "max": 2.0}, {"metric": "storage", "max": 100_000}],
+        "utility": {"accuracy": 1.0, "latency": 0.3, "storage": 0.3},
+        "strategy": "rl",
+    }
+)
+
+
+class Answers:
+    """Stands in for the PlanExchange actor: answers every plan with one fixed outcome."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        self.outcome = outcome
+        self.plans: list[str] = []
+
+    def evaluate(self, plan_json: str) -> dict[str, Any]:
+        self.plans.append(plan_json)
+        return self.outcome
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Any, Any, Any]:
+    task = load_task("digits")
+    model = task.build_model().eval()
+    example = task.example_input(2)
+    return model, example, build_space(model, example)
+
+
+@pytest.fixture(scope="module")
+def spec(digits: tuple[Any, Any, Any]) -> EpisodeSpec:
+    model, example, space = digits
+    baseline = {"accuracy": 0.98, "storage": 400_000.0, "latency_pixel4": 0.2}
+    return episode_spec(CONFIG, space, model, example, baseline)
+
+
+def random_episode(spec: EpisodeSpec, rng: np.random.Generator) -> list[int]:
+    return [int(rng.choice(np.flatnonzero(spec.masks[step]))) for step in range(spec.steps)]
+
+
+def test_the_catalogue_is_fixed_so_a_policy_carries_over_between_models() -> None:
+    assert N_ACTIONS == 40 and len(LAYER_ACTIONS) == 36
+    assert CATALOGUE[0] == LayerChoice("none", (), 0.0)
+    assert [CATALOGUE[i].describe() for i in PRECISION_ACTIONS] == [f"precision {p}" for p in PRECISIONS]
+
+
+def test_masks_allow_only_what_applies_and_never_nothing(spec: EpisodeSpec) -> None:
+    names = [layer.name for layer in spec.space.layers]
+    assert all(mask.sum() >= 1 for mask in spec.masks)
+    output = names.index("fc2")
+    allowed = [CATALOGUE[i] for i in np.flatnonzero(spec.masks[output])]
+    assert not any(isinstance(c, LayerChoice) and c.technique == "channel_prune" for c in allowed)
+    assert set(np.flatnonzero(spec.masks[-1])) == set(PRECISION_ACTIONS)
+    for row in spec.masks[:-1]:
+        assert not row[list(PRECISION_ACTIONS)].any()
+
+
+def test_every_allowed_choice_builds_on_its_layer(digits: tuple[Any, Any, Any], spec: EpisodeSpec) -> None:
+    model, example, space = digits
+    for row, layer in enumerate(space.layers):
+        for action in np.flatnonzero(spec.masks[row]):
+            actions = [0] * len(space.layers) + [PRECISION_ACTIONS[0]]
+            actions[row] = int(action)
+            compress(model, plan_from_actions(space, actions), example)
+
+
+def test_random_masked_episodes_give_valid_plans(digits: tuple[Any, Any, Any], spec: EpisodeSpec) -> None:
+    model, example, space = digits
+    rng = np.random.default_rng(0)
+    plans = {plan_from_actions(space, random_episode(spec, rng)) for _ in range(12)}
+    assert len(plans) > 6
+    for plan in plans:
+        compress(model, plan, example)
+    with pytest.raises(ValueError, match="expected 6 actions"):
+        plan_from_actions(space, [0])
+    with pytest.raises(ValueError, match="must pick a precision"):
+        plan_from_actions(space, [0] * 6)
+
+
+def test_estimates_follow_the_choices(spec: EpisodeSpec) -> None:
+    fc1 = [layer.name for layer in spec.space.layers].index("fc1")
+
+    def action(technique: str, sparsity: float, **params: object) -> int:
+        choice = LayerChoice(technique, tuple(params.items()), sparsity)
+        return CATALOGUE.index(choice)
+
+    none, rank, rank_pruned = action("none", 0.0), action("low_rank", 0.0, rank_fraction=0.1), None
+    rank_pruned = action("low_rank", 0.8, rank_fraction=0.1)
+    assert spec.storage_delta[fc1, none] == 0 and spec.macs_delta[fc1, none] == 0
+    assert spec.storage_delta[fc1, rank] < 0 and spec.macs_delta[fc1, rank] < 0
+    assert spec.storage_delta[fc1, rank_pruned] < spec.storage_delta[fc1, rank]
+    assert spec.macs_delta[fc1, rank_pruned] == spec.macs_delta[fc1, rank]  # dense kernels
+
+
+def test_env_passes_gymnasiums_checker_and_maps_masked_actions(spec: EpisodeSpec) -> None:
+    env = PlanEnv({"spec": spec, "exchange": Answers({"utility": 0.5, "violations": [0.0, 0.0]})})
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs["observations"].shape == (OBS_SIZE,) and obs["action_mask"].shape == (N_ACTIONS,)
+    for _ in range(spec.steps):
+        *_, terminated, _, _ = env.step(PRECISION_ACTIONS[-1])  # masked on layer steps: left alone
+    assert terminated
+    assert env.exchange.plans[-1] == CompressionPlan.from_mapping(
+        {layer.name: [Step.of("quantize", precision="fp16")] for layer in spec.space.layers}
+    ).to_json(indent=None)
+
+
+@pytest.mark.parametrize("shaping", [True, False])
+def test_shaping_is_potential_based_so_the_return_is_the_reward(spec: EpisodeSpec, shaping: bool) -> None:
+    spec = EpisodeSpec(**{**spec.__dict__, "shaping": shaping})
+    outcome = {"utility": 0.7, "violations": [0.5, -1.0]}
+    env = PlanEnv({"spec": spec, "exchange": Answers(outcome)})
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        env.reset()
+        rewards = []
+        for action in random_episode(spec, rng):
+            _, reward, *_ = env.step(action)
+            rewards.append(reward)
+        assert sum(rewards) == pytest.approx(spec.reward(outcome) - spec.potential(1.0, 1.0))
+        if not shaping:
+            assert rewards[:-1] == [0.0] * (spec.steps - 1)
+        else:
+            assert any(r != 0 for r in rewards[:-1]) or all(a == 0 for a in env._actions[:-1])
+
+
+def test_reward_penalises_relative_violations_and_failures(spec: EpisodeSpec) -> None:
+    assert spec.constraint_scales == (2.0, 100_000.0)
+    assert spec.reward({"utility": 0.9, "violations": [-1.0, -5.0]}) == pytest.approx(0.9)
+    assert spec.reward({"utility": 0.9, "violations": [1.0, 50_000.0]}) == pytest.approx(0.9 - 0.5 - 0.5)
+    assert spec.reward({"utility": 0.9, "violations": [100.0, 0.0]}) == pytest.approx(0.9 - 1.0)  # capped
+    assert spec.reward({"failed": True, "utility": None, "violations": []}) == FAILED_REWARD
+
+
+def test_exchange_serves_known_plans_shares_waiting_ones_and_releases_on_close() -> None:
+    known = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.25)]})
+    new = CompressionPlan.from_mapping({"fc2": [Step.of("magnitude_prune", sparsity=0.5)]})
+    other = CompressionPlan.from_mapping({"fc2": [Step.of("magnitude_prune", sparsity=0.8)]})
+
+    async def scenario() -> None:
+        exchange = PlanExchange({known.hash: {"utility": 0.4, "violations": []}})
+        assert (await exchange.evaluate(known.to_json()))["status"] == "cached"
+        first = asyncio.ensure_future(exchange.evaluate(new.to_json()))
+        second = asyncio.ensure_future(exchange.evaluate(new.to_json()))
+        third = asyncio.ensure_future(exchange.evaluate(other.to_json()))
+        await asyncio.sleep(0)
+        assert exchange.take(10) == [new.to_json(), other.to_json()]  # one trial per new plan
+        assert exchange.take(10) == []
+        exchange.complete(new.hash, {"utility": 0.8, "violations": []})
+        assert (await first)["utility"] == 0.8 and (await second)["status"] == "evaluated"
+        exchange.close()
+        assert (await third)["status"] == "closed"
+        assert (await exchange.evaluate(known.to_json()))["status"] == "closed"
+        stats = exchange.stats()
+        assert (stats["episodes"], stats["cache_hits"], stats["shared"], stats["proposed"]) == (5, 1, 1, 2)
+
+    asyncio.run(scenario())
+
+
+def test_init_policy_must_hold_a_saved_agent(tmp_path: Path) -> None:
+    with pytest.raises(AdacompError, match=r"rl.init_policy: .* holds no saved agent"):
+        policy_module_dir(tmp_path)
+    module = tmp_path / "rl_agent" / "learner_group" / "learner" / "rl_module" / "default_policy"
+    module.mkdir(parents=True)
+    (module / "module_state.pt").write_bytes(b"")
+    assert policy_module_dir(tmp_path) == module
+    assert policy_module_dir(tmp_path / "rl_agent") == module
+    assert policy_module_dir(module) == module
+
+
+def test_rl_settings_are_validated() -> None:
+    with pytest.raises(ValidationError, match="rl.env_runners"):
+        SearchConfig.model_validate({**CONFIG.model_dump(), "rl": {"env_runners": 0}})
+    with pytest.raises(ValidationError, match="rl.hidden"):
+        SearchConfig.model_validate({**CONFIG.model_dump(), "rl": {"hidden": []}})
