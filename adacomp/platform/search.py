@@ -350,6 +350,9 @@ def search(
     if not isinstance(config, SearchConfig):
         config = load_search_config(config)
     strategy = get_strategy(config.strategy)
+    check = getattr(strategy, "check", None)
+    if check is not None:
+        check(config)
     farm_config = farm_for_targets(config)
     out_dir = (config.output.dir / config.name).resolve()
     state_path = out_dir / STATE_FILE

@@ -110,6 +110,13 @@ class RLStrategy:
     name: str = "rl"
     description: str = "AdaDeep's agent: RLlib PPO picks each layer's techniques, rewarded by the utility"
 
+    def check(self, config: SearchConfig) -> None:
+        """Before anything starts: the saved agent to start from must be there."""
+        if config.rl.init_policy is not None:
+            from adacomp.platform.rl.searcher import policy_module_dir
+
+            policy_module_dir(config.rl.init_policy)
+
     def searcher(self, setup: SearcherSetup) -> Any:
         from adacomp.platform.rl.searcher import RLSearcher  # RLlib only when asked for
 

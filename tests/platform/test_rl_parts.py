@@ -93,7 +93,7 @@ def test_masks_allow_only_what_applies_and_never_nothing(spec: EpisodeSpec) -> N
 
 def test_every_allowed_choice_builds_on_its_layer(digits: tuple[Any, Any, Any], spec: EpisodeSpec) -> None:
     model, example, space = digits
-    for row, layer in enumerate(space.layers):
+    for row in range(len(space.layers)):
         for action in np.flatnonzero(spec.masks[row]):
             actions = [0] * len(space.layers) + [PRECISION_ACTIONS[0]]
             actions[row] = int(action)
@@ -205,7 +205,7 @@ def test_init_policy_must_hold_a_saved_agent(tmp_path: Path) -> None:
 
 
 def test_rl_settings_are_validated() -> None:
-    with pytest.raises(ValidationError, match="rl.env_runners"):
+    with pytest.raises(ValidationError, match=r"rl\.env_runners"):
         SearchConfig.model_validate({**CONFIG.model_dump(), "rl": {"env_runners": 0}})
-    with pytest.raises(ValidationError, match="rl.hidden"):
+    with pytest.raises(ValidationError, match=r"rl\.hidden"):
         SearchConfig.model_validate({**CONFIG.model_dump(), "rl": {"hidden": []}})

@@ -18,11 +18,14 @@ checkpoint), which is what a resumed search restores and what `--init-policy` st
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from ray.tune.search import Searcher
 
 from adacomp.errors import AdacompError
@@ -33,7 +36,27 @@ from adacomp.platform.strategies import SearcherSetup
 from adacomp.search_spaces import CompressionPlan
 
 AGENT_DIR = "rl_agent"
-MODULE_PATH = Path("learner_group") / "learner" / "rl_module" / "default_policy"
+DEFAULT_MODULE_ID = "default_policy"
+INIT_RECORD = "rl_init.json"  # which saved policy the agent started from, and its fingerprint
+MODULE_PATH = Path("learner_group") / "learner" / "rl_module" / DEFAULT_MODULE_ID
+
+
+def weights_fingerprint(state: Mapping[str, Any]) -> str:
+    """sha256 over a module's named weights: shows which policy an agent started from."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        value = np.ascontiguousarray(
+            np.asarray(state[key].detach() if hasattr(state[key], "detach") else state[key])
+        )
+        digest.update(key.encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+def learner_weights(algo: Any) -> Mapping[str, Any]:
+    """The learner's policy (the env runners hold an inference-only copy without the value head)."""
+    weights: Mapping[str, Any] = algo.learner_group.get_weights()[DEFAULT_MODULE_ID]
+    return weights
 
 
 def policy_module_dir(path: Path) -> Path:
@@ -204,11 +227,17 @@ class RLSearcher(Searcher):
             algo = self._algorithm_config().build_algo()
             if checkpoint is not None and (checkpoint / MODULE_PATH).exists():
                 algo.restore_from_path(str(checkpoint))  # a resumed search: the agent goes on
+            elif self.init_module is not None and self.state_dir is not None:
+                started = {
+                    "init_policy": str(self.init_module),
+                    "fingerprint": weights_fingerprint(learner_weights(algo)),
+                }
+                (self.state_dir / INIT_RECORD).write_text(json.dumps(started, indent=2))
             while not self._stop.is_set():
                 result = algo.train()
                 if self._stop.is_set():
                     break  # that update learned from `closed` episodes: keep the state before it
-                self.iterations += 1
+                self.iterations = int(algo.iteration)  # counts on across resumed runs
                 self.stats = ray.get(self._exchange.stats.remote())
                 if checkpoint is not None:
                     algo.save_to_path(str(checkpoint))

@@ -1,0 +1,111 @@
+"""The `rl` strategy end to end on a tiny budget: real Ray (one instance for the module), real
+RLlib PPO with two env runners, real Tune trials, a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import pytest
+import ray
+import yaml
+
+from adacomp.platform.results import SearchResult
+from adacomp.platform.rl.searcher import (
+    AGENT_DIR,
+    INIT_RECORD,
+    MODULE_PATH,
+    policy_module_dir,
+    weights_fingerprint,
+)
+from adacomp.platform.search import search
+from adacomp.platform.tracking import TRIAL_TAG
+from tests.platform.test_search import search_config
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+RL = {"episodes_per_update": 4, "env_runners": 2}
+
+
+@pytest.fixture(scope="module")
+def shared_ray() -> Iterator[str]:
+    """One Ray for every search here (each search joins it instead of starting its own)."""
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield str(context.address_info["gcs_address"])
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def first(shared_ray: str, tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
+    out = tmp_path_factory.mktemp("rl")
+    return search(search_config(out, name="rl", strategy="rl", trials=6, rl=RL), progress=False)
+
+
+@pytest.fixture(scope="module")
+def resumed(first: SearchResult) -> SearchResult:
+    config = first.config.model_copy(update={"trials": 9})
+    return search(config, resume=True, progress=False)
+
+
+def _metric_steps(result: SearchResult, key: str) -> list[int]:
+    client = mlflow.MlflowClient(result.tracking_uri)
+    return [m.step for m in client.get_metric_history(result.run_id, key)]
+
+
+def test_every_paid_evaluation_is_one_trial_and_no_plan_is_paid_twice(first: SearchResult) -> None:
+    records = first.records
+    assert [r.number for r in records] == list(range(6))
+    assert len({r.plan.hash for r in records}) == 6
+    assert all(r.duplicate_of is None and r.seconds > 0 for r in records)
+    assert sum(not r.failed for r in records) >= 5
+
+
+def test_trials_are_child_runs_of_the_search_with_the_agents_progress(first: SearchResult) -> None:
+    client = mlflow.MlflowClient(first.tracking_uri)
+    parent = client.get_run(first.run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{first.run_id}'"
+    )
+    assert sorted(int(c.data.tags[TRIAL_TAG]) for c in children) == list(range(6))
+    assert parent.data.params["strategy"] == "rl"
+    episodes = client.get_metric_history(first.run_id, "rl_episodes")
+    assert episodes and episodes[-1].value >= 4  # at least one PPO update, on whole episodes
+    assert (first.out_dir / "front.csv").exists()
+    assert (first.out_dir / AGENT_DIR / MODULE_PATH).is_dir()
+
+
+def test_resume_restores_the_agent_and_never_repeats_a_trial(
+    first: SearchResult, resumed: SearchResult
+) -> None:
+    assert [r.number for r in resumed.records] == list(range(9))
+    assert len({r.plan.hash for r in resumed.records}) == 9
+    assert resumed.run_id == first.run_id
+    steps = _metric_steps(resumed, "rl_episodes")
+    assert steps == sorted(set(steps))  # the restored agent's updates count on
+
+
+def test_an_agent_starts_another_search_from_its_saved_policy(resumed: SearchResult, tmp_path: Path) -> None:
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    agent = resumed.out_dir / AGENT_DIR
+    saved = RLModule.from_checkpoint(str(policy_module_dir(agent))).get_state()
+    rl = {**RL, "init_policy": agent}
+    warm = search(search_config(tmp_path, name="warm", strategy="rl", trials=2, rl=rl), progress=False)
+    assert len(warm.records) == 2
+    started = json.loads((warm.out_dir / INIT_RECORD).read_text())
+    assert started["fingerprint"] == weights_fingerprint(saved)  # before its first update
+
+
+def test_bad_init_policy_is_one_line_before_anything_runs(first: SearchResult, tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(first.config.model_dump(mode="json")))
+    done = subprocess.run(
+        [sys.executable, "-m", "adacomp", "search", str(path), "--init-policy", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0 and "holds no saved agent" in done.stderr
