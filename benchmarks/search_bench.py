@@ -1,8 +1,9 @@
-"""Search benchmarks: strategies' hypervolume against trials, the platform's per-trial overhead,
+"""Search benchmarks: strategies' hypervolume and best feasible utility against trials (nsga2,
+tpe, random and the rl agent at an equal budget of evaluated plans), the platform's per-trial overhead,
 and the speed-up from running trials in parallel. Prints tables, writes
 benchmarks/results/search_bench.json.
 
-    python benchmarks/search_bench.py                 # 16 trials x 3 seeds x 3 strategies, ~10 min on 2 cores
+    python benchmarks/search_bench.py                 # 16 trials x 3 seeds x 4 strategies, ~20 min on 2 cores
     python benchmarks/search_bench.py --trials 8 --seeds 1
 
 Every search uses the digits task, emulated targets only (so both cores train), one Ray
@@ -37,7 +38,19 @@ RESULTS = Path(__file__).parent / "results"
 RUNS = RESULTS / "search_runs"
 
 
-def config(name: str, strategy: str, trials: int, seed: int, concurrency: int) -> SearchConfig:
+# Rows of the strategy table: the registered strategy and its settings.
+ARMS: dict[str, dict[str, Any]] = {
+    "nsga2": {"strategy": "nsga2"},
+    "tpe": {"strategy": "tpe"},
+    "random": {"strategy": "random"},
+    "rl": {"strategy": "rl"},
+    "rl-noshaping": {"strategy": "rl", "rl": {"shaping": False}},  # with --ablation
+}
+
+
+def config(
+    name: str, strategy: str, trials: int, seed: int, concurrency: int, **changes: Any
+) -> SearchConfig:
     return SearchConfig.model_validate(
         {
             "name": name,
@@ -56,6 +69,7 @@ def config(name: str, strategy: str, trials: int, seed: int, concurrency: int) -
             "strategy": strategy,
             "seed": seed,
             "output": {"dir": str(RUNS)},
+            **changes,
         }
     )
 
@@ -66,25 +80,64 @@ def trial_phase_seconds(records: list[TrialRecord]) -> float:
     return max(r.finished_at for r in records) - first_start
 
 
-def strategies_table(trials: int, seeds: int, checkpoints: list[int]) -> dict[str, Any]:
+def best_utility_history(records: list[TrialRecord]) -> list[float]:
+    """Best feasible utility after each trial (NaN until one is feasible)."""
+    best, history = float("nan"), []
+    for record in sorted(records, key=lambda r: r.number):
+        if record.feasible and record.utility is not None and not record.utility <= best:
+            best = record.utility
+        history.append(best)
+    return history
+
+
+def strategies_table(arms: list[str], trials: int, seeds: int, checkpoints: list[int]) -> dict[str, Any]:
     rows, data = [], {}
-    for strategy in ("nsga2", "tpe", "random"):
-        curves, bests = [], []
+    for arm in arms:
+        settings = dict(ARMS[arm])
+        strategy = settings.pop("strategy")
+        curves, bests, seconds, episodes = [], [], [], []
         for seed in range(seeds):
-            result = search(config(f"hv-{strategy}-{seed}", strategy, trials, seed, 2), progress=False)
+            cfg = config(f"hv-{arm}-{seed}", strategy, trials, seed, 2, **settings)
+            result = search(cfg, progress=False)
             curves.append(hypervolume_history(result.config, result.records, result.baseline))
-            best = result.best
-            bests.append(best.utility if best and best.utility is not None else float("nan"))
-            print(f"  {strategy} seed {seed}: hv {curves[-1][-1]:.4f}, {result.seconds:.0f} s", flush=True)
-        means = [statistics.mean(c[n - 1] for c in curves) for n in checkpoints]
+            bests.append(best_utility_history(result.records))
+            seconds.append(result.seconds)
+            played = _episodes(result.out_dir)
+            episodes.append(played)
+            extra = f", {played} episodes" if played else ""
+            print(f"  {arm} seed {seed}: hv {curves[-1][-1]:.4f}, {result.seconds:.0f} s{extra}", flush=True)
+        hv = [statistics.mean(c[n - 1] for c in curves) for n in checkpoints]
+        best = [statistics.mean(b[n - 1] for b in bests) for n in checkpoints]  # NaN if a seed had none
         spread = statistics.pstdev(c[-1] for c in curves)
         rows.append(
-            [strategy, *(f"{m:.4f}" for m in means), f"{spread:.4f}", f"{statistics.mean(bests):.4f}"]
-        )
-        data[strategy] = {"hypervolume_curves": curves, "best_utility": bests}
-    headers = ["strategy", *(f"hv@{n}" for n in checkpoints), "sd(hv@end)", "best utility"]
+            [arm, *(f"{m:.4f}" for m in hv), f"{spread:.4f}", *(f"{b:.4f}" for b in best),
+             f"{statistics.mean(seconds):.0f}"]
+        )  # fmt: skip
+        data[arm] = {
+            "hypervolume_curves": curves,
+            "best_utility_curves": bests,
+            "seconds": seconds,
+            "episodes": episodes,
+        }
+    headers = [
+        "strategy",
+        *(f"hv@{n}" for n in checkpoints),
+        "sd(hv@end)",
+        *(f"best U@{n}" for n in checkpoints),
+        "s/search",
+    ]
     print(format_table(headers, rows))
     return data
+
+
+def _episodes(out_dir: Path) -> int:
+    """Episodes the RL agent played (its MLflow metric); 0 for other strategies."""
+    import mlflow
+
+    state = json.loads((out_dir / "search.json").read_text())
+    client = mlflow.MlflowClient(state["tracking_uri"])
+    history = client.get_metric_history(state["parent_run_id"], "rl_episodes")
+    return int(history[-1].value) if history else 0
 
 
 def plain_optuna_loop(trials: int) -> dict[str, float]:
@@ -153,6 +206,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--overhead-trials", type=int, default=8)
     parser.add_argument("--speedup-trials", type=int, default=12)
+    parser.add_argument(
+        "--strategies-only", action="store_true", help="only the hypervolume table (skip overhead, speed-up)"
+    )
+    parser.add_argument("--ablation", action="store_true", help="add the rl agent without reward shaping")
     args = parser.parse_args()
     shutil.rmtree(RUNS, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -161,11 +218,13 @@ def main() -> None:
     checkpoints = sorted({max(1, args.trials // 4), args.trials // 2, 3 * args.trials // 4, args.trials})
     report: dict[str, Any] = {"trials": args.trials, "seeds": args.seeds}
     print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
-    report["strategies"] = strategies_table(args.trials, args.seeds, checkpoints)
-    print(f"\n## per-trial overhead ({args.overhead_trials} trials, random sampler, 1 at a time)")
-    report["overhead"] = overhead_table(args.overhead_trials)
-    print(f"\n## speed-up from concurrent trials ({args.speedup_trials} trials, 2 cores)")
-    report["speedup"] = speedup_table(args.speedup_trials)
+    arms = ["nsga2", "tpe", "random", "rl", *(["rl-noshaping"] if args.ablation else [])]
+    report["strategies"] = strategies_table(arms, args.trials, args.seeds, checkpoints)
+    if not args.strategies_only:
+        print(f"\n## per-trial overhead ({args.overhead_trials} trials, random sampler, 1 at a time)")
+        report["overhead"] = overhead_table(args.overhead_trials)
+        print(f"\n## speed-up from concurrent trials ({args.speedup_trials} trials, 2 cores)")
+        report["speedup"] = speedup_table(args.speedup_trials)
     ray.shutdown()
     (RESULTS / "search_bench.json").write_text(json.dumps(report, indent=2))
     print(f"\nwritten to {RESULTS / 'search_bench.json'}")

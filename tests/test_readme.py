@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
+import io
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -53,20 +53,25 @@ def _scratch_examples(tmp_path: Path, trials: int) -> None:
 
 
 @pytest.mark.slow
-def test_readme_adacomp_commands_run(tmp_path: Path) -> None:
+def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs every `adacomp ...` line of the README in order, in a scratch directory holding a
-    copy of examples/ (search budgets cut to 3 trials)."""
+    copy of examples/ (search budgets cut to 3 trials). In this process, through the console
+    script's own entry point (`adacomp.platform.cli.main`): a fresh interpreter per command
+    would add its start-up 15 times; tests/platform/test_cli.py runs the real executable."""
+    from adacomp.platform.cli import main
+
     _scratch_examples(tmp_path, trials=3)
-    env = {**os.environ, "ADACOMP_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO)}
-    executable = shutil.which("adacomp") or f"{sys.executable} -m adacomp"
+    monkeypatch.setenv("ADACOMP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
     commands = _commands("adacomp ")
     assert commands
     outputs = {}
     for command in commands:
-        argv = [*shlex.split(executable), *shlex.split(command)[1:]]
-        result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{command}\n{result.stderr[-2000:]}"
-        outputs[command] = result.stdout
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(shlex.split(command)[1:])
+        assert code == 0, f"{command}\n{stderr.getvalue()[-2000:]}"
+        outputs[command] = stdout.getvalue()
     search = outputs["adacomp search examples/digits.yaml --resume"]
     assert "on the Pareto front" in search and "baseline" in search and "adacomp ui --store" in search
     assert "3/3 trials finished" in outputs["adacomp pareto runs/digits"]

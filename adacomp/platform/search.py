@@ -515,6 +515,9 @@ def _run(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
         # A failed trial reports no objective values (it has none); the searcher tells Optuna FAIL.
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+        # The ledger and MLflow are the record; Tune's CSV/JSON/TensorBoard copies would only
+        # duplicate them (and TensorBoard complains about the nested plan in every result).
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         searcher = strategy.searcher(setup)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -223,6 +224,9 @@ class RLSearcher(Searcher):
 
         algo = None
         checkpoint = self.state_dir / AGENT_DIR if self.state_dir else None
+        # RLlib announces the new API stack and the example masking module's deprecated base
+        # class on every build; neither is news to a user of `adacomp search`.
+        logging.getLogger("ray.rllib").setLevel(logging.ERROR)
         try:
             algo = self._algorithm_config().build_algo()
             if checkpoint is not None and (checkpoint / MODULE_PATH).exists():
