@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from ray.tune import Callback
+from ray.tune.logger import JsonLoggerCallback
 
 from adacomp.device_farm import FarmConfig, MeasureSettings
 from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
@@ -152,7 +153,14 @@ def check_objectives_measurable(config: SearchConfig, baseline: dict[str, float 
 
 
 class _SearchRun:
-    """Driver-side state of one run of a search: ledger, tracker, progress."""
+    """Driver-side state of one run of a search: ledger, tracker, progress.
+
+    The ledger is written first and is the truth; MLflow is a copy that may lag. When the store
+    does not answer (a server restarting, a network cut), finished trials wait in `unlogged`
+    and go out, oldest first, with the next trial or at the end of the search; nothing is
+    lost and, because a half-logged child is deleted before it is logged again, nothing is
+    doubled.
+    """
 
     def __init__(
         self,
@@ -162,6 +170,7 @@ class _SearchRun:
         parent_id: str,
         baseline: dict[str, float | None],
         progress: ProgressView,
+        say: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.config = config
         self.out_dir = out_dir
@@ -171,7 +180,10 @@ class _SearchRun:
         self.parent_id = parent_id
         self.baseline = baseline
         self.view = progress
+        self.say = say
         self.by_hash = {r.plan.hash: r for r in self.records if not r.failed and r.duplicate_of is None}
+        self.unlogged: list[TrialRecord] = []
+        self.mlflow_down_since: float | None = None
 
     def record(self, record: TrialRecord, model_path: Path | None) -> None:
         if any(r.number == record.number for r in self.records):
@@ -180,8 +192,42 @@ class _SearchRun:
         self.records.append(record)
         if not record.failed and record.duplicate_of is None:
             self.by_hash.setdefault(record.plan.hash, record)
-        self.tracker.log_trial(self.parent_id, record, model_path)
+        self.unlogged.append(record)
+        self.flush()
         self._progress(record)
+
+    def flush(self) -> bool:
+        """Logs the trials MLflow lacks, oldest first; False while the store does not answer."""
+        try:
+            if self.mlflow_down_since is not None:  # what made it before the cut, and tidy up
+                logged = self.tracker.child_runs(self.parent_id)
+                self.unlogged = [r for r in self.unlogged if r.number not in logged]
+            while self.unlogged:
+                record = self.unlogged[0]
+                self.tracker.log_trial(self.parent_id, record, self._model(record))
+                self.unlogged.pop(0)
+        except Exception as exc:  # the store is away: keep the trials, say so once
+            if self.mlflow_down_since is None:
+                self.mlflow_down_since = time.time()
+                self.say(
+                    f"MLflow at {self.tracker.tracking_uri} does not answer ({_first_line(exc)}); "
+                    "trials stay in the ledger and are logged when it is back"
+                )
+            return False
+        if self.mlflow_down_since is not None:
+            away = time.time() - self.mlflow_down_since
+            self.say(f"MLflow is back after {away:.0f} s; every finished trial is logged")
+            self.mlflow_down_since = None
+        return True
+
+    def log_progress(self, step: int, values: Mapping[str, float | None]) -> None:
+        """Progress curves are derived from the ledger: a point lost while MLflow is away is skipped."""
+        if self.mlflow_down_since is not None:
+            return
+        try:
+            self.tracker.log_progress(self.parent_id, step=step, values=dict(values))
+        except Exception:
+            self.flush()  # notices and reports the outage
 
     def _progress(self, record: TrialRecord) -> None:
         p = self.view.progress
@@ -193,10 +239,9 @@ class _SearchRun:
         best = best_by_utility(self.records)
         p.best_utility = best.utility if best else None
         p.hypervolume = normalised_hypervolume(self.config, self.records, self.baseline)
-        self.tracker.log_progress(
-            self.parent_id,
-            step=p.done,
-            values={
+        self.log_progress(
+            p.done,
+            {
                 "hypervolume": p.hypervolume,
                 "front_size": float(p.front_size),
                 "best_utility": p.best_utility,
@@ -209,14 +254,19 @@ class _SearchRun:
     def reconcile(self) -> int:
         """Logs ledger trials MLflow lacks (a kill between the two); returns how many."""
         logged = self.tracker.child_runs(self.parent_id)
-        missing = [r for r in self.records if r.number not in logged]
-        for record in missing:
-            self.tracker.log_trial(self.parent_id, record, self._model(record))
-        return len(missing)
+        self.unlogged = [r for r in self.records if r.number not in logged]
+        missing = len(self.unlogged)
+        self.flush()
+        return missing
 
     def _model(self, record: TrialRecord) -> Path | None:
         path = model_file(self.out_dir, record.plan)
         return path if path.exists() else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _describe(record: TrialRecord) -> str:
@@ -429,6 +479,17 @@ def _run(
     from adacomp.platform.ray_farm import RayFarm
     from adacomp.platform.tracking import SearchTracker
 
+    if tracking_uri.startswith(("http://", "https://")):
+        # MLflow's client retries a call for minutes; a search buffers instead (see _SearchRun).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    try:
+        tracker = SearchTracker.for_config(config, tracking_uri)
+    except Exception as exc:
+        raise AdacompError(
+            f"output.tracking_uri: cannot reach MLflow at {tracking_uri} ({_first_line(exc)})"
+        ) from exc
     farm = RayFarm(farm_config, reservation)
     calibration = task.calibration_batches()
     ctx = TrialContext(config, task, model, farm, config.measure, calibration)
@@ -441,7 +502,6 @@ def _run(
     ctx.baseline = baseline
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    tracker = SearchTracker.for_config(config, tracking_uri)
     if resume:
         parent_id = state["parent_run_id"]
         tracker.reopen(parent_id)
@@ -461,7 +521,7 @@ def _run(
         tmp.replace(out_dir / STATE_FILE)
 
     view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
-    run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view)
+    run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view, say)
     if resume:
         recovered = run.reconcile()
         say(
@@ -491,7 +551,7 @@ def _run(
         baseline=baseline,
         history=tuple(run.records),
         state_dir=out_dir,
-        on_progress=lambda step, values: tracker.log_progress(parent_id, step=step, values=dict(values)),
+        on_progress=run.log_progress,
     )
     remaining = config.trials - len(run.records)
     view.progress.done = len(run.records)
@@ -515,8 +575,8 @@ def _run(
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
         # A failed trial reports no objective values (it has none); the searcher tells Optuna FAIL.
         os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-        # The ledger and MLflow are the record; Tune's CSV/JSON/TensorBoard copies would only
-        # duplicate them (and TensorBoard complains about the nested plan in every result).
+        # The ledger and MLflow are the record. Of Tune's own loggers only the JSON one stays
+        # (Tune's result grid reads it); TensorBoard complains about the nested plan in results.
         os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         searcher = strategy.searcher(setup)
         tuner = tune.Tuner(
@@ -531,7 +591,7 @@ def _run(
             run_config=tune.RunConfig(
                 name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str(out_dir / "ray"),
-                callbacks=[TrialRecorder(run)],
+                callbacks=[TrialRecorder(run), JsonLoggerCallback()],  # type: ignore[no-untyped-call]
                 verbose=0,
                 failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             ),
@@ -574,24 +634,63 @@ def _finish(
     files[2].write_text(snapshot.table() + "\n")
     files.append(pareto_png(config, records, baseline, out_dir / "pareto.png"))
     files.append(pareto_html(config, records, baseline, out_dir / "pareto.html"))
-    children = tracker.log_front(
-        parent_id,
-        files,
-        [r.number for r in front],
-        {
-            "hypervolume_final": snapshot.hypervolume,
-            "front_size_final": float(len(front)),
-            "trials_failed_final": float(sum(r.failed for r in records)),
-        },
+    mlflow = _PatientMlflow(run, config.output.mlflow_wait_s)
+    mlflow.call("logging the trials", lambda: run.flush() or _raise(ConnectionError("no answer")))
+    children = mlflow.call(
+        "logging the front",
+        lambda: tracker.log_front(
+            parent_id,
+            files,
+            [r.number for r in front],
+            {
+                "hypervolume_final": snapshot.hypervolume,
+                "front_size_final": float(len(front)),
+                "trials_failed_final": float(sum(r.failed for r in records)),
+            },
+        ),
     )
     registered = None
     best = snapshot.best
     if best is not None and snapshot.model_path(best).exists():
         trial_run = children.get(best.number, parent_id)
-        registered = tracker.register_best(parent_id, trial_run, best, snapshot.model_path(best), config.name)
-    tracker.finish(parent_id)
+        path = snapshot.model_path(best)
+        registered = mlflow.call(
+            "registering the best model",
+            lambda: tracker.register_best(parent_id, trial_run, best, path, config.name),
+        )
+    mlflow.call("closing the search's run", lambda: tracker.finish(parent_id))
     return SearchResult(
         **{f.name: getattr(snapshot, f.name) for f in fields(SearchSnapshot)},
         registered_model=registered,
         seconds=time.perf_counter() - started,
     )
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
+
+
+class _PatientMlflow:
+    """The end of a search: each MLflow step is retried until the store answers or `wait_s`
+    passes; then one clear error says where the results are (the ledger, the front files)."""
+
+    def __init__(self, run: _SearchRun, wait_s: float) -> None:
+        self.run, self.wait_s = run, wait_s
+        self.deadline = time.monotonic() + wait_s
+
+    def call(self, what: str, step: Callable[[], Any]) -> Any:
+        delay = 1.0
+        while True:
+            try:
+                return step()
+            except Exception as exc:
+                if time.monotonic() >= self.deadline:
+                    raise AdacompError(
+                        f"output.tracking_uri: MLflow at {self.run.tracker.tracking_uri} did not answer "
+                        f"for {self.wait_s:.0f} s while {what} ({_first_line(exc)}); every trial is in "
+                        f"{self.run.ledger.path} and the front in {self.run.out_dir}; run the search "
+                        "again with --resume to log the rest"
+                    ) from exc
+                self.run.say(f"MLflow does not answer while {what}; retrying in {delay:.0f} s")
+                time.sleep(min(delay, max(0.0, self.deadline - time.monotonic())))
+                delay = min(30.0, delay * 2)

@@ -112,6 +112,9 @@ class Output(_Frozen):
     dir: Path = Path("runs")
     tracking_uri: str | None = None  # None: sqlite:///<dir>/mlflow.db
     experiment: str = "adacomp"
+    # How long the end of a search waits for an MLflow server that does not answer (the trials
+    # are safe in the ledger either way; `--resume` logs what is missing).
+    mlflow_wait_s: float = Field(600.0, ge=0)
 
 
 class SupernetSettings(_Frozen):

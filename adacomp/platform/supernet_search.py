@@ -42,6 +42,7 @@ from adacomp.platform.supernet_job import (
     supernet_dir,
 )
 from adacomp.platform.table import format_table
+from adacomp.platform.tracking import COMPLETE_TAG
 from adacomp.platform.trial import TrialContext, baseline_metrics, measure_metrics
 from adacomp.runtime.manifest import file_sha256
 from adacomp.search_spaces import CompressionPlan, Step, export_onnx
@@ -267,6 +268,7 @@ class _Tracking:
         if model_path is not None and model_path.exists():
             self.client.log_artifact(run_id, str(model_path))
         self.client.set_terminated(run_id, status="FAILED" if record.failed else "FINISHED", end_time=now + 1)
+        self.client.set_tag(run_id, COMPLETE_TAG, "true")  # last: a child without it is redone
 
 
 def supernet_search(

@@ -26,6 +26,7 @@ TRIAL_TAG = "adacomp.trial"
 SEARCH_TAG = "adacomp.search"
 DIR_TAG = "adacomp.dir"
 FRONT_TAG = "adacomp.pareto"
+COMPLETE_TAG = "adacomp.complete"
 MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
 
 
@@ -107,12 +108,22 @@ class SearchTracker:
         self.client.update_run(run_id, status="RUNNING")
 
     def child_runs(self, parent_id: str) -> dict[int, str]:
+        """Trial number -> child run id, for children logged completely. A child cut short (a
+        kill or a lost connection while logging it) is deleted, so that it is logged again."""
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_id}'",
             max_results=50_000,
         )
-        return {int(r.data.tags[TRIAL_TAG]): r.info.run_id for r in runs if TRIAL_TAG in r.data.tags}
+        children = {}
+        for r in runs:
+            if TRIAL_TAG not in r.data.tags:
+                continue
+            if r.data.tags.get(COMPLETE_TAG) != "true":
+                self.client.delete_run(r.info.run_id)
+                continue
+            children[int(r.data.tags[TRIAL_TAG])] = r.info.run_id
+        return children
 
     # --- child runs --------------------------------------------------------------------------
     def log_trial(self, parent_id: str, record: TrialRecord, model_path: Path | None) -> str:
@@ -154,6 +165,7 @@ class SearchTracker:
             self.client.log_artifact(run_id, str(model_path))
         status = "FAILED" if record.failed else "FINISHED"
         self.client.set_terminated(run_id, status=status, end_time=int(record.finished_at * 1000) + 1)
+        self.client.set_tag(run_id, COMPLETE_TAG, "true")  # last: a child without it is redone
         return run_id
 
     def log_progress(self, parent_id: str, step: int, values: Mapping[str, float | None]) -> None:
