@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("tasks", help="list the built-in tasks")
 
     from adacomp.platform.farm_cli import add_farm_parser
+    from adacomp.platform.ops_cli import add_ops_parsers
     from adacomp.platform.runtime_cli import add_runtime_parser
     from adacomp.platform.search_cli import add_search_parsers
     from adacomp.platform.supernet_cli import add_supernet_parsers
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_search_parsers(commands)
     add_supernet_parsers(commands)
     add_runtime_parser(commands)
+    add_ops_parsers(commands)
     return parser
 
 
@@ -89,6 +91,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from adacomp.platform.runtime_cli import run_runtime
 
             return run_runtime(args)
+        if args.command == "submit":
+            from adacomp.platform.ops_cli import run_submit_command
+
+            return run_submit_command(args)
         if args.command in ("search", "pareto", "ui"):
             from adacomp.platform import search_cli
 

@@ -165,6 +165,9 @@ class RLSettings(_Frozen):
     hidden: tuple[int, ...] = Field((64, 64), min_length=1)
     penalty: float = Field(1.0, ge=0)  # reward lost per relative constraint violation (capped at 1 each)
     shaping: bool = True  # reward each layer's choice by its estimated cost saving (potential-based)
+    # The untrained agent leaves a layer's technique (and, apart, its weights) alone with this
+    # probability: it starts near the uncompressed model (see rl/module.py). 1/12 is uniform.
+    initial_keep: float = Field(0.4, gt=0, lt=1)
     max_episodes: int | None = Field(None, ge=1)  # stop if the agent only repeats itself; None: 50 x trials
     init_policy: Path | None = None  # a saved agent to start from (a search's `rl_agent/`)
 

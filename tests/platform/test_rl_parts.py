@@ -25,6 +25,7 @@ from adacomp.platform.rl.actions import (
 from adacomp.platform.rl.env import PlanEnv
 from adacomp.platform.rl.episode import FAILED_REWARD, OBS_SIZE, EpisodeSpec, episode_spec
 from adacomp.platform.rl.exchange import PlanExchange
+from adacomp.platform.rl.module import action_prior
 from adacomp.platform.rl.searcher import policy_module_dir
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step, build_space, compress
@@ -209,3 +210,14 @@ def test_rl_settings_are_validated() -> None:
         SearchConfig.model_validate({**CONFIG.model_dump(), "rl": {"env_runners": 0}})
     with pytest.raises(ValidationError, match=r"rl\.hidden"):
         SearchConfig.model_validate({**CONFIG.model_dump(), "rl": {"hidden": []}})
+
+
+def test_the_untrained_agent_starts_near_the_uncompressed_model() -> None:
+    prior = np.exp(action_prior(0.4))
+    layer = prior[list(LAYER_ACTIONS)]
+    assert layer.sum() == pytest.approx(1.0)
+    assert layer[0] == pytest.approx(0.4 * 0.4)  # no technique, no pruning
+    untouched_main = sum(
+        p for i, p in zip(LAYER_ACTIONS, layer, strict=True) if CATALOGUE[i].technique == "none"
+    )
+    assert untouched_main == pytest.approx(0.4)

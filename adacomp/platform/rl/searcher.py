@@ -164,6 +164,9 @@ class RLSearcher(Searcher):
         self._exchange.close.remote()
         self._thread.join()
         self._thread = None
+        self.stats = ray.get(self._exchange.stats.remote())
+        with self._lock:  # the totals, episodes cut short by the end included
+            self._pending_metrics.append((self.iterations + 1, self._stats_metrics(None)))
         self._flush_metrics()
         ray.kill(self._exchange)
         if self.error is not None:
@@ -185,13 +188,18 @@ class RLSearcher(Searcher):
     def _algorithm_config(self) -> Any:
         from ray.rllib.algorithms.ppo import PPOConfig
         from ray.rllib.core.rl_module.rl_module import RLModuleSpec
-        from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaskingTorchRLModule
+
+        from adacomp.platform.rl.module import PRIOR_KEY, PriorMaskingModule, action_prior
 
         s, steps = self.settings, self.spec.steps
         batch = s.episodes_per_update * steps
         module = RLModuleSpec(
-            module_class=ActionMaskingTorchRLModule,
-            model_config={"fcnet_hiddens": list(s.hidden), "head_fcnet_hiddens": []},
+            module_class=PriorMaskingModule,
+            model_config={
+                "fcnet_hiddens": list(s.hidden),
+                "head_fcnet_hiddens": [],
+                PRIOR_KEY: action_prior(s.initial_keep),
+            },
             load_state_path=str(self.init_module) if self.init_module else None,
         )
         return (
@@ -247,17 +255,7 @@ class RLSearcher(Searcher):
                     algo.save_to_path(str(checkpoint))
                 episode_return = result.get("env_runners", {}).get("episode_return_mean")
                 with self._lock:
-                    self._pending_metrics.append(
-                        (
-                            self.iterations,
-                            {
-                                "rl_episode_return_mean": float(episode_return or 0.0),
-                                "rl_episodes": float(self.stats["episodes"]),
-                                "rl_cache_hits": float(self.stats["cache_hits"] + self.stats["shared"]),
-                                "rl_plans_proposed": float(self.stats["proposed"]),
-                            },
-                        )
-                    )
+                    self._pending_metrics.append((self.iterations, self._stats_metrics(episode_return)))
                 if self.stats["episodes"] >= self.max_episodes:
                     self.exhausted = True  # the agent keeps repeating known plans: stop
                     break
@@ -266,6 +264,16 @@ class RLSearcher(Searcher):
         finally:
             if algo is not None:
                 algo.stop()
+
+    def _stats_metrics(self, episode_return: float | None) -> dict[str, float]:
+        values = {
+            "rl_episodes": float(self.stats.get("episodes", 0)),
+            "rl_cache_hits": float(self.stats.get("cache_hits", 0) + self.stats.get("shared", 0)),
+            "rl_plans_proposed": float(self.stats.get("proposed", 0)),
+        }
+        if episode_return is not None:
+            values["rl_episode_return_mean"] = float(episode_return)
+        return values
 
     def _flush_metrics(self) -> None:
         with self._lock:

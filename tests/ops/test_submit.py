@@ -1,0 +1,139 @@
+"""`adacomp submit` against a real Ray head started with `ray start --head` on loopback: the
+search runs as a Ray job (uploaded working directory, runtime env, submission id), its logs are
+followed to the end, and the exit code is the job's."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from adacomp.errors import AdacompError
+from adacomp.platform.search_config import load_search_config
+from adacomp.platform.submit import job_spec
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _write_job(directory: Path, runs: Path, **changes: object) -> Path:
+    """A working directory holding a tiny task module and a two-trial search config."""
+    (directory / "tests" / "platform").mkdir(parents=True)
+    for package in ("tests", "tests/platform"):
+        (directory / package / "__init__.py").write_text("")
+    source = REPO / "tests" / "platform" / "tiny_task.py"
+    (directory / "tests" / "platform" / "tiny_task.py").write_text(source.read_text())
+    config = {
+        "name": "job",
+        "task": "tests.platform.tiny_task:tiny_digits",
+        "targets": ["pixel4"],
+        "objectives": [{"metric": "accuracy"}, {"metric": "latency", "target": "pixel4"}],
+        "finetune": {"steps": 5},
+        "trials": 2,
+        "concurrency": 2,
+        "strategy": "random",
+        "output": {"dir": str(runs)},
+        **changes,
+    }
+    path = directory / "job.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`ray start --head` on 127.0.0.1, in its own temp dir (so no other Ray in this process
+    mistakes it for "the local cluster") and its own process group (killed as a whole)."""
+    temp = Path("/tmp") / f"adacomp-head-{os.getpid()}"  # short: Ray's socket paths must fit
+    port, dashboard = _free_port(), _free_port()
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # the job's `python`
+    process = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+         f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", dashboard), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("ray start --head: the dashboard never came up")
+        yield address
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _adacomp(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "adacomp", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.slow
+def test_a_search_runs_as_a_ray_job_and_is_followed_to_the_end(head: str, tmp_path: Path) -> None:
+    work, runs = tmp_path / "work", tmp_path / "runs"
+    _write_job(work, runs)
+    done = _adacomp("submit", "job.yaml", "--address", head, "--submission-id", "nightly-1", cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "submitted nightly-1" in done.stderr and "nightly-1: SUCCEEDED" in done.stderr
+    assert "search 'job': 2 trials" in done.stdout  # the job's own output, streamed here
+    assert len((runs / "job" / "trials.jsonl").read_text().splitlines()) == 2
+    # The same id again follows that job instead of running a second search.
+    again = _adacomp("submit", "job.yaml", "--address", head, "--submission-id", "nightly-1", cwd=work)
+    assert again.returncode == 0 and "following it, not submitting again" in again.stderr
+    assert len((runs / "job" / "trials.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_a_failing_job_fails_the_command(head: str, tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    _write_job(work, tmp_path / "runs", targets=["pixel4"], task="tests.platform.tiny_task:not_a_task")
+    done = _adacomp("submit", "job.yaml", "--address", head, "--no-follow", cwd=work)
+    assert done.returncode == 0 and "follow it with: ray job logs -f" in done.stderr
+    job_id = done.stderr.split("submitted ", 1)[1].split()[0]
+    followed = _adacomp("submit", "job.yaml", "--address", head, "--submission-id", job_id, cwd=work)
+    assert followed.returncode == 1
+    assert f"{job_id}: FAILED" in followed.stderr
+    assert "not_a_task" in followed.stdout  # the job's one-line error reached us through its log
+
+
+def test_what_a_job_cannot_see_is_refused_before_submitting(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    path = _write_job(work, tmp_path / "runs")
+    config = load_search_config(path)
+    spec = job_spec(path, config, work, submission_id="x")
+    assert spec.entrypoint == "python -m adacomp search job.yaml --resume --quiet"
+    assert spec.runtime_env["working_dir"] == str(work.resolve()) and ".venv" in spec.runtime_env["excludes"]
+    with pytest.raises(AdacompError, match="outside the working directory"):
+        job_spec(path, config, tmp_path / "elsewhere")
+    relative = config.model_copy(update={"output": config.output.model_copy(update={"dir": Path("runs")})})
+    with pytest.raises(AdacompError, match=r"output\.dir: runs is relative"):
+        job_spec(path, relative, work)
+    done = _adacomp("submit", "job.yaml", "--address", "127.0.0.1:1", cwd=work, timeout=60)
+    assert done.returncode == 2 and "expected the job server's URL" in done.stderr
+    done = _adacomp(
+        "submit", "job.yaml", "--address", f"http://127.0.0.1:{_free_port()}", cwd=work, timeout=60
+    )
+    assert done.returncode == 2 and "no Ray job server at" in done.stderr
+    assert done.stderr.strip().count("\n") == 0
