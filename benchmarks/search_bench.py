@@ -210,6 +210,7 @@ def main() -> None:
         "--strategies-only", action="store_true", help="only the hypervolume table (skip overhead, speed-up)"
     )
     parser.add_argument("--ablation", action="store_true", help="add the rl agent without reward shaping")
+    parser.add_argument("--arms", help="comma-separated rows to run (default: all of nsga2,tpe,random,rl)")
     args = parser.parse_args()
     shutil.rmtree(RUNS, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -219,6 +220,8 @@ def main() -> None:
     report: dict[str, Any] = {"trials": args.trials, "seeds": args.seeds}
     print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
     arms = ["nsga2", "tpe", "random", "rl", *(["rl-noshaping"] if args.ablation else [])]
+    if args.arms:
+        arms = [arm for arm in args.arms.split(",") if arm in ARMS]
     report["strategies"] = strategies_table(arms, args.trials, args.seeds, checkpoints)
     if not args.strategies_only:
         print(f"\n## per-trial overhead ({args.overhead_trials} trials, random sampler, 1 at a time)")

@@ -91,10 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from adacomp.platform.runtime_cli import run_runtime
 
             return run_runtime(args)
-        if args.command == "submit":
-            from adacomp.platform.ops_cli import run_submit_command
+        if args.command in ("submit", "nightly"):
+            from adacomp.platform import ops_cli
 
-            return run_submit_command(args)
+            if args.command == "nightly":
+                return ops_cli.run_nightly_command(args)
+            return ops_cli.run_submit_command(args)
         if args.command in ("search", "pareto", "ui"):
             from adacomp.platform import search_cli
 

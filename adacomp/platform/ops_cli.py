@@ -4,6 +4,7 @@ compared with last night's)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,19 @@ def add_ops_parsers(commands: Any) -> None:
     )
     submit.add_argument("--no-follow", action="store_true", help="submit and return")
 
+    nightly = commands.add_parser(
+        "nightly", help="tonight's search, warm-started from last night's and compared with it"
+    )
+    nightly.add_argument("config", type=Path, help="search config (YAML)")
+    nightly.add_argument(
+        "--threshold",
+        type=float,
+        default=0.05,
+        help="relative drop that counts as a regression (default 0.05: 5 %%)",
+    )
+    nightly.add_argument("--date", help="the night, YYYY-MM-DD (default: today, UTC)")
+    nightly.add_argument("--address", help="join this Ray cluster instead of starting Ray here")
+
 
 def run_submit_command(args: argparse.Namespace) -> int:
     from adacomp.platform.submit import submit
@@ -33,3 +47,21 @@ def run_submit_command(args: argparse.Namespace) -> int:
         submission_id=args.submission_id,
         follow=not args.no_follow,
     )
+
+
+def run_nightly_command(args: argparse.Namespace) -> int:
+    from adacomp.platform.nightly import EXIT_REGRESSION, nightly
+
+    result = nightly(
+        args.config,
+        date=args.date,
+        threshold=args.threshold,
+        address=args.address,
+        log=lambda message: print(message, file=sys.stderr),
+    )
+    print(result.report_path.read_text(), end="")
+    print(f"\nreport: {result.report_path} (MLflow run {result.report_run_id})")
+    if result.regressions:
+        print(f"regression: {', '.join(c.what for c in result.regressions)}", file=sys.stderr)
+        return EXIT_REGRESSION
+    return 0

@@ -386,6 +386,7 @@ def search(
     address: str | None = None,
     progress: bool = True,
     initial_plans: Sequence[CompressionPlan] = (),
+    study: tuple[Path, str] | None = None,
     log: Callable[[str], None] | None = None,
 ) -> SearchResult:
     """Runs (or resumes) a compression search and returns its front, MLflow run and best plan.
@@ -394,6 +395,8 @@ def search(
     earlier continues where it stopped (a search that never ran simply starts). `address`
     joins a Ray cluster instead of starting Ray on this machine (RAY_ADDRESS works too).
     `initial_plans` are evaluated first (a warm start: known-good plans, last night's front).
+    `study` (Optuna journal file, study name) shares one Optuna study between searches (the
+    nightly searches); by default each search has its own, in its directory.
     """
     started = time.perf_counter()
     say = log or (lambda message: None)
@@ -443,6 +446,7 @@ def search(
             resume=bool(state),
             progress=progress,
             initial_plans=initial_plans,
+            study=study or (out_dir / "optuna.journal", f"adacomp-{config.name}"),
             say=say,
             started=started,
         )
@@ -467,6 +471,7 @@ def _run(
     resume: bool,
     progress: bool,
     initial_plans: Sequence[CompressionPlan],
+    study: tuple[Path, str],
     say: Callable[[str], None],
     started: float,
 ) -> SearchResult:
@@ -531,9 +536,9 @@ def _run(
 
     space = build_space(model, task.example_input(2))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    journal = out_dir / "optuna.journal"
+    journal, study_name = study
+    journal.parent.mkdir(parents=True, exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(journal)))
-    study_name = f"adacomp-{config.name}"
     fail_interrupted_trials(storage, study_name)
     setup = SearcherSetup(
         define_by_run=_define_by_run(config, run, space),
