@@ -6,6 +6,7 @@ validation error reported as `file: field.path: message`.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,8 +19,20 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as `field.path: message` on one line."""
-    error = exc.errors()[0]
+    """The first pydantic error as `field.path: message` on one line. A misspelt key shows up
+    twice (the real field missing, the typo unknown): the typo is what to report."""
+    errors = exc.errors()
+    missing = {tuple(e["loc"]) for e in errors if e["type"] == "missing"}
+    for error in errors:
+        loc = tuple(error["loc"])
+        if error["type"] != "extra_forbidden" or not loc:
+            continue
+        siblings = [str(m[-1]) for m in missing if m[:-1] == loc[:-1]]
+        close = difflib.get_close_matches(str(loc[-1]), siblings, n=1)
+        if close:
+            location = ".".join(str(part) for part in loc)
+            return f"{location}: unknown field; did you mean {close[0]!r}?"
+    error = errors[0]
     location = ".".join(str(part) for part in error["loc"]) or "(top level)"
     return f"{location}: {error['msg']}"
 

@@ -24,8 +24,8 @@ targets: [pixel4]
 objectives: [{metric: accuracy}, {metric: latency, target: pixel4}]
 constraints: [{metric: accuracy_drop, max: 50}]
 finetune: {steps: 5}
-trials: 6
-concurrency: 1
+trials: 4
+concurrency: 2
 strategy: nsga2
 seed: 1
 output: {dir: runs}
@@ -59,7 +59,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     before = ledger.load()
-    assert 2 <= len(before) < 6
+    assert 2 <= len(before) < 4
 
     resumed = subprocess.run(
         _cli("search", "search.yaml", "--resume", "--quiet"),
@@ -72,7 +72,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming: {len(before)} trials finished" in resumed.stderr
     after = ledger.load()
-    assert len(after) == 6 and len({r.number for r in after}) == 6
+    assert len(after) == 4 and len({r.number for r in after}) == 4
     # Nothing finished was re-run: the first run's records are there unchanged, and a plan the
     # resumed sampler proposed again was served from the record, not evaluated.
     assert [r.to_dict() for r in after if r.number in {b.number for b in before}] == [
