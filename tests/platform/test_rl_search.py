@@ -17,8 +17,8 @@ import yaml
 from adacomp.platform.results import SearchResult
 from adacomp.platform.rl.searcher import (
     AGENT_DIR,
-    INIT_RECORD,
     MODULE_PATH,
+    START_RECORD,
     policy_module_dir,
     weights_fingerprint,
 )
@@ -46,7 +46,16 @@ def first(shared_ray: str, tmp_path_factory: pytest.TempPathFactory) -> SearchRe
 
 
 @pytest.fixture(scope="module")
-def resumed(first: SearchResult) -> SearchResult:
+def saved_after_first(first: SearchResult) -> str:
+    """The fingerprint of the agent the first run left behind."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    module = RLModule.from_checkpoint(str(policy_module_dir(first.out_dir / AGENT_DIR)))
+    return weights_fingerprint(module.get_state())
+
+
+@pytest.fixture(scope="module")
+def resumed(first: SearchResult, saved_after_first: str) -> SearchResult:
     config = first.config.model_copy(update={"trials": 9})
     return search(config, resume=True, progress=False)
 
@@ -79,13 +88,17 @@ def test_trials_are_child_runs_of_the_search_with_the_agents_progress(first: Sea
 
 
 def test_resume_restores_the_agent_and_never_repeats_a_trial(
-    first: SearchResult, resumed: SearchResult
+    first: SearchResult, saved_after_first: str, resumed: SearchResult
 ) -> None:
     assert [r.number for r in resumed.records] == list(range(9))
     assert len({r.plan.hash for r in resumed.records}) == 9
     assert resumed.run_id == first.run_id
+    started = json.loads((resumed.out_dir / START_RECORD).read_text())
+    assert started["from"] == "checkpoint" and started["iteration"] >= 1
+    assert started["fingerprint"] == saved_after_first  # exactly the agent the first run saved
     steps = _metric_steps(resumed, "rl_episodes")
-    assert steps == sorted(set(steps))  # the restored agent's updates count on
+    assert steps == sorted(set(steps))  # its updates count on from there
+    assert len(_metric_steps(resumed, "rl_total_episodes")) == 2  # one total per run
 
 
 def test_an_agent_starts_another_search_from_its_saved_policy(resumed: SearchResult, tmp_path: Path) -> None:
@@ -96,7 +109,8 @@ def test_an_agent_starts_another_search_from_its_saved_policy(resumed: SearchRes
     rl = {**RL, "init_policy": agent}
     warm = search(search_config(tmp_path, name="warm", strategy="rl", trials=2, rl=rl), progress=False)
     assert len(warm.records) == 2
-    started = json.loads((warm.out_dir / INIT_RECORD).read_text())
+    started = json.loads((warm.out_dir / START_RECORD).read_text())
+    assert started["from"] == "init_policy" and started["iteration"] == 0
     assert started["fingerprint"] == weights_fingerprint(saved)  # before its first update
 
 

@@ -187,6 +187,7 @@ def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finis
     artifact endpoint on loopback (no browser on this machine: the REST API is what the UI's
     pages call)."""
     import os
+    import signal
     import subprocess
     import sys
     import time
@@ -198,7 +199,11 @@ def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finis
     env = {**os.environ, "PYTHONPATH": str(root)}
     command = [sys.executable, "-m", "adacomp.platform.cli", "ui", "--store", finished.tracking_uri]
     server = subprocess.Popen(
-        [*command, "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: mlflow ui, uvicorn workers, job runners
     )
     base = f"http://127.0.0.1:{port}"
 
@@ -241,5 +246,5 @@ def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finis
         html = get("/get-artifact", path="pareto/pareto.html", run_uuid=finished.run_id)
         assert b"plotly" in html.lower()
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGKILL)  # the whole group: uvicorn workers, job runners
         server.wait(timeout=30)

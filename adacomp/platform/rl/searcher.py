@@ -38,7 +38,7 @@ from adacomp.search_spaces import CompressionPlan
 
 AGENT_DIR = "rl_agent"
 DEFAULT_MODULE_ID = "default_policy"
-INIT_RECORD = "rl_init.json"  # which saved policy the agent started from, and its fingerprint
+START_RECORD = "rl_start.json"  # what the agent started from this run, and its weights' fingerprint
 MODULE_PATH = Path("learner_group") / "learner" / "rl_module" / DEFAULT_MODULE_ID
 
 
@@ -165,8 +165,9 @@ class RLSearcher(Searcher):
         self._thread.join()
         self._thread = None
         self.stats = ray.get(self._exchange.stats.remote())
-        with self._lock:  # the totals, episodes cut short by the end included
-            self._pending_metrics.append((self.iterations + 1, self._stats_metrics(None)))
+        totals = {f"rl_total_{k.removeprefix('rl_')}": v for k, v in self._stats_metrics(None).items()}
+        with self._lock:  # this run's totals, episodes cut short by the end included
+            self._pending_metrics.append((self.iterations, totals))
         self._flush_metrics()
         ray.kill(self._exchange)
         if self.error is not None:
@@ -237,14 +238,21 @@ class RLSearcher(Searcher):
         logging.getLogger("ray.rllib").setLevel(logging.ERROR)
         try:
             algo = self._algorithm_config().build_algo()
+            source, path = "scratch", None
             if checkpoint is not None and (checkpoint / MODULE_PATH).exists():
                 algo.restore_from_path(str(checkpoint))  # a resumed search: the agent goes on
-            elif self.init_module is not None and self.state_dir is not None:
+                source, path = "checkpoint", checkpoint
+            elif self.init_module is not None:
+                source, path = "init_policy", self.init_module  # loaded by the module spec
+            self.iterations = int(algo.iteration)
+            if self.state_dir is not None:
                 started = {
-                    "init_policy": str(self.init_module),
+                    "from": source,
+                    "path": str(path) if path else None,
+                    "iteration": self.iterations,
                     "fingerprint": weights_fingerprint(learner_weights(algo)),
                 }
-                (self.state_dir / INIT_RECORD).write_text(json.dumps(started, indent=2))
+                (self.state_dir / START_RECORD).write_text(json.dumps(started, indent=2))
             while not self._stop.is_set():
                 result = algo.train()
                 if self._stop.is_set():
