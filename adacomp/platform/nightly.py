@@ -92,7 +92,7 @@ def _device_config(config: SearchConfig, device: str) -> SearchConfig:
     return config.model_copy(update={"objectives": objectives})
 
 
-def _best_latency(config: SearchConfig, records: Sequence[TrialRecord], device: str) -> float | None:
+def _best_latency(records: Sequence[TrialRecord], device: str) -> float | None:
     values = [
         float(v)
         for r in records
@@ -130,10 +130,8 @@ def compare(
         changes.append(
             Change(f"{device}: hypervolume (accuracy x latency)", before, after, worse(before, after, True))
         )
-        before_ms, after_ms = (
-            _best_latency(config, last.records, device),
-            _best_latency(config, tonight.records, device),
-        )
+        before_ms = _best_latency(last.records, device)
+        after_ms = _best_latency(tonight.records, device)
         changes.append(
             Change(
                 f"{device}: best feasible latency (ms)",
@@ -223,8 +221,8 @@ def nightly(
     if not 0 <= threshold < 1:
         raise AdacompError(f"--threshold: expected a fraction in [0, 1), got {threshold}")
     base = nightly_dir(config)
-    history: Ledger[NightSummary] = Ledger(base / "history.jsonl", parse=NightSummary.from_dict)
-    nights = load_history(config)
+    history = _history(base)
+    nights = history.load()
     earlier = [n for n in nights if n.date < date]
     last = max(earlier, key=lambda n: n.date) if earlier else None
     already = next((n for n in nights if n.date == date), None)
@@ -323,7 +321,5 @@ def _log_report(
     return str(run.info.run_id)
 
 
-def load_history(config: SearchConfig) -> list[NightSummary]:
-    path = nightly_dir(config) / "history.jsonl"
-    history: Ledger[NightSummary] = Ledger(path, parse=NightSummary.from_dict)
-    return sorted(history.load(), key=lambda n: n.date)
+def _history(base: Path) -> Ledger[NightSummary]:
+    return Ledger(base / "history.jsonl", parse=NightSummary.from_dict)

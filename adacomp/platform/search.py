@@ -35,7 +35,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from adacomp.device_farm import FarmConfig, MeasureSettings
 from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
-from adacomp.errors import AdacompError
+from adacomp.errors import AdacompError, first_line
 from adacomp.platform.front import (
     best_by_utility,
     normalised_hypervolume,
@@ -196,8 +196,9 @@ class _SearchRun:
         self.flush()
         self._progress(record)
 
-    def flush(self) -> bool:
-        """Logs the trials MLflow lacks, oldest first; False while the store does not answer."""
+    def flush(self, strict: bool = False) -> bool:
+        """Logs the trials MLflow lacks, oldest first; False while the store does not answer
+        (`strict`: raises what the store said instead)."""
         try:
             if self.mlflow_down_since is not None:  # what made it before the cut, and tidy up
                 logged = self.tracker.child_runs(self.parent_id)
@@ -210,9 +211,11 @@ class _SearchRun:
             if self.mlflow_down_since is None:
                 self.mlflow_down_since = time.time()
                 self.say(
-                    f"MLflow at {self.tracker.tracking_uri} does not answer ({_first_line(exc)}); "
+                    f"MLflow at {self.tracker.tracking_uri} does not answer ({first_line(exc)}); "
                     "trials stay in the ledger and are logged when it is back"
                 )
+            if strict:
+                raise
             return False
         if self.mlflow_down_since is not None:
             away = time.time() - self.mlflow_down_since
@@ -262,11 +265,6 @@ class _SearchRun:
     def _model(self, record: TrialRecord) -> Path | None:
         path = model_file(self.out_dir, record.plan)
         return path if path.exists() else None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 def _describe(record: TrialRecord) -> str:
@@ -493,7 +491,7 @@ def _run(
         tracker = SearchTracker.for_config(config, tracking_uri)
     except Exception as exc:
         raise AdacompError(
-            f"output.tracking_uri: cannot reach MLflow at {tracking_uri} ({_first_line(exc)})"
+            f"output.tracking_uri: cannot reach MLflow at {tracking_uri} ({first_line(exc)})"
         ) from exc
     farm = RayFarm(farm_config, reservation)
     calibration = task.calibration_batches()
@@ -534,7 +532,8 @@ def _run(
             + (f", {recovered} re-logged to MLflow" if recovered else "")
         )
 
-    space = build_space(model, task.example_input(2))
+    example = task.example_input(2)
+    space = build_space(model, example)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal, study_name = study
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -552,7 +551,7 @@ def _run(
         config=config,
         space=space,
         model=model,
-        example_input=task.example_input(2),
+        example_input=example,
         baseline=baseline,
         history=tuple(run.records),
         state_dir=out_dir,
@@ -639,9 +638,9 @@ def _finish(
     files[2].write_text(snapshot.table() + "\n")
     files.append(pareto_png(config, records, baseline, out_dir / "pareto.png"))
     files.append(pareto_html(config, records, baseline, out_dir / "pareto.html"))
-    mlflow = _PatientMlflow(run, config.output.mlflow_wait_s)
-    mlflow.call("logging the trials", lambda: run.flush() or _raise(ConnectionError("no answer")))
-    children = mlflow.call(
+    patient = _PatientMlflow(run, config.output.mlflow_wait_s)
+    patient.call("logging the trials", lambda: run.flush(strict=True))
+    children = patient.call(
         "logging the front",
         lambda: tracker.log_front(
             parent_id,
@@ -659,20 +658,16 @@ def _finish(
     if best is not None and snapshot.model_path(best).exists():
         trial_run = children.get(best.number, parent_id)
         path = snapshot.model_path(best)
-        registered = mlflow.call(
+        registered = patient.call(
             "registering the best model",
             lambda: tracker.register_best(parent_id, trial_run, best, path, config.name),
         )
-    mlflow.call("closing the search's run", lambda: tracker.finish(parent_id))
+    patient.call("closing the search's run", lambda: tracker.finish(parent_id))
     return SearchResult(
         **{f.name: getattr(snapshot, f.name) for f in fields(SearchSnapshot)},
         registered_model=registered,
         seconds=time.perf_counter() - started,
     )
-
-
-def _raise(exc: BaseException) -> Any:
-    raise exc
 
 
 class _PatientMlflow:
@@ -692,7 +687,7 @@ class _PatientMlflow:
                 if time.monotonic() >= self.deadline:
                     raise AdacompError(
                         f"output.tracking_uri: MLflow at {self.run.tracker.tracking_uri} did not answer "
-                        f"for {self.wait_s:.0f} s while {what} ({_first_line(exc)}); every trial is in "
+                        f"for {self.wait_s:.0f} s while {what} ({first_line(exc)}); every trial is in "
                         f"{self.run.ledger.path} and the front in {self.run.out_dir}; run the search "
                         "again with --resume to log the rest"
                     ) from exc

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from adacomp.errors import AdacompError
+from adacomp.errors import AdacompError, first_line
 from adacomp.platform.search_config import SearchConfig, load_search_config
 
 # Never uploaded: environments, VCS data, results and models (a job writes to output.dir).
@@ -96,7 +96,7 @@ def _client(address: str) -> Any:
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # connection refused, not a Ray dashboard, version mismatch, auth
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        reason = first_line(exc)
         if "authentication token" in reason:
             raise AdacompError(
                 f"--address: {address} requires Ray's auth token; copy the head's ~/.ray/auth_token "

@@ -17,7 +17,7 @@ import numpy as np
 from torch import nn
 
 from adacomp.device_farm import Measurement, MeasureSettings, OnnxModel
-from adacomp.errors import AdacompError
+from adacomp.errors import AdacompError, first_line
 from adacomp.platform.objectives import constraint_violations, utility
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, compress, export_onnx, model_facts
@@ -109,7 +109,7 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
         onnx_model = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
         metrics = measure_metrics(ctx, compressed, plan, onnx_model)
     except Exception as exc:  # the trial boundary: record why, keep searching
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         if not isinstance(exc, AdacompError):
             reason = f"{type(exc).__name__}: {reason} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
         return TrialResult(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,19 +19,14 @@ from adacomp.device_farm.devices.agent import AgentDevice
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.platform.cli import main
 from tests.device_farm.conftest import tiny_model
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 QUICK = MeasureSettings(warmup_runs=1, min_runs=5, max_runs=20, max_cv=10)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when this returns: nothing listens there
-
-
 def test_a_device_agent_that_is_down_is_quarantined_and_its_class_answers(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     config = FarmConfig(
         devices=(
             AgentSpec(name="board", kind="agent", device_class="pi", url=url, token_file=tmp_path / "t"),

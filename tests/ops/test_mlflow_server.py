@@ -8,13 +8,12 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import mlflow
@@ -25,6 +24,7 @@ from adacomp.platform.ledger import TrialRecord
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.tracking import COMPLETE_TAG, TRIAL_TAG, SearchTracker
 from adacomp.search_spaces import CompressionPlan, Step
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,12 +35,6 @@ def readme_console_lines() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
     """`mlflow server` exactly as the README starts it, on a port of our choosing."""
 
@@ -48,7 +42,7 @@ class Server:
         lines = readme_console_lines()
         assert "mkdir -p runs" in lines
         self.argv = shlex.split(next(line for line in lines if line.startswith("mlflow server")))
-        self.cwd, self.port = cwd, _free_port()
+        self.cwd, self.port = cwd, free_port()
         self.argv[self.argv.index("--port") + 1] = str(self.port)
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -156,10 +150,10 @@ def _kill_a_trial_worker(search_pid: int) -> bool:
     return False
 
 
-def _wait(predicate: object, timeout: float) -> bool:
+def _wait(predicate: Callable[[], object], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(0.2)
     return False

@@ -19,15 +19,10 @@ import yaml
 from adacomp.errors import AdacompError
 from adacomp.platform.search_config import load_search_config
 from adacomp.platform.submit import job_spec
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_job(directory: Path, runs: Path, **changes: object) -> Path:
@@ -59,7 +54,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ray start --head` on 127.0.0.1, in its own temp dir (so no other Ray in this process
     mistakes it for "the local cluster") and its own process group (killed as a whole)."""
     temp = Path("/tmp") / f"adacomp-head-{os.getpid()}"  # short: Ray's socket paths must fit
-    port, dashboard = _free_port(), _free_port()
+    port, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # the job's `python`
     process = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
@@ -133,7 +128,7 @@ def test_what_a_job_cannot_see_is_refused_before_submitting(tmp_path: Path) -> N
     done = _adacomp("submit", "job.yaml", "--address", "127.0.0.1:1", cwd=work, timeout=60)
     assert done.returncode == 2 and "expected the job server's URL" in done.stderr
     done = _adacomp(
-        "submit", "job.yaml", "--address", f"http://127.0.0.1:{_free_port()}", cwd=work, timeout=60
+        "submit", "job.yaml", "--address", f"http://127.0.0.1:{free_port()}", cwd=work, timeout=60
     )
     assert done.returncode == 2 and "no Ray job server at" in done.stderr
     assert done.stderr.strip().count("\n") == 0

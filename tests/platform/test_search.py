@@ -19,6 +19,7 @@ from adacomp.platform.pareto import dominates
 from adacomp.platform.search import SearchResult, search
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
+from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -174,14 +175,6 @@ def test_resuming_with_a_different_measurement_is_refused(finished: SearchResult
         search(changed, resume=True, progress=False)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finished: SearchResult) -> None:
     """`adacomp ui` really serves the search: checked through the UI server's REST API and its
     artifact endpoint on loopback (no browser on this machine: the REST API is what the UI's
@@ -194,7 +187,7 @@ def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finis
     import urllib.parse
     import urllib.request
 
-    port = _free_port()
+    port = free_port()
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     command = [sys.executable, "-m", "adacomp.platform.cli", "ui", "--store", finished.tracking_uri]

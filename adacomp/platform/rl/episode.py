@@ -16,7 +16,7 @@ plan is unchanged; the agent only learns sooner which choices save.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +220,3 @@ def observation(spec: EpisodeSpec, step: int, storage_ratio: float, macs_ratio: 
     )
     features = np.concatenate([layer, so_far, spec.context]).astype(np.float32)
     return np.clip(features, -OBS_BOUND, OBS_BOUND)
-
-
-def describe_actions(actions: Sequence[int]) -> str:
-    return "; ".join(CATALOGUE[a].describe() for a in actions)
