@@ -14,6 +14,7 @@ and per target device `front_<device>.csv` and `pareto_<device>.png`. MLflow: a 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import tempfile
@@ -109,8 +110,18 @@ def precision_plan(model: nn.Module, precision: str) -> CompressionPlan:
 def evaluate_subnet(
     ctx: TrialContext, supernet: Supernet, config: SubnetConfig, batches: list[torch.Tensor]
 ) -> tuple[dict[str, float | None], bytes]:
-    """(metrics, ONNX bytes) of one configuration: extracted, never trained."""
-    static = extract_ready(supernet, config, batches)
+    """(metrics, ONNX bytes) of one configuration: extracted, never trained.
+
+    The largest architecture (at any precision) is the user's trained model itself, not its
+    supernet copy: ensemble training moves the shared weights toward what suits the smaller
+    configurations (digits: the supernet's largest 98.06 % after 600 steps, 95.83 % after 10,
+    against 99.17 % for the trained model), and a bundle must never top out below the model
+    it replaces. Every other configuration is extracted from the supernet.
+    """
+    if config.hash == supernet.space.largest(config.precision).hash:
+        static = copy.deepcopy(ctx.model).eval()
+    else:
+        static = extract_ready(supernet, config, batches)
     plan = precision_plan(static, config.precision)
     onnx_model = export_onnx(static, ctx.task.example_input(2), plan=plan, calibration=ctx.calibration)
     metrics = measure_metrics(ctx, static, plan, onnx_model)

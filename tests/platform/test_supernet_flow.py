@@ -122,6 +122,15 @@ def test_search_evaluates_the_ends_first_and_every_target(flow: Flow) -> None:
         assert (flow.searched.directory / "models" / f"{record.config.hash}.onnx").is_file()
 
 
+def test_the_largest_configuration_is_the_trained_model_itself(flow: Flow) -> None:
+    """Ensemble training moves the shared weights; the largest fp32 configuration is still the
+    user's model (same accuracy as the baseline), so the bundle never tops out below it."""
+    largest = flow.searched.records[0]
+    assert largest.config.precision == "fp32"
+    assert largest.metrics["accuracy"] == flow.searched.baseline["accuracy"]
+    assert largest.metrics["storage"] == flow.searched.baseline["storage"]
+
+
 def test_per_device_fronts_are_the_non_dominated_feasible_configurations(flow: Flow) -> None:
     for device in TARGETS:
         objectives = device_objectives(device, flow.searched.baseline)
