@@ -79,3 +79,9 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "3 configurations" in outputs["adacomp supernet search examples/digits.yaml"]
     assert "registered as models:/digits-bundle/1" in outputs["adacomp export examples/digits.yaml"]
     assert (tmp_path / "runs" / "digits" / "adaptive.png").stat().st_size > 1000
+    # calibration (run once, here; test_farm_cli covers its bad input): a report and a profile
+    calibrated = outputs["adacomp farm calibrate --device host --models 16"]
+    assert "within +-10 %" in calibrated and "FLOPs-proportional" in calibrated and "Kendall" in calibrated
+    from adacomp.device_farm.profiles import load_profile
+
+    assert load_profile(tmp_path / ".adacomp" / "profiles" / "host.yaml").name == "host"

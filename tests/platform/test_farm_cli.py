@@ -102,32 +102,6 @@ def test_agent_refuses_a_short_token(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "at least 16 characters" in capsys.readouterr().err
 
 
-@pytest.mark.slow
-def test_calibrate_fits_and_writes_a_profile(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from adacomp.device_farm.profiles import load_profile
-
-    out = tmp_path / "profiles"
-    code = main(
-        [
-            "farm",
-            "calibrate",
-            "--device",
-            "host",
-            "--models",
-            "8",
-            "--out",
-            str(out),
-            "--store",
-            str(tmp_path / "s"),
-        ]
-    )
-    assert code == 0
-    printed = capsys.readouterr().out
-    assert "within +-10 %" in printed and "FLOPs-proportional" in printed and "Kendall" in printed
-    profile = load_profile(out / "host.yaml")
-    assert profile.name == "host"
-
-
 def test_calibrate_needs_enough_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["farm", "calibrate", "--models", "3", "--out", str(tmp_path)]) == 2
     assert "at least 8 models" in capsys.readouterr().err
