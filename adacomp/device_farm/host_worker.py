@@ -104,8 +104,9 @@ def _inputs(session: Any, batch_size: int) -> dict[str, Any]:
 
 def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
     cores = pin(settings.get("cores"))
-    import numpy as np
     import onnxruntime as ort
+
+    from adacomp.device_farm.measurement import robust_cv  # after pinning: it imports numpy
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(settings["intra_op_threads"])
@@ -138,13 +139,10 @@ def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
                 settings["max_seconds"]
             ):
                 break
-            if n >= int(settings["min_runs"]):
-                mean = float(np.mean(samples))
-                if mean > 0 and float(np.std(samples)) / mean <= float(settings["target_cv"]):
-                    break
+            if n >= int(settings["min_runs"]) and robust_cv(samples) <= float(settings["target_cv"]):
+                break
         energy = energy_delta_uj(energy_before, read_energy_uj(domains)) if domains else None
-        mean = float(np.mean(samples))
-        cv = float(np.std(samples)) / mean if mean > 0 else 0.0
+        cv = robust_cv(samples)  # the median is what is reported: preempted runs move neither
         attempts.append({"samples_ms": samples, "energy_uj": energy, "cv": cv})
         if cv <= float(settings["max_cv"]):
             break

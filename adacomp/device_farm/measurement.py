@@ -16,6 +16,21 @@ from typing import Any, Literal
 Source = Literal["measured", "emulated"]
 
 
+def robust_cv(samples_ms: Sequence[float]) -> float:
+    """Spread of timings relative to their median: 1.4826 * MAD / median (std / mean for
+    normal noise). What a device reports is the median, and a run preempted by another process
+    (tens of times slower) moves neither the median nor this, where it can double std / mean:
+    on a busy machine the noise test should refuse timings whose median is unsure, not those
+    with a few interrupted runs."""
+    if not samples_ms:
+        return 0.0
+    median = statistics.median(samples_ms)
+    if median <= 0:
+        return 0.0
+    mad = statistics.median(abs(x - median) for x in samples_ms)
+    return 1.4826 * mad / median
+
+
 @dataclass(frozen=True)
 class LatencyStats:
     median_ms: float

@@ -50,3 +50,18 @@ def test_timeout_is_a_device_error(onnx_model: OnnxModel) -> None:
 def test_rapl_counter_wraparound() -> None:
     assert energy_delta_uj([(100, 1000)], [(300, 1000)]) == 200
     assert energy_delta_uj([(900, 1000)], [(50, 1000)]) == 150
+
+
+def test_noise_is_judged_on_the_median_that_is_reported() -> None:
+    """A few runs preempted by another process (50x slower) leave the median, and so the robust
+    cv, where they were; std / mean would call the same timing 100 %+ noisy and refuse it.
+    Timings whose bulk is spread are still noisy."""
+    from adacomp.device_farm.measurement import LatencyStats, robust_cv
+
+    steady = [1.0 + 0.01 * (i % 5) for i in range(40)]
+    preempted = steady[:37] + [50.0, 50.0, 50.0]
+    assert robust_cv(preempted) == pytest.approx(robust_cv(steady), abs=0.01) and robust_cv(steady) < 0.05
+    assert LatencyStats.from_samples(preempted).cv > 1.0
+    spread = [0.5 + 0.05 * i for i in range(40)]
+    assert robust_cv(spread) > 0.3
+    assert robust_cv([]) == 0.0 and robust_cv([0.0, 0.0]) == 0.0

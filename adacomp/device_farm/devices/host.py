@@ -53,8 +53,8 @@ class HostDevice(Device):
         cv = result["cv"]
         if cv > settings.max_cv:
             raise DeviceError(
-                f"device {self.name!r}: timing too noisy (cv {cv:.1%} > max_cv {settings.max_cv:.0%} after "
-                f"{result['attempts']} attempts); is something else running on cores {result['cores']}?"
+                f"device {self.name!r}: timing too noisy (robust cv {cv:.1%} > max_cv {settings.max_cv:.0%} "
+                f"after {result['attempts']} attempts); is something else running on cores {result['cores']}?"
             )
         latency = LatencyStats.from_samples(samples)
         energy = None
