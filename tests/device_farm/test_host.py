@@ -59,7 +59,7 @@ def test_noise_is_judged_on_the_median_that_is_reported() -> None:
     from adacomp.device_farm.measurement import LatencyStats, robust_cv
 
     steady = [1.0 + 0.01 * (i % 5) for i in range(40)]
-    preempted = steady[:37] + [50.0, 50.0, 50.0]
+    preempted = [*steady[:37], 50.0, 50.0, 50.0]
     assert robust_cv(preempted) == pytest.approx(robust_cv(steady), abs=0.01) and robust_cv(steady) < 0.05
     assert LatencyStats.from_samples(preempted).cv > 1.0
     spread = [0.5 + 0.05 * i for i in range(40)]
