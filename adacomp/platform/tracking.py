@@ -208,6 +208,9 @@ class SearchTracker:
                 registered_model_name=model_name,
                 metadata={"plan": plan, "plan_hash": record.plan.hash, "trial": record.number},
                 save_as_external_data=False,
+                # What loads an ONNX model is known (onnx, onnxruntime); without this MLflow infers
+                # it by loading the model in a fresh interpreter, seconds per registration.
+                pip_requirements=mlflow.onnx.get_default_pip_requirements(),
             )
         version = str(info.registered_model_version)
         self.client.set_model_version_tag(model_name, version, "adacomp.plan_hash", record.plan.hash)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -154,3 +156,21 @@ def test_int8_kernels_compute_what_the_qdq_graph_says(kind: str) -> None:
     exported = export_onnx(model.eval(), x[:2], plan=plan, calibration=[x.numpy()])
     fused, reference = _run(exported, x), _run_unoptimised(exported, x)
     np.testing.assert_allclose(fused, reference, rtol=1e-3, atol=1e-3 * np.abs(reference).max())
+
+
+def test_exports_share_one_torchlib_table_and_stay_identical(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    """The exporter's aten -> ONNX table is built once per process: later exports are
+    byte-identical to one made with torch's own per-export table, and torch's hook is restored."""
+    from torch.onnx._internal.exporter import _registration
+
+    from adacomp.search_spaces import export
+
+    hook = vars(_registration.ONNXRegistry)["from_torchlib"]
+    shared = export_onnx(cnn, cnn_input)
+    assert export._TORCHLIB_REGISTRIES, "the table was not kept"
+    assert vars(_registration.ONNXRegistry)["from_torchlib"] is hook
+    assert export_onnx(cnn, cnn_input) == shared
+    export._TORCHLIB_REGISTRIES.clear()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export, "_torchlib_registry_built_once", contextlib.nullcontext)
+        assert export_onnx(cnn, cnn_input) == shared
