@@ -163,7 +163,14 @@ def run_compress(
     if not skip_finetune:
         amount = f"{budget.steps} steps" if budget.steps else f"{budget.epochs:g} epochs"
         log(f"fine-tuning ({amount}){' with distillation' if distill else ''} ...")
-        report = train(compressed, task.data.train, budget, seed=seed, teacher=model if distill else None)
+        report = train(
+            compressed,
+            task.data.train,
+            budget,
+            seed=seed,
+            teacher=model if distill else None,
+            augment=task.augment,
+        )
     compressed.eval()
     calibration = task.calibration_batches()
     compressed_onnx = export_onnx(compressed, example, plan=plan, calibration=calibration)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -60,9 +60,9 @@ class TrialContext:
         spec = self.config.finetune
         base = self.task.finetune_budget
         if spec.steps is not None:
-            return TrainBudget(epochs=base.epochs, steps=spec.steps, batch_size=base.batch_size, lr=base.lr)
+            return replace(base, steps=spec.steps)
         if spec.epochs is not None:
-            return TrainBudget(epochs=spec.epochs, batch_size=base.batch_size, lr=base.lr)
+            return replace(base, epochs=spec.epochs, steps=None)
         return base
 
 
@@ -105,7 +105,9 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
         budget = ctx.finetune_budget()
         if budget is not None:
             teacher = ctx.model if ctx.config.finetune.distill else None
-            train(compressed, ctx.task.data.train, budget, seed=seed, teacher=teacher)
+            train(
+                compressed, ctx.task.data.train, budget, seed=seed, teacher=teacher, augment=ctx.task.augment
+            )
         onnx_model = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
         metrics = measure_metrics(ctx, compressed, plan, onnx_model)
     except Exception as exc:  # the trial boundary: record why, keep searching

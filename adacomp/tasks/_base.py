@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sized
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,7 +18,12 @@ from torch.utils.data import Dataset
 
 from adacomp.errors import AdacompError
 
-__all__ = ["DataSplits", "Task", "TaskError", "TrainBudget", "dataset_len"]
+__all__ = ["Augment", "DataSplits", "Task", "TaskError", "TrainBudget", "dataset_len"]
+
+# A batch transform for training only: (inputs, generator) -> inputs of the same shape. It draws
+# its randomness from the generator train() seeds, so training stays reproducible.
+Augment = Callable[[Tensor, torch.Generator], Tensor]
+SCHEDULES = ("constant", "cosine")
 
 # Fixed so that example inputs and calibration sets are the same in every process: exported
 # graphs, int8 scales and caches keyed on them must not depend on global RNG state.
@@ -36,8 +42,10 @@ class TrainBudget:
     epochs: float = 1.0  # fractional epochs allowed, e.g. 0.5 for a quick recovery
     steps: int | None = None
     batch_size: int = 64
-    lr: float = 2e-3  # Adam; 2e-3 trains the small built-in CNNs in a few epochs
-    weight_decay: float = 0.0
+    lr: float = 2e-3  # AdamW; 2e-3 trains the small built-in CNNs in a few epochs
+    weight_decay: float = 0.0  # decoupled (AdamW)
+    # "cosine" anneals the lr to 0 over the run: what makes a fixed budget converge.
+    schedule: Literal["constant", "cosine"] = "constant"
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.epochs) and self.epochs > 0):
@@ -50,6 +58,8 @@ class TrainBudget:
             raise TaskError(f"TrainBudget.lr={self.lr!r}; expected a number > 0")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise TaskError(f"TrainBudget.weight_decay={self.weight_decay!r}; expected a number >= 0")
+        if self.schedule not in SCHEDULES:
+            raise TaskError(f"TrainBudget.schedule={self.schedule!r}; expected one of {', '.join(SCHEDULES)}")
 
     def num_steps(self, num_samples: int) -> int:
         """Optimizer steps this budget allows on a dataset of `num_samples` samples."""
@@ -79,6 +89,7 @@ class Task:
     data: DataSplits
     train_budget: TrainBudget  # trains the baseline from scratch
     finetune_budget: TrainBudget  # recovers a compressed model; much smaller
+    augment: Augment | None = None  # applied to training batches only (baseline and fine-tune)
 
     def example_input(self, batch_size: int = 1) -> Tensor:
         """A fixed random batch for tracing and export; the same in every process."""

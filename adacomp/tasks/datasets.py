@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -14,11 +16,12 @@ __all__ = ["TensorPairDataset", "stratified_split"]
 class TensorPairDataset(Dataset[tuple[Tensor, Tensor]]):
     """Inputs and labels held as two tensors; typed as pairs, unlike torch's TensorDataset."""
 
-    def __init__(self, inputs: Tensor, labels: Tensor) -> None:
+    def __init__(self, inputs: Tensor, labels: Tensor, class_names: Sequence[str] = ()) -> None:
         if inputs.shape[0] != labels.shape[0]:
             raise ValueError(f"{inputs.shape[0]} inputs but {labels.shape[0]} labels")
         self.inputs = inputs.to(torch.float32)
         self.labels = labels.to(torch.int64)
+        self.class_names = tuple(class_names)  # label -> name, where the data named them
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

@@ -32,9 +32,13 @@ def default_cache_dir() -> Path:
 
 
 def cache_key(task: Task, model: nn.Module, seed: int) -> str:
-    """File stem naming what the weights depend on: task, seed, budget, architecture."""
+    """File stem naming what the weights depend on: task, seed, budget, augmentation, architecture."""
     signature = repr(sorted((k, tuple(v.shape)) for k, v in model.state_dict().items()))
     budget = repr(sorted(asdict(task.train_budget).items()))
+    if task.augment is not None:  # what the weights were trained on, too
+        budget += (
+            f"|augment={getattr(task.augment, '__module__', '')}.{getattr(task.augment, '__qualname__', '')}"
+        )
     digest = hashlib.sha256(f"{signature}|{budget}".encode()).hexdigest()[:12]
     # A task from module:function may be named anything; keep the file name portable.
     safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", task.name)
@@ -53,7 +57,7 @@ def pretrained_model(task: Task, *, seed: int = 0, cache_dir: Path | None = None
             warnings.warn(f"ignoring unusable cached weights: {error}", stacklevel=2)
             torch.manual_seed(seed)
             model = task.build_model()
-    train(model, task.data.train, task.train_budget, seed=seed)
+    train(model, task.data.train, task.train_budget, seed=seed, augment=task.augment)
     _save_atomically(model, path)
     return model.eval()
 

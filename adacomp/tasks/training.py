@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from adacomp.tasks._base import TaskError, TrainBudget, dataset_len
+from adacomp.tasks._base import Augment, TaskError, TrainBudget, dataset_len
 
 __all__ = ["TrainReport", "TrainingDiverged", "evaluate", "evaluate_onnx", "predict_onnx", "train"]
 
@@ -57,14 +57,17 @@ def train(
     teacher: nn.Module | None = None,
     distill_weight: float = 0.5,
     temperature: float = 4.0,
+    augment: Augment | None = None,
 ) -> TrainReport:
-    """Train `model` in place with Adam; distil from `teacher`'s logits when one is given.
+    """Train `model` in place with AdamW; distil from `teacher`'s logits when one is given.
 
     loss = (1 - w) * CE + w * T^2 * KL(teacher_T || student_T), the T^2 keeping gradient scale
     independent of T (Hinton et al., 2015). Shuffling and any dropout are seeded by `seed`
     without disturbing the caller's global RNG. Only `model.parameters()` are optimised, so
     models carrying torch.nn.utils.prune reparametrisations (weight_orig/weight_mask) train
-    as they are: masks are buffers and stay fixed. The model is left in eval() mode.
+    as they are: masks are buffers and stay fixed. `augment` transforms each training batch
+    (the teacher sees the same augmented batch); the budget's schedule sets the lr per step.
+    The model is left in eval() mode.
     """
     if not 0.0 <= distill_weight <= 1.0:
         raise TaskError(f"distill_weight={distill_weight!r}; expected a number in [0, 1]")
@@ -76,7 +79,12 @@ def train(
     if not params:
         raise TaskError(f"model {type(model).__name__} has no trainable parameters")
     device = params[0].device
-    optimizer = torch.optim.Adam(params, lr=budget.lr, weight_decay=budget.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+    scheduler = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+        if budget.schedule == "cosine"
+        else None
+    )
     if teacher is not None:
         teacher.eval()
     start = time.perf_counter()
@@ -93,9 +101,12 @@ def train(
                 drop_last=size >= budget.batch_size,
                 generator=torch.Generator().manual_seed(seed),
             )
+            augment_generator = torch.Generator().manual_seed(seed + 1)
             model.train()
             while step < total_steps:
                 for inputs, labels in loader:
+                    if augment is not None:
+                        inputs = augment(inputs, augment_generator)
                     inputs, labels = inputs.to(device), labels.to(device)
                     logits = model(inputs)
                     loss = F.cross_entropy(logits, labels)
@@ -110,6 +121,8 @@ def train(
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
                     optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
                     recent = [*recent[-(_FINAL_LOSS_WINDOW - 1) :], value]
                     if step >= total_steps:
                         break

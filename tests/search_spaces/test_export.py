@@ -174,3 +174,41 @@ def test_exports_share_one_torchlib_table_and_stay_identical(cnn: nn.Module, cnn
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(export, "_torchlib_registry_built_once", contextlib.nullcontext)
         assert export_onnx(cnn, cnn_input) == shared
+
+
+def _between_quantized(graph: onnx.GraphProto, op_type: str) -> list[bool]:
+    """For each `op_type` node: does it read DequantizeLinear outputs and feed QuantizeLinear?"""
+    producer = {out: node.op_type for node in graph.node for out in node.output}
+    readers: dict[str, list[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.op_type)
+    return [
+        all(producer.get(name) == "DequantizeLinear" for name in node.input if name in producer)
+        and all(reader == "QuantizeLinear" for out in node.output for reader in readers.get(out, []))
+        for node in graph.node
+        if node.op_type == op_type
+    ]
+
+
+def test_int8_keeps_activations_int8_between_quantized_layers(residual_net: nn.Module) -> None:
+    """With every layer int8, the residual Add runs on int8 (QDQ on both sides, so onnxruntime
+    fuses it into its int8 kernel) and the artifact still matches torch."""
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    layers = ["stem", "block.conv", "head", "fc"]
+    plan = CompressionPlan.from_mapping({n: [Step.of("quantize", precision="int8")] for n in layers})
+    exported = export_onnx(residual_net, x, plan=plan, calibration=_calibration(x))
+    graph = onnx.load_from_string(exported).graph
+    assert _between_quantized(graph, "Add") == [True]
+    reference = residual_net(x).detach().numpy()
+    assert np.abs(_run(exported, x) - reference).max() < 0.1 * np.abs(reference).max()
+
+
+def test_int8_on_some_layers_adds_no_pairs_where_a_float_layer_is_reached(residual_net: nn.Module) -> None:
+    x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    plan = CompressionPlan.from_mapping({"block.conv": [Step.of("quantize", precision="int8")]})
+    exported = export_onnx(residual_net, x, plan=plan, calibration=_calibration(x))
+    graph = onnx.load_from_string(exported).graph
+    assert _between_quantized(graph, "Add") == [False]  # it reads the float stem's output
+    quantize_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantize_nodes) <= 2  # the conv's input and output, nothing more

@@ -13,7 +13,7 @@ from adacomp.tasks.digits import digits_arrays, digits_task
 from adacomp.tasks.mnist1d import _generate, mnist1d_task
 from adacomp.tasks.mobile import InvertedResidual, MobileNetV2, make_divisible
 
-BUILTINS = ["digits", "mnist1d", "mobilenet_digits"]
+BUILTINS = ["digits", "mnist1d", "mobilenet_digits", "shapes_resnet"]
 
 
 def _labels(dataset: object) -> torch.Tensor:

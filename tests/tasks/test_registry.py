@@ -28,7 +28,10 @@ def test_builtin_names_and_caching() -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("nope", "unknown task 'nope'; built-in tasks: digits, mnist1d, mobilenet_digits; or give"),
+        (
+            "nope",
+            "unknown task 'nope'; built-in tasks: digits, mnist1d, mobilenet_digits, shapes_resnet; or give",
+        ),
         ("not_a_module_xyz:f", "cannot import module 'not_a_module_xyz' \\(ModuleNotFoundError"),
         (f"{FIXTURE}:missing", f"module '{FIXTURE}' has no function 'missing'"),
         (f"{FIXTURE}:NOT_CALLABLE", "has no function 'NOT_CALLABLE'"),

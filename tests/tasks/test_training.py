@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import numpy as np
@@ -147,3 +148,44 @@ def test_bad_data_and_batch_sizes_are_task_errors() -> None:
         train(model, empty, TrainBudget(steps=1))
     with pytest.raises(TaskError, match="batch_size=0"):
         evaluate(model, load_task("digits").data.val, batch_size=0)
+
+
+def _update_sizes(schedule: str) -> list[float]:
+    """Size of each step's weight update, seen from the augment hook (called once per batch)."""
+    data = TensorPairDataset(torch.randn(64, 4), torch.arange(64) % 2)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2)
+    snapshots: list[Tensor] = []
+
+    def record(inputs: Tensor, generator: torch.Generator) -> Tensor:
+        assert isinstance(generator, torch.Generator)
+        snapshots.append(model.weight.detach().clone())
+        return inputs
+
+    budget = TrainBudget(steps=20, batch_size=16, lr=0.05, schedule=schedule)  # type: ignore[arg-type]
+    train(model, data, budget, seed=0, augment=record)
+    snapshots.append(model.weight.detach().clone())
+    return [float((b - a).norm()) for a, b in itertools.pairwise(snapshots)]
+
+
+def test_cosine_schedule_anneals_the_updates_and_augment_sees_every_batch() -> None:
+    cosine, constant = _update_sizes("cosine"), _update_sizes("constant")
+    assert len(cosine) == len(constant) == 20
+    assert cosine[0] == pytest.approx(constant[0])  # the same first step: full lr
+    assert cosine[-1] < 0.05 * constant[-1]  # the last step's lr is ~0 (measured 0.0002 vs 0.014)
+    assert sum(cosine[-5:]) < 0.3 * sum(constant[-5:])
+    with pytest.raises(TaskError, match="schedule"):
+        TrainBudget(schedule="linear")  # type: ignore[arg-type]
+
+
+def test_augmentation_is_seeded_and_leaves_the_data_untouched() -> None:
+    from adacomp.tasks.augment import RandomCrop
+
+    task = load_task("digits")
+    before = task.data.train.inputs.clone()  # type: ignore[attr-defined]
+    budget = TrainBudget(steps=5, batch_size=32)
+    a, b = _fresh_digits_model(), _fresh_digits_model()
+    train(a, task.data.train, budget, seed=3, augment=RandomCrop(padding=2))
+    train(b, task.data.train, budget, seed=3, augment=RandomCrop(padding=2))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert torch.equal(task.data.train.inputs, before)  # type: ignore[attr-defined]

@@ -1,0 +1,97 @@
+"""Are the built-in baselines converged? Each task trained with its budget and with 3x as long.
+
+Run: `.venv/bin/python benchmarks/baselines.py [--tasks a,b] [--factor 3] [--json PATH]`.
+Prints a table and writes JSON (default benchmarks/results/baselines.json). Compression is
+judged against the baseline, so the baseline must be converged: the target is that training
+`--factor` times as long (same schedule, stretched) gains at most 0.3 pt of test accuracy.
+Both runs use seed 0 and are measured side by side in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from adacomp.platform.table import format_table
+from adacomp.tasks import TrainBudget, builtin_task_names, evaluate, load_task, train
+
+TARGET_GAIN_PT = 0.3
+
+
+def longer(budget: TrainBudget, factor: float) -> TrainBudget:
+    if budget.steps is not None:
+        return replace(budget, steps=round(budget.steps * factor))
+    return replace(budget, epochs=budget.epochs * factor)
+
+
+def measure(name: str, factor: float) -> dict[str, object]:
+    task = load_task(name)
+    row: dict[str, object] = {"task": name, "budget": repr(task.train_budget)}
+    for label, budget in (("budget", task.train_budget), ("longer", longer(task.train_budget, factor))):
+        torch.manual_seed(0)
+        model = task.build_model()
+        started = time.perf_counter()
+        train(model, task.data.train, budget, seed=0, augment=task.augment)
+        row[f"{label}_seconds"] = round(time.perf_counter() - started, 1)
+        row[f"{label}_test_accuracy"] = evaluate(model, task.data.test)
+        row[f"{label}_val_accuracy"] = evaluate(model, task.data.val)
+    gain = 100.0 * (float(row["longer_test_accuracy"]) - float(row["budget_test_accuracy"]))  # type: ignore[arg-type]
+    row["gain_pt"] = round(gain, 2)
+    row["converged"] = gain <= TARGET_GAIN_PT
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(builtin_task_names()))
+    parser.add_argument("--factor", type=float, default=3.0)
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "baselines.json")
+    args = parser.parse_args(argv)
+    names = [n for n in args.tasks.split(",") if n]
+    unknown = sorted(set(names) - set(builtin_task_names()))
+    if unknown:
+        print(
+            f"baselines: --tasks: unknown {', '.join(unknown)}; built-in: {', '.join(builtin_task_names())}"
+        )
+        return 2
+    started = time.perf_counter()
+    rows = [measure(name, args.factor) for name in names]
+    table = [
+        [
+            r["task"],
+            f"{100 * float(r['budget_test_accuracy']):.2f}",  # type: ignore[arg-type]
+            f"{100 * float(r['longer_test_accuracy']):.2f}",  # type: ignore[arg-type]
+            f"{float(r['gain_pt']):+.2f}",  # type: ignore[arg-type]
+            "yes" if r["converged"] else "NO",
+            f"{r['budget_seconds']} / {r['longer_seconds']}",
+        ]
+        for r in rows
+    ]
+    headers = ["task", "test % (budget)", f"test % ({args.factor:g}x)", "gain pt", "converged", "train s"]
+    print(format_table(headers, table))
+    report = {
+        "factor": args.factor,
+        "target_gain_pt": TARGET_GAIN_PT,
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+        "tasks": rows,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
