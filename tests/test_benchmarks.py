@@ -1,0 +1,60 @@
+"""The benchmark scripts run, print their table and write the JSON they promise (tiny budgets
+here: the numbers themselves are the benchmarks' job, never asserted in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_baselines_compares_the_budget_with_a_longer_run(tmp_path: Path) -> None:
+    out = _run("baselines.py", "--tasks", "digits", "--factor", "1.5", "--json", str(tmp_path / "b.json"))
+    assert "digits" in out and "gain pt" in out
+    report = json.loads((tmp_path / "b.json").read_text())
+    (row,) = report["tasks"]
+    assert row["task"] == "digits" and 0.9 < row["budget_test_accuracy"] <= 1.0
+    assert isinstance(row["converged"], bool) and row["gain_pt"] == pytest.approx(
+        100 * (row["longer_test_accuracy"] - row["budget_test_accuracy"]), abs=0.01
+    )
+
+
+def test_baselines_refuses_an_unknown_task_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "baselines.py"), "--tasks", "nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "unknown nope" in done.stdout
+
+
+@pytest.mark.slow
+def test_latency_choices_times_every_variant_side_by_side(tmp_path: Path) -> None:
+    path = tmp_path / "l.json"
+    out = _run(
+        "latency_choices.py", "--tasks", "shapes_resnet", "--rounds", "1", "--runs", "3", "--json", str(path)
+    )
+    assert "int8 adacomp plan" in out and "channel_prune 0.5" in out
+    (task,) = json.loads(path.read_text())["tasks"]
+    names = [v["variant"] for v in task["variants"]]
+    assert names[0] == "fp32 opt=all" and len(names) == len(set(names)) >= 10
+    assert all(v["median_ms"] > 0 and v["bytes"] > 0 for v in task["variants"])
+    assert task["variants"][0]["speedup_vs_fp32"] == 1.0
