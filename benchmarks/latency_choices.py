@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import torch
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
 from adacomp.search_spaces.export import to_onnx_proto
+from adacomp.search_spaces.techniques.quantize import calibration_reader
 from adacomp.tasks import load_task
 
 OPT_LEVELS = {
@@ -53,17 +54,7 @@ def int8(
 ) -> bytes:
     """onnxruntime's static quantizer with the given choices; `only` picks the nodes to quantize
     (None: every op the quantizer supports, so activations stay int8 between layers)."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    input_name = model.graph.input[0].name
-
-    class Batches(CalibrationDataReader):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self._batches: Iterator[np.ndarray] = iter(calibration)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self._batches, None)
-            return None if batch is None else {input_name: batch}
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     nodes = None if only is None else [n.name for n in model.graph.node if only(n)]
     logging.getLogger().setLevel(logging.ERROR)
@@ -73,7 +64,7 @@ def int8(
         quantize_static(
             str(source),
             str(target),
-            Batches(),
+            calibration_reader(model, calibration),
             quant_format=QuantFormat.QOperator if qoperator else QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8,

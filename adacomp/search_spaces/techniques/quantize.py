@@ -22,6 +22,7 @@ import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -114,8 +115,9 @@ def int8_region_nodes(model: onnx.ModelProto, weighted: set[str]) -> list[str]:
                     continue
                 if name in (graph_inputs if upstream else graph_outputs):
                     return False
-                neighbours = [producer[name]] if upstream and name in producer else []
-                if not upstream:
+                if upstream:
+                    neighbours = [producer[name]] if name in producer else []
+                else:
                     neighbours = consumers.get(name, [])
                 for neighbour in neighbours:
                     if neighbour.op_type in WEIGHTED_OPS:
@@ -169,12 +171,33 @@ def quantize_onnx(
 def _int8(
     model: onnx.ModelProto, nodes: list[str], calibration: Sequence[np.ndarray], *, per_channel: bool
 ) -> onnx.ModelProto:
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a tip per call at WARNING
+    try:
+        with tempfile.TemporaryDirectory(prefix="adacomp-q-") as tmp:
+            source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+            onnx.save(model, source)
+            quantize_static(
+                str(source),
+                str(target),
+                calibration_reader(model, calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                reduce_range=True,  # no int16 saturation on non-VNNI x86 (see the module docstring)
+                nodes_to_quantize=nodes,
+            )
+            return onnx.load(target)
+    finally:
+        logging.getLogger().setLevel(quiet)
+
+
+def calibration_reader(model: onnx.ModelProto, calibration: Sequence[np.ndarray]) -> Any:
+    """onnxruntime's CalibrationDataReader over `calibration`, fed to the model's first input."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     input_name = model.graph.input[0].name
 
@@ -186,26 +209,7 @@ def _int8(
             batch = next(self._batches, None)
             return None if batch is None else {input_name: np.asarray(batch, dtype=np.float32)}
 
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs a tip per call at WARNING
-    try:
-        with tempfile.TemporaryDirectory(prefix="adacomp-q-") as tmp:
-            source, target = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-            onnx.save(model, source)
-            quantize_static(
-                str(source),
-                str(target),
-                Batches(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=per_channel,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                reduce_range=True,  # no int16 saturation on non-VNNI x86 (see the module docstring)
-                nodes_to_quantize=nodes,
-            )
-            return onnx.load(target)
-    finally:
-        logging.getLogger().setLevel(quiet)
+    return Batches()
 
 
 def _fp16(model: onnx.ModelProto, nodes: list[str]) -> onnx.ModelProto:
