@@ -130,9 +130,7 @@ def submit(
     client = _client(address)
     existing = _job_status(client, spec.submission_id)
     if existing is None:
-        client.submit_job(
-            entrypoint=spec.entrypoint, runtime_env=spec.runtime_env, submission_id=spec.submission_id
-        )
+        _submit_once_an_agent_answers(client, spec, address)
         say(f"submitted {spec.submission_id} to {address}: {spec.entrypoint}")
     else:
         say(f"{spec.submission_id} exists on {address} ({existing}): following it, not submitting again")
@@ -151,6 +149,31 @@ def submit(
     info = client.get_job_info(spec.submission_id)
     say(f"{spec.submission_id}: {status}" + (f" ({info.message})" if info.message else ""))
     return 0 if status == "SUCCEEDED" else 1
+
+
+NO_AGENT_YET = "No available agent to submit job"
+
+
+def _submit_once_an_agent_answers(client: Any, spec: JobSpec, address: str, patience_s: float = 90.0) -> None:
+    """A head that has just started serves its dashboard seconds before its job agent: the job
+    server then refuses with "No available agent ..., try again later". That is a state of the
+    cluster, not an error of the user's: retry until the agent answers (or `patience_s` runs out)."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            client.submit_job(
+                entrypoint=spec.entrypoint, runtime_env=spec.runtime_env, submission_id=spec.submission_id
+            )
+            return
+        except RuntimeError as exc:
+            if NO_AGENT_YET not in str(exc):
+                raise
+            if time.monotonic() > deadline:
+                raise AdacompError(
+                    f"--address: the job server at {address} has no job agent after {patience_s:.0f} s; "
+                    "is the head node's dashboard agent running?"
+                ) from None
+            time.sleep(1.0)
 
 
 def _job_status(client: Any, submission_id: str) -> str | None:

@@ -132,3 +132,36 @@ def test_what_a_job_cannot_see_is_refused_before_submitting(tmp_path: Path) -> N
     )
     assert done.returncode == 2 and "no Ray job server at" in done.stderr
     assert done.stderr.strip().count("\n") == 0
+
+
+class _HeadStillStarting:
+    """Stands in for Ray's JobSubmissionClient at the one edge a real head cannot be held at on
+    purpose: the seconds after `ray start --head` when the dashboard answers and the job agent
+    does not yet (seen here on a busy machine: the job server says "No available agent")."""
+
+    def __init__(
+        self, refusals: int, error: str = "No available agent to submit job, please try again later.."
+    ):
+        self.refusals, self.error, self.submitted = refusals, error, 0
+
+    def submit_job(self, **job: object) -> str:
+        if self.refusals:
+            self.refusals -= 1
+            raise RuntimeError(f"Request failed with status code 500: {self.error}")
+        self.submitted += 1
+        return str(job["submission_id"])
+
+
+def test_a_head_whose_job_agent_is_not_up_yet_is_waited_for(tmp_path: Path) -> None:
+    from adacomp.platform.submit import _submit_once_an_agent_answers
+
+    path = _write_job(tmp_path / "work", tmp_path / "runs")
+    spec = job_spec(path, load_search_config(path), tmp_path / "work", submission_id="x")
+    starting = _HeadStillStarting(refusals=2)
+    _submit_once_an_agent_answers(starting, spec, "http://head:8265", patience_s=30)
+    assert starting.submitted == 1 and starting.refusals == 0
+
+    with pytest.raises(AdacompError, match="has no job agent after 0 s"):
+        _submit_once_an_agent_answers(_HeadStillStarting(refusals=99), spec, "http://head:8265", patience_s=0)
+    with pytest.raises(RuntimeError, match="bad runtime_env"):  # other refusals are not retried
+        _submit_once_an_agent_answers(_HeadStillStarting(1, "bad runtime_env"), spec, "http://head:8265")
