@@ -10,14 +10,13 @@ Both runs use seed 0 and are measured side by side in one process.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from report import write_report
 
 from adacomp.platform.table import format_table
 from adacomp.tasks import TrainBudget, builtin_task_names, evaluate, load_task, train
@@ -79,17 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "factor": args.factor,
         "target_gain_pt": TARGET_GAIN_PT,
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
         "seconds": round(time.perf_counter() - started, 1),
         "tasks": rows,
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_report(args.json, report)
     return 0
 
 

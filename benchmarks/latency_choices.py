@@ -13,11 +13,7 @@ calibrated on the task's training inputs.
 from __future__ import annotations
 
 import argparse
-import functools
-import json
 import logging
-import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -26,21 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
+from host_timing import OPT_LEVELS, paired_medians_ms
+from report import write_report
 
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
 from adacomp.search_spaces.export import to_onnx_proto
 from adacomp.search_spaces.techniques.quantize import calibration_reader
 from adacomp.tasks import load_task
-
-OPT_LEVELS = {
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-}
 
 
 def int8(
@@ -147,48 +137,20 @@ def _last_conv(model: torch.nn.Module) -> str:
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)][-1]
 
 
-def session(onnx_bytes: bytes, level: str) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = OPT_LEVELS[level]
-    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-
-
-def time_round(run: Callable[[], object], runs: int) -> float:
-    for _ in range(max(3, runs // 10)):
-        run()
-    started = time.perf_counter()
-    for _ in range(runs):
-        run()
-    return (time.perf_counter() - started) / runs * 1000.0
-
-
 def measure(task_name: str, rounds: int, runs: int) -> dict[str, object]:
     task = load_task(task_name)
-    x = task.example_input(1).numpy()
     built = variants(task_name)
-    runners: dict[str, Callable[[], object]] = {}
-    for name, (onnx_bytes, level) in built.items():
-        s = session(onnx_bytes, level)
-        feed = {s.get_inputs()[0].name: x}
-        runners[name] = functools.partial(s.run, None, feed)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            times[name].append(time_round(run, runs))
-    reference = statistics.median(times["fp32 opt=all"])
-    rows = []
-    for name, samples in times.items():
-        median = statistics.median(samples)
-        rows.append(
-            {
-                "variant": name,
-                "median_ms": round(median, 4),
-                "speedup_vs_fp32": round(reference / median, 3),
-                "bytes": len(built[name][0]),
-            }
-        )
+    medians = paired_medians_ms(built, task.example_input(1).numpy(), rounds=rounds, runs=runs)
+    reference = medians["fp32 opt=all"]
+    rows = [
+        {
+            "variant": name,
+            "median_ms": round(median, 4),
+            "speedup_vs_fp32": round(reference / median, 3),
+            "bytes": len(built[name][0]),
+        }
+        for name, median in medians.items()
+    ]
     return {"task": task_name, "rounds": rounds, "runs_per_round": runs, "variants": rows}
 
 
@@ -210,20 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             for r in result["variants"]  # type: ignore[attr-defined]
         ]
         print(format_table(["variant", "ms", "vs fp32", "bytes"], rows))
-    report = {
-        "machine": {
-            "python": sys.version.split()[0],
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "onnxruntime": ort.__version__,
-            "torch": torch.__version__,
-        },
-        "seconds": round(time.perf_counter() - started, 1),
-        "tasks": results,
-    }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2))
-    print(f"wrote {args.json}")
+    write_report(args.json, {"seconds": round(time.perf_counter() - started, 1), "tasks": results})
     return 0
 
 

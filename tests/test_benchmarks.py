@@ -4,6 +4,7 @@ here: the numbers themselves are the benchmarks' job, never asserted in tests)."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(script: str, *args: str) -> str:
+    """The script as a user runs it; the repo root on the path for the tests' own task module."""
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), *args],
         cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -58,3 +61,52 @@ def test_latency_choices_times_every_variant_side_by_side(tmp_path: Path) -> Non
     assert names[0] == "fp32 opt=all" and len(names) == len(set(names)) >= 10
     assert all(v["median_ms"] > 0 and v["bytes"] > 0 for v in task["variants"])
     assert task["variants"][0]["speedup_vs_fp32"] == 1.0
+
+
+@pytest.mark.slow
+def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(tmp_path: Path) -> None:
+    """Two-trial searches of the tiny task, every finished trial counted as "within" the drop
+    (--within-pt 100) so the best-model path always runs; one technique alone (int8 only)."""
+    task = "tests.platform.tiny_task:tiny_digits"
+    path = tmp_path / "r.json"
+    out = _run(
+        "results_table.py", "--tasks", task, "--trials", "2", "--within-pt", "100",
+        "--singles-task", task, "--singles", "quantize", "--rounds", "1", "--runs", "3",
+        "--out", str(tmp_path / "runs"), "--json", str(path),
+    )  # fmt: skip
+    assert "host (paired)" in out and "all combined" in out and "quantize" in out
+    report = json.loads(path.read_text())
+    row = report["tasks"][task]
+    assert 0.5 < row["baseline_accuracy"] <= 1.0 and row["trials"] == 2
+    best = row["best"]
+    assert best["host_latency_ratio"] == pytest.approx(best["baseline_ms"] / best["model_ms"], rel=0.01)
+    assert best["storage_ratio"] > 0 and isinstance(best["accuracy_drop_pt"], float)
+    assert set(best) >= {
+        "pixel4_latency_ratio",
+        "snapdragon450_energy_ratio",
+        "plan",
+        "search_host_latency_ratio",
+    }
+    singles = report["singles"]
+    assert set(singles["single_hypervolumes"]) == {"quantize"} and singles["trials_each"] == 2
+    dominates = singles["combined_hypervolume"] > singles["single_hypervolumes"]["quantize"]
+    assert row["combos_dominate_singles"] is dominates
+    assert (
+        tmp_path / "runs" / "tests-platform-tiny_task-tiny_digits-only-quantize" / "trials.jsonl"
+    ).exists()
+
+
+def test_results_table_refuses_a_comparison_task_it_does_not_search() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "results_table.py"),
+            "--tasks",
+            "digits",
+            "--singles-task",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "--singles-task 'x' is not among --tasks" in done.stdout

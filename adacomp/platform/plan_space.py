@@ -51,7 +51,13 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> None:
                 _suggest(trial, f"{layer.name}/{technique}/{param}", spec)
         if "magnitude_prune" in layer.techniques:
             trial.suggest_float(f"{layer.name}/sparsity", 0.0, 0.9)
-    trial.suggest_categorical("precision", list(PRECISIONS))
+    if quantizable(space):
+        trial.suggest_categorical("precision", list(PRECISIONS))
+
+
+def quantizable(space: SearchSpace) -> bool:
+    """Whether the model-wide precision knob means anything in this space."""
+    return any("quantize" in layer.techniques for layer in space.layers)
 
 
 def plan_from_params(params: Mapping[str, Any], space: SearchSpace) -> CompressionPlan:
@@ -91,7 +97,8 @@ def params_from_plan(plan: CompressionPlan, space: SearchSpace) -> dict[str, Any
                 params[f"{layer.name}/sparsity"] = float(step.kwargs["sparsity"])
             elif step.technique == "quantize":
                 precision = str(step.kwargs["precision"])
-    params["precision"] = precision
+    if quantizable(space):
+        params["precision"] = precision
     return params
 
 

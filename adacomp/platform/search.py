@@ -35,6 +35,7 @@ from ray.tune.logger import JsonLoggerCallback
 
 from adacomp.device_farm import FarmConfig, MeasureSettings
 from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
+from adacomp.device_farm.cores import available_cores, pin_process
 from adacomp.errors import AdacompError, first_line
 from adacomp.platform.front import (
     best_by_utility,
@@ -48,14 +49,25 @@ from adacomp.platform.results import STATE_FILE, SearchResult, SearchSnapshot, m
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.platform.strategies import SearcherSetup, get_strategy
 from adacomp.platform.trial import TrialContext, baseline_metrics, evaluate_plan
-from adacomp.search_spaces import CompressionPlan, build_space
+from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space
+from adacomp.search_spaces.techniques import registered_techniques
 from adacomp.tasks import Task, load_task, pretrained_model
 
 if TYPE_CHECKING:
     pass
 
 # Fields that define what a search measures: a resumed search must not change them.
-IDENTITY_FIELDS = ("task", "targets", "objectives", "constraints", "utility", "finetune", "seed", "measure")
+IDENTITY_FIELDS = (
+    "task",
+    "targets",
+    "objectives",
+    "constraints",
+    "utility",
+    "finetune",
+    "seed",
+    "measure",
+    "techniques",
+)
 
 
 # --- the trial, in a Tune worker -------------------------------------------------------------
@@ -427,8 +439,11 @@ def search(
     )
 
     task = load_task(config.task)
+    check_techniques_known(config)  # after the task's import: a user's module may register some
     say(f"task {task.name}: training or loading the uncompressed model")
     model = pretrained_model(task, seed=config.seed)
+    space = restricted_space(build_space(model, task.example_input(2)), config)
+    cores_before = available_cores()  # a local Ray pins this process to its training cores
     started_ray, reservation = _init_ray(address, farm_config)
     try:
         return _run(
@@ -438,6 +453,7 @@ def search(
             reservation,
             task,
             model,
+            space,
             out_dir,
             state,
             tracking_uri,
@@ -453,6 +469,30 @@ def search(
             import ray
 
             ray.shutdown()
+            pin_process(cores_before)  # a second search in this process gets every core again
+
+
+def check_techniques_known(config: SearchConfig) -> None:
+    known = registered_techniques()
+    for name in config.techniques or ():
+        if name not in known:
+            raise AdacompError(f"techniques: unknown technique {name!r}; registered: {', '.join(known)}")
+
+
+def restricted_space(space: SearchSpace, config: SearchConfig) -> SearchSpace:
+    """The model's space cut to `config.techniques`, refused in one line when a name is unknown
+    or when none of them applies to any layer of this model."""
+    if config.techniques is None:
+        return space
+    check_techniques_known(config)
+    restricted = space.restricted_to(config.techniques)
+    if not restricted.layers:
+        applicable = ", ".join(sorted(space.techniques()))
+        raise AdacompError(
+            f"techniques: none of {list(config.techniques)} applies to a layer of {config.task!r} "
+            f"(these do: {applicable})"
+        )
+    return restricted
 
 
 def _run(
@@ -462,6 +502,7 @@ def _run(
     reservation: Any,
     task: Task,
     model: torch.nn.Module,
+    space: SearchSpace,
     out_dir: Path,
     state: dict[str, Any],
     tracking_uri: str,
@@ -532,8 +573,6 @@ def _run(
             + (f", {recovered} re-logged to MLflow" if recovered else "")
         )
 
-    example = task.example_input(2)
-    space = build_space(model, example)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal, study_name = study
     journal.parent.mkdir(parents=True, exist_ok=True)
@@ -551,7 +590,7 @@ def _run(
         config=config,
         space=space,
         model=model,
-        example_input=example,
+        example_input=task.example_input(2),
         baseline=baseline,
         history=tuple(run.records),
         state_dir=out_dir,

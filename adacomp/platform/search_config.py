@@ -185,6 +185,8 @@ class SearchConfig(_Frozen):
     constraints: tuple[Constraint, ...] = ()
     utility: UsageWeights = UsageWeights()
     finetune: Finetune = Finetune()
+    # Only these techniques (registered names, e.g. [channel_prune, quantize]); None: every one.
+    techniques: tuple[str, ...] | None = Field(None, min_length=1)
     trials: int = Field(20, ge=1)
     concurrency: int = Field(1, ge=1)
     strategy: str = "nsga2"
@@ -204,6 +206,12 @@ class SearchConfig(_Frozen):
                     f"{item.metric} names target {item.target!r}, "
                     f"which is not in targets {list(self.targets)}"
                 )
+        if self.techniques is not None:
+            bad = [t for t in self.techniques if not t.isidentifier()]
+            if bad:
+                raise ValueError(f"techniques: {bad[0]!r} is not a technique name")
+            if len(set(self.techniques)) != len(self.techniques):
+                raise ValueError("techniques: a technique is listed twice")
         keys = [o.key for o in self.objectives]
         if len(set(keys)) != len(keys):
             raise ValueError(f"objective {sorted(k for k in keys if keys.count(k) > 1)[0]!r} is listed twice")

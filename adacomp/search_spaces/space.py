@@ -6,7 +6,7 @@ prints. Only layers where at least one technique applies are listed.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,22 @@ class SearchSpace:
 
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [layer.to_dict() for layer in self.layers]}
+
+    def techniques(self) -> set[str]:
+        """Every technique that applies to at least one layer."""
+        return {technique for layer in self.layers for technique in layer.techniques}
+
+    def restricted_to(self, techniques: Collection[str]) -> SearchSpace:
+        """The same space with only `techniques` (a user's "prune and quantize, nothing else", or
+        one technique's own front to compare combinations against); layers where none of them
+        applies are dropped."""
+        allowed = set(techniques)
+        layers = []
+        for layer in self.layers:
+            kept = {name: params for name, params in layer.techniques.items() if name in allowed}
+            if kept:
+                layers.append(LayerSpace(site=layer.site, parameters=layer.parameters, techniques=kept))
+        return SearchSpace(tuple(layers))
 
     def example_plan(self) -> CompressionPlan:
         """A valid starting plan: one module technique per layer where one applies, int8 export.

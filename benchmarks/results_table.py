@@ -1,0 +1,326 @@
+"""What adacomp gets out of each built-in task: the converged baseline, then the best model within
+1.0 pt of it that a search of the stated budget found, and whether combining techniques beats
+every technique alone.
+
+Run: `.venv/bin/python -u benchmarks/results_table.py [--tasks a,b] [--trials N] [--json PATH]`.
+Prints a table and writes JSON (default benchmarks/results/results_table.json). Per task, one
+search (nsga2; objectives accuracy, host latency, storage; emulated pixel4 and snapdragon450
+measured too) over every technique; then, on `--singles-task` (the MobileNetV2 task), one search
+per technique alone at the same trial budget, their fronts compared by hypervolume with the
+combined one (normalised by the combined search's baseline, so all share one reference).
+
+The reported model is the fastest on the host among the trials within 1.0 pt of the baseline
+(`best`), with the smallest such trial beside it (`smallest`). Its host latency ratio is
+measured again here, baseline and model side by side in one process (benchmarks/host_timing.py):
+the search's own farm numbers were taken minutes apart and are reported next to it. Accuracy is
+the exported model's on the task's test split, the split the search ranked trials by, so the
+accuracy of the chosen model is an optimistic estimate; the baseline's is not.
+
+Searches live in `--out` (default benchmarks/results/results_runs/) and are resumed: a killed
+run continues where it stopped and a finished one is only read again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from host_timing import paired_medians_ms
+from report import write_report
+
+from adacomp.errors import AdacompError
+from adacomp.platform.front import normalised_hypervolume
+from adacomp.platform.ledger import TrialRecord
+from adacomp.platform.results import SearchResult
+from adacomp.platform.search import search
+from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.table import format_table
+from adacomp.search_spaces import build_space, export_onnx
+from adacomp.tasks import load_task, pretrained_model
+
+WITHIN_PT = 1.0  # the issue's "within 1.0 pt of the baseline"; --within-pt changes it
+PHONES = ("pixel4", "snapdragon450")
+RESULTS = Path(__file__).parent / "results"
+
+# Each task's search budget: trials and the fine-tuning every trial gets (as in examples/).
+BUDGETS: dict[str, dict[str, Any]] = {
+    "digits": {"trials": 40, "finetune": {"epochs": 1}},
+    "mobilenet_digits": {"trials": 40, "finetune": {"steps": 100, "distill": True}},
+    "shapes_resnet": {"trials": 40, "finetune": {"steps": 200, "distill": True}},
+    "mnist1d": {"trials": 40, "finetune": {"epochs": 1}},
+}
+DEFAULT_BUDGET: dict[str, Any] = {"trials": 20, "finetune": {"steps": 100}}
+
+
+def search_config(
+    task: str, out: Path, *, trials: int | None, name: str | None = None, **changes: Any
+) -> SearchConfig:
+    budget = BUDGETS.get(task, DEFAULT_BUDGET)
+    data: dict[str, Any] = {
+        "name": name or task.replace(":", "-").replace(".", "-"),
+        "task": task,
+        "targets": ["host", *PHONES],
+        "objectives": [
+            {"metric": "accuracy"},
+            {"metric": "latency", "target": "host"},
+            {"metric": "storage"},
+        ],
+        # Near-lossless region only: what is further than 3 pt away is never what a user ships.
+        "constraints": [{"metric": "accuracy_drop", "max": 3.0}],
+        "utility": {"accuracy": 1.0, "latency": 0.5, "storage": 0.2},
+        "finetune": budget["finetune"],
+        "trials": trials or budget["trials"],
+        "concurrency": 2,
+        "strategy": "nsga2",
+        "seed": 0,
+        "output": {"dir": str(out)},
+        **changes,
+    }
+    return SearchConfig.model_validate(data)
+
+
+def _say(name: str) -> Callable[[str], None]:
+    return lambda message: print(f"  {name}: {message}", flush=True)
+
+
+def ratio(base: float | None, value: float | None) -> float | None:
+    """How many times smaller `value` is than `base` (None where either is unknown)."""
+    if base is None or value is None or value <= 0:
+        return None
+    return round(base / value, 3)
+
+
+def within(records: list[TrialRecord], points: float) -> list[TrialRecord]:
+    return [
+        r
+        for r in records
+        if not r.failed
+        and r.duplicate_of is None
+        and r.metrics.get("accuracy_drop") is not None
+        and float(r.metrics["accuracy_drop"] or 0.0) <= points
+        and r.metrics.get("latency_host") is not None
+        and r.metrics.get("storage") is not None
+    ]
+
+
+def describe(record: TrialRecord, baseline: dict[str, float | None]) -> dict[str, Any]:
+    """One model's numbers as ratios to the baseline (bigger is better for every ratio)."""
+    metrics = record.metrics
+    row: dict[str, Any] = {
+        "trial": record.number,
+        "plan": str(record.plan),
+        "accuracy": metrics.get("accuracy"),
+        "accuracy_drop_pt": round(float(metrics.get("accuracy_drop") or 0.0), 3),
+        "storage_bytes": metrics.get("storage"),
+        "storage_ratio": ratio(baseline.get("storage"), metrics.get("storage")),
+        "search_host_latency_ratio": ratio(baseline.get("latency_host"), metrics.get("latency_host")),
+    }
+    for phone in PHONES:
+        row[f"{phone}_latency_ratio"] = ratio(
+            baseline.get(f"latency_{phone}"), metrics.get(f"latency_{phone}")
+        )
+        row[f"{phone}_energy_ratio"] = ratio(baseline.get(f"energy_{phone}"), metrics.get(f"energy_{phone}"))
+    return row
+
+
+def paired_host_ratio(
+    task_name: str, result: SearchResult, record: TrialRecord, rounds: int, runs: int
+) -> dict[str, float]:
+    """Baseline and `record`'s model timed side by side here: ms of each and their ratio."""
+    task = load_task(task_name)
+    model = pretrained_model(task, seed=result.config.seed)
+    baseline = export_onnx(model, task.example_input(2))
+    compressed = result.model_path(record).read_bytes()
+    medians = paired_medians_ms(
+        {"baseline": (baseline, "all"), "model": (compressed, "all")},
+        task.example_input(1).numpy(),
+        rounds=rounds,
+        runs=runs,
+    )
+    return {
+        "baseline_ms": round(medians["baseline"], 4),
+        "model_ms": round(medians["model"], 4),
+        "host_latency_ratio": round(medians["baseline"] / medians["model"], 3),
+    }
+
+
+def task_row(
+    task_name: str, out: Path, trials: int | None, rounds: int, runs: int, within_pt: float
+) -> tuple[dict[str, Any], SearchResult]:
+    started = time.perf_counter()
+    result = search(
+        search_config(task_name, out, trials=trials), resume=True, progress=False, log=_say(task_name)
+    )
+    baseline = result.baseline
+    near = within(result.records, within_pt)
+    row: dict[str, Any] = {
+        "task": task_name,
+        "trials": len(result.records),
+        "baseline_accuracy": baseline.get("accuracy"),
+        "baseline_storage_bytes": baseline.get("storage"),
+        "baseline_host_ms_in_search": baseline.get("latency_host"),
+        "trials_within": len(near),
+        "best": None,
+        "smallest": None,
+    }
+    if near:
+        fastest = max(
+            near,
+            key=lambda r: (
+                float(baseline["latency_host"] or 0) / float(r.metrics["latency_host"] or 1),
+                -r.number,
+            ),
+        )
+        smallest = min(near, key=lambda r: (float(r.metrics["storage"] or 0), r.number))
+        row["best"] = {
+            **describe(fastest, baseline),
+            **paired_host_ratio(task_name, result, fastest, rounds, runs),
+        }
+        row["smallest"] = {
+            **describe(smallest, baseline),
+            **paired_host_ratio(task_name, result, smallest, rounds, runs),
+        }
+    row["seconds"] = round(time.perf_counter() - started, 1)
+    return row, result
+
+
+def singles(
+    task_name: str, combined: SearchResult, out: Path, trials: int | None, only: list[str] | None
+) -> dict[str, Any]:
+    """The combined search's front against one search per technique alone, same trial budget
+    (every technique that applies to the model, or those in `only`)."""
+    task = load_task(task_name)
+    space = build_space(pretrained_model(task, seed=combined.config.seed), task.example_input(2))
+    budget = trials or combined.config.trials
+    reference = combined.baseline
+    fronts: dict[str, float] = {}
+    for technique in only or sorted(space.techniques()):
+        config = search_config(
+            task_name,
+            out,
+            trials=budget,
+            name=f"{combined.config.name}-only-{technique}",
+            techniques=[technique],
+        )
+        alone = search(config, resume=True, progress=False, log=_say(config.name))
+        fronts[technique] = round(normalised_hypervolume(combined.config, alone.records, reference), 5)
+        print(f"  {task_name} {technique} alone: hypervolume {fronts[technique]:.4f}", flush=True)
+    combined_hv = round(normalised_hypervolume(combined.config, combined.records, reference), 5)
+    return {
+        "task": task_name,
+        "trials_each": budget,
+        "combined_hypervolume": combined_hv,
+        "single_hypervolumes": fronts,
+        "combos_dominate_singles": all(combined_hv > hv for hv in fronts.values()),
+    }
+
+
+def _fmt(value: Any, spec: str = ".2f", suffix: str = "x") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def print_tables(rows: list[dict[str, Any]], comparison: dict[str, Any] | None) -> None:
+    headers = ["task", "baseline %", "model", "drop pt", "storage", "host (paired)", "host (search)",
+               *(f"{p} lat / energy" for p in PHONES), "plan"]  # fmt: skip
+    table = []
+    for row in rows:
+        for label in ("best", "smallest"):
+            model = row[label]
+            if model is None:
+                table.append(
+                    [
+                        row["task"],
+                        _fmt(100 * row["baseline_accuracy"], ".2f", ""),
+                        label,
+                        "no trial within the drop allowed",
+                    ]
+                )
+                continue
+            phones = [
+                f"{_fmt(model[f'{p}_latency_ratio'])} / {_fmt(model[f'{p}_energy_ratio'])}" for p in PHONES
+            ]
+            table.append(
+                [row["task"], _fmt(100 * row["baseline_accuracy"], ".2f", ""), label,
+                 f"{model['accuracy_drop_pt']:+.2f}", _fmt(model["storage_ratio"], ".1f"),
+                 _fmt(model["host_latency_ratio"]), _fmt(model["search_host_latency_ratio"]), *phones,
+                 model["plan"][:60]]
+            )  # fmt: skip
+    print(format_table(headers, table))
+    if comparison is not None:
+        print(f"\n{comparison['task']}: hypervolume of each front ({comparison['trials_each']} trials each)")
+        single_rows = [[t, f"{hv:.4f}"] for t, hv in comparison["single_hypervolumes"].items()]
+        print(
+            format_table(
+                ["techniques", "hypervolume"],
+                [["all combined", f"{comparison['combined_hypervolume']:.4f}"], *single_rows],
+            )
+        )
+        print(f"combinations dominate every single technique: {comparison['combos_dominate_singles']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default="digits,mobilenet_digits,shapes_resnet")
+    parser.add_argument("--trials", type=int, default=None, help="every search's trials (default: per task)")
+    parser.add_argument("--singles-task", default="mobilenet_digits", help="'' to skip the comparison")
+    parser.add_argument("--single-trials", type=int, default=None, help="default: the combined search's")
+    parser.add_argument("--singles", default="", help="techniques to compare, a,b (default: all that apply)")
+    parser.add_argument("--within-pt", type=float, default=WITHIN_PT, help="accuracy drop allowed, pt")
+    parser.add_argument("--rounds", type=int, default=7, help="paired host timing rounds")
+    parser.add_argument("--runs", type=int, default=100, help="calls per round")
+    parser.add_argument("--out", type=Path, default=RESULTS / "results_runs")
+    parser.add_argument("--json", type=Path, default=RESULTS / "results_table.json")
+    args = parser.parse_args(argv)
+    names = [n for n in args.tasks.split(",") if n]
+    if args.singles_task and args.singles_task not in names:
+        print(f"results_table: --singles-task {args.singles_task!r} is not among --tasks {names}")
+        return 2
+    started = time.perf_counter()
+    rows, results = [], {}
+    try:
+        for name in names:
+            row, results[name] = task_row(name, args.out, args.trials, args.rounds, args.runs, args.within_pt)
+            rows.append(row)
+            print(
+                f"{name}: {row['trials']} trials, {row['trials_within']} within {args.within_pt} pt, {row['seconds']} s",
+                flush=True,
+            )
+        comparison = (
+            singles(
+                args.singles_task,
+                results[args.singles_task],
+                args.out,
+                args.single_trials,
+                [t for t in args.singles.split(",") if t] or None,
+            )
+            if args.singles_task
+            else None
+        )
+    except AdacompError as error:
+        print(f"results_table: {error}")
+        return 2
+    print_tables(rows, comparison)
+    report = {
+        "within_pt": args.within_pt,
+        "seconds": round(time.perf_counter() - started, 1),
+        "tasks": {
+            row["task"]: {
+                **row,
+                "combos_dominate_singles": comparison["combos_dominate_singles"]
+                if comparison and comparison["task"] == row["task"]
+                else None,
+            }
+            for row in rows
+        },
+        "singles": comparison,
+    }
+    write_report(args.json, report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
