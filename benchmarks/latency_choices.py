@@ -13,11 +13,12 @@ calibrated on the task's training inputs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from report import write_report
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
 from adacomp.search_spaces.export import to_onnx_proto
+from adacomp.search_spaces.techniques import channel_prune
 from adacomp.search_spaces.techniques.quantize import calibration_reader
 from adacomp.tasks import load_task
 
@@ -112,25 +114,40 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Conv2d) and module.groups == 1 and name != _last_conv(model)
     ]
-    for ratio in (0.25, 0.5):
+    for ratio, multiple in ((0.25, None), (0.4, 1), (0.4, None), (0.5, None)):
         plan = CompressionPlan.from_mapping(
             {layer: [Step.of("channel_prune", ratio=ratio)] for layer in sites}
         )
+        label = f"channel_prune {ratio}" + (" exact counts" if multiple == 1 else "")
         try:
-            pruned = compress(model, plan, example)
+            with channel_multiple(multiple):
+                pruned = compress(model, plan, example)
         except Exception as error:  # a plan the model cannot take: say so in the table
-            print(f"{task_name}: channel_prune {ratio}: {error}")
+            print(f"{task_name}: {label}: {error}")
             continue
         facts = model_facts(pruned, example)
-        out[f"channel_prune {ratio} dense convs fp32 ({facts.macs / 1e6:.1f} M MACs)"] = (
+        out[f"{label} dense convs fp32 ({facts.macs / 1e6:.1f} M MACs)"] = (
             export_onnx(pruned, example),
             "all",
         )
-        out[f"channel_prune {ratio} dense convs + int8 QDQ all ops"] = (
-            int8(to_onnx_proto(pruned, example), calibration),
-            "all",
-        )
+        if multiple is None:
+            out[f"{label} dense convs + int8 QDQ all ops"] = (
+                int8(to_onnx_proto(pruned, example), calibration),
+                "all",
+            )
     return out
+
+
+@contextlib.contextmanager
+def channel_multiple(multiple: int | None) -> Iterator[None]:
+    """Channel pruning with kept counts rounded to `multiple` (None: adacomp's default; 1: the
+    exact count the ratio gives, as before rounding existed)."""
+    default = channel_prune.CHANNEL_MULTIPLE
+    channel_prune.CHANNEL_MULTIPLE = default if multiple is None else multiple
+    try:
+        yield
+    finally:
+        channel_prune.CHANNEL_MULTIPLE = default
 
 
 def _last_conv(model: torch.nn.Module) -> str:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
+import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from torch import nn
 
-from adacomp.search_spaces import get_technique, trace_sites
+from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, get_technique, trace_sites
 from adacomp.search_spaces.facts import encoded_weight_bytes, storage_bytes
 from adacomp.search_spaces.sites import LayerSite
 from adacomp.search_spaces.techniques import Encoding
+from adacomp.search_spaces.techniques.channel_prune import kept_channels
 from adacomp.search_spaces.techniques.magnitude_prune import bake_pruning, is_magnitude_pruned
 
 
@@ -162,6 +166,44 @@ def test_channel_prune_keeps_the_strongest_filters() -> None:
     pruned = get_technique("channel_prune").apply(layer, _site(layer, x), ratio=0.75)
     assert pruned.out_channels == 2
     torch.testing.assert_close(pruned(x), layer(x)[:, [1, 4]])
+
+
+@pytest.mark.parametrize(
+    ("original", "ratio", "kept"),
+    [(64, 0.3, 48), (64, 0.45, 32), (96, 0.9, 8), (144, 0.5, 72), (16, 0.25, 16), (16, 0.4, 8), (8, 0.5, 4), (50, 0.5, 25)],
+)
+def test_wide_layers_keep_channel_counts_that_suit_the_kernels(
+    original: int, ratio: float, kept: int
+) -> None:
+    """Multiples of 8 where the layer has at least 16 channels and is itself a multiple of 8."""
+    assert kept_channels(original, ratio) == kept
+
+
+def _nchwc_convs(onnx_bytes: bytes, tmp_path: Path) -> int:
+    """Convs onnxruntime's CPU provider runs in its blocked NCHWc layout after optimising."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(tmp_path / "optimised.onnx")).graph
+    return sum(node.op_type == "Conv" and node.domain == "com.microsoft.nchwc" for node in graph.node)
+
+
+def test_a_pruned_conv_stays_on_the_blocked_layout(tmp_path: Path) -> None:
+    """Pruned 64 -> 45 channels (not a multiple of 8), the conv reading them falls back to NCHW;
+    rounded to 48 both stay on NCHWc, where onnxruntime runs convs up to 4x faster here."""
+    model = nn.Sequential(nn.Conv2d(8, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1)).eval()
+    x = torch.randn(2, 8, 16, 16)
+    if _nchwc_convs(export_onnx(model, x), tmp_path) < 2:
+        pytest.skip("this CPU's onnxruntime has no NCHWc kernels (not x86 with AVX2)")
+    plan = CompressionPlan.from_mapping({"0": [Step.of("channel_prune", ratio=0.3)]})
+    pruned = compress(model, plan, x)
+    assert pruned[0].out_channels == 48 and pruned[2].in_channels == 48
+    assert _nchwc_convs(export_onnx(pruned, x), tmp_path) == 2
+    unaligned = nn.Sequential(
+        nn.Conv2d(8, 45, 3, padding=1), nn.ReLU(), nn.Conv2d(45, 64, 3, padding=1)
+    ).eval()
+    assert _nchwc_convs(export_onnx(unaligned, x), tmp_path) < 2  # what rounding avoids: 45 in falls back
 
 
 # --- storage encoding ---------------------------------------------------------------------------

@@ -21,6 +21,14 @@ from adacomp.search_spaces.sites import LayerSite, eval_mode
 from adacomp.search_spaces.techniques._base import StructuralTechnique, is_plain_conv
 
 RATIO = FloatParam(0.0, 0.9, default=0.25)
+# Kept channel counts are rounded to multiples of this where the layer's own count is one.
+# onnxruntime's CPU provider runs a conv in its blocked NCHWc layout (worth 1.7-4x on the
+# MobileNetV2 and ResNet tasks here, benchmarks/latency_choices.py) only when its input and
+# output channel counts are multiples of the MLAS block: 8 with AVX2, 16 with AVX-512
+# (onnxruntime/core/optimizer/nchwc_transformer.cc). A conv pruned to 13 channels falls back to
+# the plain NCHW kernels and can end up slower than the unpruned one. Phones' NEON kernels
+# also work in groups of 4 or 8 channels.
+CHANNEL_MULTIPLE = 8
 
 
 def _out_channels(layer: nn.Module) -> int:
@@ -30,9 +38,18 @@ def _out_channels(layer: nn.Module) -> int:
     return channels
 
 
-def kept_channels(original: int, ratio: float) -> int:
-    """How many output channels survive pruning `ratio` of `original` (at least one)."""
-    return max(1, round(original * (1.0 - ratio)))
+def kept_channels(original: int, ratio: float, multiple: int | None = None) -> int:
+    """How many output channels survive pruning `ratio` of `original`: at least one, and the
+    nearest multiple of `multiple` (at least `multiple`) when `original` is itself a multiple of
+    at least two blocks. That holds for 16-channel layers too, whose choices are then "keep"
+    or "halve": in a CNN they run at the highest resolution, so they are where the blocked
+    layout matters most (ResNet-8's 16-channel stage pruned to 10 channels runs slower than
+    unpruned here). Layers of one block or less keep the exact count."""
+    multiple = CHANNEL_MULTIPLE if multiple is None else multiple  # read per call: benchmarks vary it
+    keep = max(1, round(original * (1.0 - ratio)))
+    if multiple > 1 and original % multiple == 0 and original >= 2 * multiple:
+        keep = max(multiple, multiple * round(keep / multiple))
+    return keep
 
 
 class ChannelPrune(StructuralTechnique):
