@@ -170,7 +170,16 @@ def test_channel_prune_keeps_the_strongest_filters() -> None:
 
 @pytest.mark.parametrize(
     ("original", "ratio", "kept"),
-    [(64, 0.3, 48), (64, 0.45, 32), (96, 0.9, 8), (144, 0.5, 72), (16, 0.25, 16), (16, 0.4, 8), (8, 0.5, 4), (50, 0.5, 25)],
+    [
+        (64, 0.3, 48),
+        (64, 0.45, 32),
+        (96, 0.9, 8),
+        (144, 0.5, 72),
+        (16, 0.25, 16),
+        (16, 0.4, 8),
+        (8, 0.5, 4),
+        (50, 0.5, 25),
+    ],
 )
 def test_wide_layers_keep_channel_counts_that_suit_the_kernels(
     original: int, ratio: float, kept: int
