@@ -184,7 +184,8 @@ def test_channel_prune_keeps_the_strongest_filters() -> None:
 def test_wide_layers_keep_channel_counts_that_suit_the_kernels(
     original: int, ratio: float, kept: int
 ) -> None:
-    """Multiples of 8 where the layer has at least 16 channels and is itself a multiple of 8."""
+    """Multiples of 8 where the layer has at least 16 channels and is itself a multiple of 8,
+    unless fewer than 8 are kept (then the count asked for)."""
     assert kept_channels(original, ratio) == kept
 
 

@@ -39,16 +39,20 @@ def _out_channels(layer: nn.Module) -> int:
 
 
 def kept_channels(original: int, ratio: float, multiple: int | None = None) -> int:
-    """How many output channels survive pruning `ratio` of `original`: at least one, and the
-    nearest multiple of `multiple` (at least `multiple`) when `original` is itself a multiple of
-    at least two blocks. That holds for 16-channel layers too, whose choices are then "keep"
-    or "halve": in a CNN they run at the highest resolution, so they are where the blocked
-    layout matters most (ResNet-8's 16-channel stage pruned to 10 channels runs slower than
-    unpruned here). Layers of one block or less keep the exact count."""
+    """How many output channels survive pruning `ratio` of `original` (at least one).
+
+    In a layer of at least two blocks whose count is a multiple of `multiple`, a count of one
+    block or more is rounded to the nearest multiple. That holds for 16-channel layers too,
+    whose choices are then "keep" or "halve": in a CNN they run at the highest resolution, where
+    the blocked layout matters most (ResNet-8's 16-channel stage pruned to 10 channels runs
+    slower than unpruned here). A count below one block is kept exact: the layer is then tiny,
+    and the conv reading it still runs blocked (onnxruntime reads fewer input channels than a
+    block directly), so rounding up would only undo the pruning that was asked for.
+    """
     multiple = CHANNEL_MULTIPLE if multiple is None else multiple  # read per call: benchmarks vary it
     keep = max(1, round(original * (1.0 - ratio)))
-    if multiple > 1 and original % multiple == 0 and original >= 2 * multiple:
-        keep = max(multiple, multiple * round(keep / multiple))
+    if multiple > 1 and original % multiple == 0 and original >= 2 * multiple and keep >= multiple:
+        keep = multiple * max(1, round(keep / multiple))
     return keep
 
 
