@@ -127,24 +127,24 @@ def describe(record: TrialRecord, baseline: dict[str, float | None]) -> dict[str
     return row
 
 
-def paired_host_ratio(
-    task_name: str, result: SearchResult, record: TrialRecord, rounds: int, runs: int
-) -> dict[str, float]:
-    """Baseline and `record`'s model timed side by side here: ms of each and their ratio."""
+def paired_host_ratios(
+    task_name: str, result: SearchResult, records: dict[str, TrialRecord], rounds: int, runs: int
+) -> dict[str, dict[str, float]]:
+    """The baseline (exported once) and each record's model, timed side by side in the same
+    rounds here: label -> ms of the baseline, ms of the model and their ratio."""
     task = load_task(task_name)
-    model = pretrained_model(task, seed=result.config.seed)
-    baseline = export_onnx(model, task.example_input(2))
-    compressed = result.model_path(record).read_bytes()
+    baseline = export_onnx(pretrained_model(task, seed=result.config.seed), task.example_input(2))
+    models = {label: (result.model_path(r).read_bytes(), "all") for label, r in records.items()}
     medians = paired_medians_ms(
-        {"baseline": (baseline, "all"), "model": (compressed, "all")},
-        task.example_input(1).numpy(),
-        rounds=rounds,
-        runs=runs,
+        {"baseline": (baseline, "all"), **models}, task.example_input(1).numpy(), rounds=rounds, runs=runs
     )
     return {
-        "baseline_ms": round(medians["baseline"], 4),
-        "model_ms": round(medians["model"], 4),
-        "host_latency_ratio": round(medians["baseline"] / medians["model"], 3),
+        label: {
+            "baseline_ms": round(medians["baseline"], 4),
+            "model_ms": round(medians[label], 4),
+            "host_latency_ratio": round(medians["baseline"] / medians[label], 3),
+        }
+        for label in records
     }
 
 
@@ -176,14 +176,10 @@ def task_row(
             ),
         )
         smallest = min(near, key=lambda r: (float(r.metrics["storage"] or 0), r.number))
-        row["best"] = {
-            **describe(fastest, baseline),
-            **paired_host_ratio(task_name, result, fastest, rounds, runs),
-        }
-        row["smallest"] = {
-            **describe(smallest, baseline),
-            **paired_host_ratio(task_name, result, smallest, rounds, runs),
-        }
+        chosen = {"best": fastest, "smallest": smallest}
+        timed = paired_host_ratios(task_name, result, chosen, rounds, runs)
+        for label, record in chosen.items():
+            row[label] = {**describe(record, baseline), **timed[label]}
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row, result
 

@@ -54,10 +54,10 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
 
     template = (cache_dir or default_cache_dir()) / "mlflow" / f"empty-store-{mlflow.__version__}.db"
     staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    scratch = template.with_name(f"{template.name}.{os.getpid()}.tmp")
     try:
         if not template.exists():
             template.parent.mkdir(parents=True, exist_ok=True)
-            scratch = template.with_name(f"{template.name}.{os.getpid()}.tmp")
             MlflowClient(f"sqlite:///{scratch}").search_experiments()  # creates and migrates it
             os.replace(scratch, template)
         shutil.copyfile(template, staged)
@@ -72,6 +72,8 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
         pass  # FileExistsError included: someone else's store is there now, and it stays
     finally:
         staged.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a template build that failed half-way
+            scratch.unlink(missing_ok=True)
 
 
 def _now_ms() -> int:
