@@ -48,10 +48,10 @@ RESULTS = Path(__file__).parent / "results"
 
 # Each task's search budget: trials and the fine-tuning every trial gets (as in examples/).
 BUDGETS: dict[str, dict[str, Any]] = {
-    "digits": {"trials": 40, "finetune": {"epochs": 1}},
+    "digits": {"trials": 40, "finetune": {"epochs": 5, "distill": True}},
     "mobilenet_digits": {"trials": 40, "finetune": {"steps": 100, "distill": True}},
     "shapes_resnet": {"trials": 40, "finetune": {"steps": 200, "distill": True}},
-    "mnist1d": {"trials": 40, "finetune": {"epochs": 1}},
+    "mnist1d": {"trials": 40, "finetune": {"epochs": 3, "distill": True}},
 }
 DEFAULT_BUDGET: dict[str, Any] = {"trials": 20, "finetune": {"steps": 100}}
 

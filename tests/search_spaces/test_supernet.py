@@ -162,7 +162,18 @@ def test_options_turn_dimensions_off(cnn: nn.Module, cnn_input: torch.Tensor) ->
     supernet = Supernet.build(cnn, cnn_input, SupernetOptions(rank_fractions=(), precisions=("int8",)))
     assert supernet.layout.rank_layers == () and supernet.space.ranks == {}
     assert supernet.space.largest().precision == "int8"
-    assert supernet.space.size == 4**4  # conv1, conv2, conv3, fc1 widths
+    # conv1 (8 channels) and fc1 (32) have four widths; conv2 and conv3 (16 channels) three,
+    # since 0.75 of 16 rounds to a whole block of 8, which is all 16.
+    assert supernet.space.size == 4 * 3 * 3 * 4
+
+
+def test_elastic_widths_suit_the_kernels_like_pruned_channels(
+    cnn: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    widths = Supernet.build(cnn, cnn_input).space.widths
+    assert widths["features.conv1"] == (2, 4, 6, 8)  # narrower than two blocks: exact
+    assert widths["features.conv2"] == (4, 8, 16)  # below one block exact, else whole blocks
+    assert widths["fc1"] == (8, 16, 24, 32)
 
 
 def test_configurations_round_trip_and_are_validated(cnn: nn.Module, cnn_input: torch.Tensor) -> None:

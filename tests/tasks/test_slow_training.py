@@ -1,9 +1,9 @@
 """Training budgets of the built-in tasks: the accuracy each task promises.
 
-digits and mnist1d train with their full budgets here (seconds). The two larger tasks train
-for minutes; here they get a short budget and must learn well beyond chance, while their
-converged accuracies (and the check that 3x longer gains at most 0.3 pt) are measured by
-benchmarks/baselines.py: 98.3 % (mobilenet_digits) and 96.4 % (shapes_resnet) with seed 0.
+digits trains with its full budget here (seconds). The other tasks train for a minute or more;
+here they get a short budget and must learn well beyond chance, while their converged
+accuracies (and the check that 3x longer gains at most 0.3 pt) are measured by
+benchmarks/baselines.py, with seed 0.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import torch
 
 from adacomp.tasks import evaluate, load_task, train
 
-# (task, least test accuracy); measured 0.992 and 0.948 with seed 0 on 2 CPU cores
-FULL_BUDGET = [("digits", 0.95), ("mnist1d", 0.85)]
-# (task, steps, least test accuracy); chance is 0.1
-SHORT_BUDGET = [("mobilenet_digits", 60, 0.3), ("shapes_resnet", 120, 0.25)]
+# (task, least test accuracy); measured 0.992 with seed 0 on 2 CPU cores
+FULL_BUDGET = [("digits", 0.95)]
+# (task, steps, least test accuracy); chance is 0.1, mnist1d measured 0.906 with seed 0
+SHORT_BUDGET = [("mnist1d", 400, 0.8), ("mobilenet_digits", 60, 0.3), ("shapes_resnet", 120, 0.25)]
 
 
 @pytest.mark.slow
@@ -33,7 +33,7 @@ def test_builtin_task_trains_to_its_accuracy(name: str, least: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "steps", "least"), SHORT_BUDGET)
-def test_larger_tasks_learn_with_their_schedule_and_augmentation(name: str, steps: int, least: float) -> None:
+def test_tasks_with_long_budgets_learn_fast_with_their_schedule(name: str, steps: int, least: float) -> None:
     task = load_task(name)
     torch.manual_seed(0)
     model = task.build_model()

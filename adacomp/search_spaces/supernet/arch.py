@@ -16,6 +16,7 @@ from typing import Any
 
 from adacomp.errors import AdacompError
 from adacomp.search_spaces.supernet.layout import SupernetLayout
+from adacomp.search_spaces.techniques.channel_prune import aligned_channels
 
 __all__ = ["PRECISIONS", "SubnetConfig", "SupernetSpace"]
 
@@ -91,10 +92,18 @@ class SubnetConfig:
 
 
 def _choices(maximum: int, fractions: Sequence[float], rounding: str) -> tuple[int, ...]:
+    """The distinct counts `fractions` of `maximum` give; "align" rounds widths like channel pruning.
+
+    A subnet runs on the same onnxruntime kernels as a pruned model, so an elastic width gets
+    the same multiple-of-a-block rounding (`aligned_channels`); fractions may then coincide.
+    """
     values = set()
     for f in fractions:
         raw = f * maximum
-        values.add(max(1, math.ceil(raw) if rounding == "ceil" else round(raw)))
+        if rounding == "ceil":
+            values.add(max(1, math.ceil(raw)))
+        else:
+            values.add(aligned_channels(maximum, max(1, round(raw))))
     values.add(maximum)
     return tuple(sorted(v for v in values if v <= maximum))
 
@@ -119,7 +128,7 @@ class SupernetSpace:
         for name, values in (("width", self.width_fractions), ("rank", self.rank_fractions)):
             if not values or not all(0 < v <= 1 for v in values):
                 raise AdacompError(f"{name} fractions {list(values)}: expected numbers in (0, 1]")
-        widths = {g.producer: _choices(g.channels, self.width_fractions, "round") for g in self.layout.groups}
+        widths = {g.producer: _choices(g.channels, self.width_fractions, "align") for g in self.layout.groups}
         ranks = {r.name: _choices(r.max_rank, self.rank_fractions, "ceil") for r in self.layout.rank_layers}
         object.__setattr__(self, "widths", widths)
         object.__setattr__(self, "ranks", ranks)

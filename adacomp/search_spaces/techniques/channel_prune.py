@@ -49,8 +49,15 @@ def kept_channels(original: int, ratio: float, multiple: int | None = None) -> i
     and the conv reading it still runs blocked (onnxruntime reads fewer input channels than a
     block directly), so rounding up would only undo the pruning that was asked for.
     """
+    return aligned_channels(original, max(1, round(original * (1.0 - ratio))), multiple)
+
+
+def aligned_channels(original: int, keep: int, multiple: int | None = None) -> int:
+    """`keep` of a layer's `original` channels, rounded to the kernels' block by `kept_channels`'s rule.
+
+    Shared with the supernet's elastic widths, whose subnets run on the same kernels.
+    """
     multiple = CHANNEL_MULTIPLE if multiple is None else multiple  # read per call: benchmarks vary it
-    keep = max(1, round(original * (1.0 - ratio)))
     if multiple > 1 and original % multiple == 0 and original >= 2 * multiple and keep >= multiple:
         keep = multiple * max(1, round(keep / multiple))
     return keep
