@@ -30,17 +30,19 @@ def init_local_ray(
 
     Pins this (driver) process to the training cores first: the raylet and its workers inherit
     the mask. Offers one `device:<name>` resource per real device configured for this machine.
-    With `measurement_cores=0` (no host device measures here) every core trains.
+    With `measurement_cores=0` (no host device measures here) every core trains. Always a new
+    instance (`address="local"`): left to itself, `ray.init` joins the last cluster a `ray start`
+    left on this machine, and then refuses the `num_cpus` given here.
     """
     resources = {
         device_resource(spec.name): 1.0 for spec in config.devices if not isinstance(spec, EmulatedSpec)
     }
     if measurement_cores == 0:
-        ray.init(num_cpus=len(available_cores()), resources=resources, **ray_kwargs)
+        ray.init(address="local", num_cpus=len(available_cores()), resources=resources, **ray_kwargs)
         return None
     reservation = reserve_cores(available_cores(), measurement_cores)
     pin_process(reservation.training)
-    ray.init(num_cpus=len(reservation.training), resources=resources, **ray_kwargs)
+    ray.init(address="local", num_cpus=len(reservation.training), resources=resources, **ray_kwargs)
     return reservation
 
 

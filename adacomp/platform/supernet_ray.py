@@ -11,6 +11,7 @@ a step log the driver logs to MLflow afterwards.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,8 @@ def train_on_ray(
 
     started = not ray.is_initialized()
     if started:
+        # A cluster only when one is named: Ray alone would join whatever `ray start` left here.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     log = directory / STEP_LOG
     log.unlink(missing_ok=True)

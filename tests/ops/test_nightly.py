@@ -56,7 +56,9 @@ def _write(directory: Path, profile: str) -> Path:
 
 @pytest.fixture(scope="module")
 def nights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[NightlyResult]]]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     directory = tmp_path_factory.mktemp("nightly")
     path = _write(directory, "pixel4")
     first = nightly(path, date="2026-01-01", threshold=0.3)

@@ -34,7 +34,9 @@ RL = {"episodes_per_update": 4, "env_runners": 2}
 @pytest.fixture(scope="module")
 def shared_ray() -> Iterator[str]:
     """One Ray for every search here (each search joins it instead of starting its own)."""
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    context = ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     yield str(context.address_info["gcs_address"])
     ray.shutdown()
 

@@ -22,7 +22,9 @@ def local_ray() -> Iterator[None]:
     """One Ray for both trainings (the job reuses an initialised Ray): one start-up, not two."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+    )
     try:
         yield
     finally:
