@@ -4,6 +4,7 @@ followed to the end, and the exit code is the job's."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ import yaml
 from adacomp.errors import AdacompError
 from adacomp.platform.search_config import load_search_config
 from adacomp.platform.submit import job_spec
-from tests.loopback import free_port
+from tests.loopback import RAY_DEFAULT_AGENT_PORT, free_port, own_ray_head_ports
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -52,14 +53,21 @@ def _write_job(directory: Path, runs: Path, **changes: object) -> Path:
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`ray start --head` on 127.0.0.1, in its own temp dir (so no other Ray in this process
-    mistakes it for "the local cluster") and its own process group (killed as a whole)."""
+    mistakes it for "the local cluster") and its own process group (killed as a whole).
+
+    Ray's default agent port is held by this fixture while the head runs, as another Ray on the
+    machine would hold it: the head must not depend on it (`own_ray_head_ports`)."""
+    taken = socket.socket()
+    with contextlib.suppress(OSError):  # already taken by someone else: the same situation
+        taken.bind(("0.0.0.0", RAY_DEFAULT_AGENT_PORT))
+        taken.listen()
     temp = Path("/tmp") / f"adacomp-head-{os.getpid()}"  # short: Ray's socket paths must fit
     port, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # the job's `python`
     process = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
          f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}"],
+         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}", *own_ray_head_ports()],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     address = f"http://127.0.0.1:{dashboard}"
@@ -77,6 +85,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+        taken.close()
 
 
 def _adacomp(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ import pytest
 
 from adacomp.device_farm.cores import available_cores, reserve_cores
 from adacomp.errors import AdacompError
-from tests.loopback import free_port
+from tests.loopback import free_port, own_ray_head_ports
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -99,7 +99,7 @@ def test_a_local_ray_is_its_own_beside_a_cluster_a_user_started_here() -> None:
     port = free_port()
     head = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
-         "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats"],
+         "--num-cpus=1", "--include-dashboard=false", "--disable-usage-stats", *own_ray_head_ports()],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     try:
