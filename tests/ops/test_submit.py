@@ -51,16 +51,22 @@ def _write_job(directory: Path, runs: Path, **changes: object) -> Path:
 
 
 @pytest.fixture(scope="module")
-def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_agent_port_taken() -> Iterator[None]:
+    """Ray's default agent port, held as another Ray on the machine would hold it."""
+    with socket.socket() as taken:
+        with contextlib.suppress(OSError):  # already taken by someone else: the same situation
+            taken.bind(("0.0.0.0", RAY_DEFAULT_AGENT_PORT))
+            taken.listen()
+        yield
+
+
+@pytest.fixture(scope="module")
+def head(ray_agent_port_taken: None) -> Iterator[str]:
     """`ray start --head` on 127.0.0.1, in its own temp dir (so no other Ray in this process
     mistakes it for "the local cluster") and its own process group (killed as a whole).
 
-    Ray's default agent port is held by this fixture while the head runs, as another Ray on the
-    machine would hold it: the head must not depend on it (`own_ray_head_ports`)."""
-    taken = socket.socket()
-    with contextlib.suppress(OSError):  # already taken by someone else: the same situation
-        taken.bind(("0.0.0.0", RAY_DEFAULT_AGENT_PORT))
-        taken.listen()
+    It runs while Ray's default agent port is taken: the head must not depend on that port
+    (`own_ray_head_ports`)."""
     temp = Path("/tmp") / f"adacomp-head-{os.getpid()}"  # short: Ray's socket paths must fit
     port, dashboard = free_port(), free_port()
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # the job's `python`
@@ -85,7 +91,6 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        taken.close()
 
 
 def _adacomp(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
