@@ -16,20 +16,15 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import onnxruntime as ort
 
-OPT_LEVELS = {
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-}
+from adacomp.runtime.session import open_session
+
+OPT_LEVELS = ("all", "extended", "basic", "none")
 
 
 def session(onnx_bytes: bytes, level: str = "all") -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = OPT_LEVELS[level]
-    return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    """One thread, the given graph optimisation level, and what the artifact declares
+    (adacomp.runtime.session): an int8-weights model is timed as it is run everywhere."""
+    return open_session(onnx_bytes, threads=1, optimization=level)
 
 
 def time_round(run: Callable[[], object], runs: int) -> float:

@@ -28,6 +28,7 @@ from host_timing import OPT_LEVELS, paired_medians_ms
 from report import write_report
 
 from adacomp.platform.table import format_table
+from adacomp.runtime.session import SESSION_CONFIG_KEY
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
 from adacomp.search_spaces.export import to_onnx_proto
 from adacomp.search_spaces.techniques import channel_prune
@@ -87,13 +88,7 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
     fp32 = proto.SerializeToString()
     out: dict[str, tuple[bytes, str]] = {f"fp32 opt={level}": (fp32, level) for level in OPT_LEVELS}
     out["int8 QDQ per-channel weighted nodes only"] = (int8(proto, calibration, only=is_weighted), "all")
-    every_layer = CompressionPlan.from_mapping(
-        {
-            name: [Step.of("quantize", precision="int8")]
-            for name, module in model.named_modules()
-            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
-        }
-    )
+    every_layer = _every_layer(model, "int8")
     out["int8 adacomp plan: every layer (QDQ per-channel, int8 region)"] = (
         export_onnx(model, example, plan=every_layer, calibration=calibration),
         "all",
@@ -105,6 +100,15 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
         "all",
     )
     out["int8 QOperator per-channel all ops"] = (int8(proto, calibration, qoperator=True), "all")
+    weights_only = _every_layer(model, "int8_weights")
+    out["int8 weights only, float compute (adacomp int8_weights)"] = (
+        export_onnx(model, example, plan=weights_only),
+        "all",
+    )
+    out["int8 weights only, without the folding session config"] = (
+        _without_session_config(export_onnx(model, example, plan=weights_only)),
+        "all",
+    )
     out["int8 QDQ dense convs/linear only (depthwise float)"] = (
         int8(proto, calibration, only=is_dense_weighted),
         "all",
@@ -135,7 +139,30 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
                 int8(to_onnx_proto(pruned, example), calibration),
                 "all",
             )
+            out[f"{label} dense convs + int8 weights only"] = (
+                export_onnx(pruned, example, plan=_every_layer(pruned, "int8_weights")),
+                "all",
+            )
     return out
+
+
+def _every_layer(model: torch.nn.Module, precision: str) -> CompressionPlan:
+    return CompressionPlan.from_mapping(
+        {
+            name: [Step.of("quantize", precision=precision)]
+            for name, module in model.named_modules()
+            if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear))
+        }
+    )
+
+
+def _without_session_config(onnx_bytes: bytes) -> bytes:
+    """The same graph without the metadata that lets ORT fold its weight DequantizeLinear nodes."""
+    model = onnx.load_from_string(onnx_bytes)
+    kept = [p for p in model.metadata_props if p.key != SESSION_CONFIG_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    return model.SerializeToString()
 
 
 @contextlib.contextmanager

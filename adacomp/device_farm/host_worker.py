@@ -107,13 +107,11 @@ def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
 
     from adacomp.device_farm.measurement import robust_cv  # after pinning: it imports numpy
+    from adacomp.runtime.session import declared_session_config, open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = int(settings["intra_op_threads"])
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    config = declared_session_config(model)  # its probe session is not the model's memory
     rss_before = _reset_peak_rss()
-    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    session = open_session(model, threads=int(settings["intra_op_threads"]), config=config)
     feeds = _inputs(session, int(settings["batch_size"]))
     warmup_started = time.perf_counter()
     for _ in range(max(1, int(settings["warmup_runs"]))):
@@ -157,6 +155,7 @@ def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
         # What the session and its runs added to the process's peak resident memory.
         "peak_memory_mb": max(0, rss_after - rss_before) / 1024 if rss_before is not None else None,
         "rapl_domains": [d.name for d in domains],
+        "session_config": config,
     }
 
 

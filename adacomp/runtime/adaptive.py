@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from adacomp.runtime.manifest import Manifest, configuration_path, load_manifest, verify_files
 from adacomp.runtime.selector import Context, Selection, Selector
+from adacomp.runtime.session import open_session
 
 
 @dataclass(frozen=True)
@@ -63,10 +63,7 @@ class AdaptiveModel:
             raise ValueError(f"the selector was built for another manifest than {self.bundle_dir}")
         self.selector = selector
         self.cache_size = cache_size
-        self._options = ort.SessionOptions()
-        self._options.intra_op_num_threads = threads
-        self._options.inter_op_num_threads = 1
-        self._options.log_severity_level = 3  # errors only: no per-load warnings on the device
+        self._threads = threads
         self._sessions: OrderedDict[str, Any] = OrderedDict()
         self._current: str | None = None
         self._switches: list[SwitchEvent] = []
@@ -127,7 +124,8 @@ class AdaptiveModel:
             self._sessions.move_to_end(config_id)
         else:
             path = configuration_path(self.bundle_dir, self.manifest.configuration(config_id))
-            session = ort.InferenceSession(str(path), self._options, providers=["CPUExecutionProvider"])
+            # quiet: errors only, no per-load warnings on the device
+            session = open_session(path, threads=self._threads, quiet=True)
             self._sessions[config_id] = session
             while len(self._sessions) > self.cache_size:
                 self._sessions.popitem(last=False)

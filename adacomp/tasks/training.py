@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from adacomp.runtime.session import open_session
 from adacomp.tasks._base import Augment, TaskError, TrainBudget, dataset_len
 
 __all__ = ["TrainReport", "TrainingDiverged", "evaluate", "evaluate_onnx", "predict_onnx", "train"]
@@ -179,9 +180,9 @@ def evaluate_onnx(onnx_model: bytes, data: Dataset[tuple[Tensor, Tensor]], batch
     return correct / size
 
 
-def _session(onnx_model: bytes) -> ort.InferenceSession:
+def _session(onnx_model: bytes) -> ort.InferenceSession:  # the artifact's declared options too
     try:
-        return ort.InferenceSession(onnx_model, providers=["CPUExecutionProvider"])
+        return open_session(onnx_model)
     except Exception as error:  # onnxruntime raises its own unexported exception types
         raise TaskError(f"onnxruntime cannot load the model: {error}") from error
 

@@ -41,7 +41,7 @@ def mlp() -> nn.Module:
 
 
 def _plan(variant: str) -> CompressionPlan | None:
-    if variant in ("int8", "fp16"):
+    if variant in ("int8", "int8_weights", "fp16"):
         return CompressionPlan.from_mapping(
             {layer: [Step.of("quantize", precision=variant)] for layer in LAYERS}
         )
@@ -132,6 +132,17 @@ def test_qdq_conv_and_gemm_are_int8_ops() -> None:
     fp32_conv = next(op for op in summary("cnn").executed if op.kind is OpKind.CONV)
     assert conv.macs == fp32_conv.macs
     assert conv.activation_bytes_in * 4 == fp32_conv.activation_bytes_in  # reads the uint8 tensor
+
+
+def test_int8_weights_are_folded_and_priced_as_the_float_model() -> None:
+    """Weight-only int8: the DequantizeLinear behind each weight is folded when the session is
+    created (the artifact asks ORT to), so the ops run in float and read float weights."""
+    s, float_summary = summary("cnn:int8_weights"), summary("cnn")
+    assert _weighted(s) == ["fp32", "fp32", "fp32"]
+    dequantize = [op for op in s.ops if op.op_type == "DequantizeLinear"]
+    assert len(dequantize) == 3 and all(op.fused for op in dequantize)
+    assert [op.macs for op in s.executed] == [op.macs for op in float_summary.executed]
+    assert abs(s.weight_bytes - float_summary.weight_bytes) <= 64
 
 
 def test_fp16_ops_are_fp16() -> None:

@@ -3,11 +3,14 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
+from torch import nn
 
 from adacomp.device_farm import DeviceError, MeasureSettings, OnnxModel
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.device_farm.host_worker import energy_delta_uj
 from adacomp.errors import AdacompError
+from adacomp.search_spaces import CompressionPlan, Step, export_onnx
 
 QUICK = MeasureSettings(warmup_runs=2, min_runs=10, max_runs=50, max_cv=10)
 
@@ -24,6 +27,20 @@ def test_host_measures_for_real(onnx_model: OnnxModel) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux core pinning")
+def test_host_opens_an_int8_weights_artifact_as_it_declares() -> None:
+    """The worker reads the artifact's session config (weight-only int8 folds its dequantization
+    only with ORT's QDQ fusion off) and the measurement's notes say what it used."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 10)).eval()
+    plan = CompressionPlan.from_mapping(
+        {layer: [Step.of("quantize", precision="int8_weights")] for layer in ("0", "3")}
+    )
+    artifact = OnnxModel(export_onnx(model, torch.randn(2, 1, 8, 8), plan=plan), "int8w.onnx")
+    m = HostDevice().measure(artifact, QUICK)
+    assert m.latency.median_ms > 0
+    assert "session session.disable_quant_qdq=1" in m.notes
+
+
 def test_host_pins_to_the_configured_core(onnx_model: OnnxModel) -> None:
     core = max(os.sched_getaffinity(0))
     m = HostDevice(cores=(core,)).measure(onnx_model, QUICK)

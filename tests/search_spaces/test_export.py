@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from adacomp.errors import AdacompError
+from adacomp.runtime.session import declared_session_config, open_session
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
 from tests.search_spaces.test_compress import MIXED
 
@@ -67,6 +69,65 @@ def test_int8_export_is_qdq_close_to_float_and_four_times_smaller(
     # the storage model agrees with what the artifact really holds (within 15 %)
     predicted = model_facts(compressed, cnn_input, plan).storage_bytes
     assert abs(predicted - _initializer_bytes(exported)) / _initializer_bytes(exported) < 0.15
+
+
+def _optimised_ops(onnx_bytes: bytes, tmp_path: Path, entries: dict[str, str]) -> list[str]:
+    """The op types onnxruntime is left with after its graph optimisation, with `entries`."""
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimised.onnx")
+    for key, value in entries.items():
+        options.add_session_config_entry(key, value)
+    ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+    return [node.op_type for node in onnx.load(tmp_path / "optimised.onnx").graph.node]
+
+
+def test_int8_weights_store_int8_compute_float_and_match_torch(
+    cnn: nn.Module, cnn_input: torch.Tensor, tmp_path: Path
+) -> None:
+    layers = ["features.conv1", "features.conv2", "features.conv3", "fc1", "fc2"]
+    plan = CompressionPlan.from_mapping({n: [Step.of("quantize", precision="int8_weights")] for n in layers})
+    compressed = compress(cnn, plan, cnn_input)
+    exported = export_onnx(compressed, cnn_input, plan=plan)  # checker-valid; no calibration needed
+    model = onnx.load_from_string(exported)
+    dequantized = [n for n in model.graph.node if n.op_type == "DequantizeLinear"]
+    assert len(dequantized) == len(layers)
+    assert "QuantizeLinear" not in {n.op_type for n in model.graph.node}  # activations stay float
+    int8 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert {n.input[0] for n in dequantized} == int8
+    # per-channel weights in 8 bits: within 1 % of torch's output, a quarter of the storage
+    reference = cnn(cnn_input).detach().numpy()
+    out = open_session(exported).run(None, {"input": cnn_input.numpy()})[0]
+    assert np.abs(out - reference).max() < 0.01 * np.abs(reference).max()
+    float_bytes = _initializer_bytes(export_onnx(cnn, cnn_input))
+    assert _initializer_bytes(exported) < float_bytes / 3
+    predicted = model_facts(compressed, cnn_input, plan).storage_bytes
+    assert abs(predicted - _initializer_bytes(exported)) / _initializer_bytes(exported) < 0.15
+    # The artifact declares what makes it fast: with it, onnxruntime folds every weight's
+    # DequantizeLinear at load time; without it, they stay in the graph and run on every call.
+    declared = declared_session_config(exported)
+    assert declared == {"session.disable_quant_qdq": "1"}
+    assert "DequantizeLinear" not in _optimised_ops(exported, tmp_path, declared)
+    assert "DequantizeLinear" in _optimised_ops(exported, tmp_path, {})
+
+
+def test_int8_weights_on_one_layer_leave_the_others_float(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    plan = CompressionPlan.from_mapping({"fc1": [Step.of("quantize", precision="int8_weights")]})
+    model = onnx.load_from_string(export_onnx(cnn, cnn_input, plan=plan))
+    int8 = [i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert int8 == ["fc1.weight.int8"]
+
+
+def test_int8_weights_keep_pruned_channels_exactly_zero() -> None:
+    layer = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
+    with torch.no_grad():
+        layer[0].weight[1].zero_()  # a pruned output channel: its scale must not be zero
+    x = torch.randn(2, 3, 6, 6, generator=torch.Generator().manual_seed(0))
+    plan = CompressionPlan.from_mapping({"0": [Step.of("quantize", precision="int8_weights")]})
+    exported = export_onnx(layer, x, plan=plan)
+    out = open_session(exported).run(None, {"input": x.numpy()})[0]
+    bias = layer[0].bias.detach().numpy()[1]
+    np.testing.assert_allclose(out[:, 1], bias, atol=1e-6)
+    np.testing.assert_allclose(out, layer(x).detach().numpy(), atol=0.02)
 
 
 def test_int8_per_tensor_uses_one_scale_per_weight(cnn: nn.Module, cnn_input: torch.Tensor) -> None:

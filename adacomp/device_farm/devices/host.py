@@ -59,6 +59,10 @@ class HostDevice(Device):
         latency = LatencyStats.from_samples(samples)
         energy = None
         notes = [f"cores {result['cores']}", f"{result['attempts']} attempt(s)"]
+        if result.get("session_config"):  # what the artifact asked the session to be opened with
+            notes.append(
+                "session " + ",".join(f"{k}={v}" for k, v in sorted(result["session_config"].items()))
+            )
         if result["runs_per_sample"] > 1:
             notes.append(f"each sample is the mean of {result['runs_per_sample']} runs")
         if result["energy_uj"] is not None:

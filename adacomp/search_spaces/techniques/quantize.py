@@ -14,6 +14,16 @@ Quantization is applied to the artifact that ships, with onnxruntime's own tools
 (`quantize_static` in QDQ format with calibration data; the fp16 converter), so accuracy is
 evaluated and latency measured on exactly the quantized graph. In torch the layer is untouched.
 A plan uses one precision: mixing int8 and fp16 layers in one graph is refused.
+
+`int8_weights` stores weights as int8 (symmetric, one scale per output channel) and computes in
+float: each weight becomes an int8 initializer behind a DequantizeLinear, which ONNX Runtime
+folds back to float when the session is created, so storage is a quarter and latency the float
+model's. That is the int8 that pays on CPUs where int8 kernels do not: measured on the host by
+benchmarks/latency_choices.py, full int8 QDQ runs MobileNetV2 x0.5 channel-pruned by half at
+0.77x of its float speed, weight-only int8 at float speed. ORT folds these nodes only with its
+QDQ fusion off (`session.disable_quant_qdq`), so the artifact declares that in its metadata and
+every session adacomp opens honours it (adacomp.runtime.session). onnxruntime's own weight-only
+tools (`matmul_nbits_quantizer`) cover MatMul and Gather only, not Conv: this rewrite is ours.
 """
 
 from __future__ import annotations
@@ -33,13 +43,17 @@ from adacomp.search_spaces.params import ChoiceParam, ParamSpec, ParamValue
 from adacomp.search_spaces.sites import LayerSite
 from adacomp.search_spaces.techniques._base import Encoding, ExportTechnique, has_weights
 
-PRECISION = ChoiceParam(("int8", "int8_per_tensor", "fp16"), default="int8")
+PRECISION = ChoiceParam(("int8", "int8_per_tensor", "int8_weights", "fp16"), default="int8")
+# What each weighted op type keeps per output channel: the axis of its weight tensor.
+OUTPUT_AXIS = {"Conv": 0, "ConvTranspose": 1, "MatMul": 1}
+# Session config that lets ORT fold weight-only DequantizeLinear nodes at load time.
+WEIGHTS_ONLY_SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
 WEIGHTED_OPS = frozenset({"Conv", "Gemm", "MatMul", "ConvTranspose"})
 
 
 class Quantize(ExportTechnique):
     name = "quantize"
-    summary = "post-training int8 (QDQ, per-channel) or fp16 quantization of the exported graph"
+    summary = "post-training quantization of the exported graph: int8 (QDQ), int8 weights only, fp16"
 
     def why_not(self, layer: nn.Module, site: LayerSite) -> str | None:
         if not has_weights(layer):
@@ -50,7 +64,7 @@ class Quantize(ExportTechnique):
         return {"precision": PRECISION}
 
     def encode(self, encoding: Encoding, **params: ParamValue) -> Encoding:
-        if params["precision"] == "int8":
+        if params["precision"] in ("int8", "int8_weights"):
             return encoding.with_(value_bits=8, per_channel_scale=True)
         if params["precision"] == "int8_per_tensor":
             return encoding.with_(value_bits=8)
@@ -165,7 +179,86 @@ def quantize_onnx(
             raise AdacompError("quantize: int8 needs calibration batches (a few batches of inputs)")
         region = selected + int8_region_nodes(model, set(selected))
         return _int8(model, region, calibration, per_channel=precisions == {"int8"})
+    if precisions == {"int8_weights"}:
+        return int8_weights(model, selected)
     return _fp16(model, selected)
+
+
+def int8_weights(model: onnx.ModelProto, nodes: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` whose named nodes read int8 weights through DequantizeLinear (symmetric,
+    per output channel, 8 bits: no kernel consumes them, so no `reduce_range` is needed), and
+    whose metadata asks ORT to fold those nodes at load time (module docstring)."""
+    from onnx import helper, numpy_helper
+
+    from adacomp.runtime.session import SESSION_CONFIG_KEY, encode_session_config
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise AdacompError(
+            f"quantize: int8_weights needs ONNX opset >= 13 (per-axis DequantizeLinear), got {opset}"
+        )
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    initializers = {init.name: init for init in graph.initializer}
+    wanted = set(nodes)
+    dequantize: list[onnx.NodeProto] = []
+    done: set[str] = set()
+    for node in graph.node:
+        if node.name not in wanted or len(node.input) < 2:
+            continue
+        weight = node.input[1]
+        source = initializers.get(weight)
+        if weight in done or source is None or source.data_type != onnx.TensorProto.FLOAT:
+            continue
+        values = numpy_helper.to_array(source)
+        if values.ndim < 2:
+            continue
+        axis = _output_axis(node)
+        q, scale = _symmetric_int8(values, axis)
+        graph.initializer.remove(source)
+        graph.initializer.extend(
+            [numpy_helper.from_array(q, f"{weight}.int8"), numpy_helper.from_array(scale, f"{weight}.scale")]
+        )
+        dequantize.append(
+            helper.make_node(
+                "DequantizeLinear",
+                [f"{weight}.int8", f"{weight}.scale"],
+                [weight],
+                name=f"{weight}.dequantize",
+                axis=axis,
+            )
+        )
+        done.add(weight)
+    if not done:
+        return result
+    body = list(graph.node)
+    del graph.node[:]
+    graph.node.extend([*dequantize, *body])  # constants first: the graph stays topologically sorted
+    entries = {p.key: p.value for p in result.metadata_props}
+    entries[SESSION_CONFIG_KEY] = encode_session_config(WEIGHTS_ONLY_SESSION_CONFIG)
+    del result.metadata_props[:]
+    onnx.helper.set_model_props(result, entries)
+    return result
+
+
+def _output_axis(node: onnx.NodeProto) -> int:
+    if node.op_type == "Gemm":
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return 0 if trans_b else 1
+    return OUTPUT_AXIS.get(node.op_type, 0)
+
+
+def _symmetric_int8(values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 values in [-127, 127] and one float32 scale per slice along `axis` (an all-zero
+    slice, a pruned channel, gets scale 1 and stays exactly zero)."""
+    others = tuple(i for i in range(values.ndim) if i != axis)
+    peak = np.abs(values).max(axis=others).astype(np.float32)
+    scale = np.where(peak > 0, peak / 127.0, 1.0).astype(np.float32)
+    shape = [1] * values.ndim
+    shape[axis] = -1
+    q = np.clip(np.rint(values / scale.reshape(shape)), -127, 127).astype(np.int8)
+    return q, scale
 
 
 def _int8(
