@@ -23,7 +23,8 @@ NONE = "none"
 # Techniques a layer may take as its one main step; magnitude pruning and quantization are
 # separate knobs so they combine with any of these (AdaDeep's combinations).
 MAIN_TECHNIQUES = ("channel_prune", "low_rank", "depthwise_separable", "fire", "gap_head")
-PRECISIONS = (NONE, "int8", "int8_per_tensor", "int8_weights", "fp16")
+# New precisions go last: the RL catalogue (platform.rl.actions) keeps every earlier action index.
+PRECISIONS = (NONE, "int8", "int8_per_tensor", "fp16", "int8_weights")
 
 
 def _suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> Any:

@@ -76,7 +76,7 @@ def random_episode(spec: EpisodeSpec, rng: np.random.Generator) -> list[int]:
 
 
 def test_the_catalogue_is_fixed_so_a_policy_carries_over_between_models() -> None:
-    assert N_ACTIONS == 40 and len(LAYER_ACTIONS) == 36
+    assert N_ACTIONS == 41 and len(LAYER_ACTIONS) == 36  # 40 before int8_weights, appended last
     assert CATALOGUE[0] == LayerChoice("none", (), 0.0)
     assert [CATALOGUE[i].describe() for i in PRECISION_ACTIONS] == [f"precision {p}" for p in PRECISIONS]
 
@@ -138,7 +138,7 @@ def test_env_passes_gymnasiums_checker_and_maps_masked_actions(spec: EpisodeSpec
         *_, terminated, _, _ = env.step(PRECISION_ACTIONS[-1])  # masked on layer steps: left alone
     assert terminated
     assert env.exchange.plans[-1] == CompressionPlan.from_mapping(
-        {layer.name: [Step.of("quantize", precision="fp16")] for layer in spec.space.layers}
+        {layer.name: [Step.of("quantize", precision=PRECISIONS[-1])] for layer in spec.space.layers}
     ).to_json(indent=None)
 
 
