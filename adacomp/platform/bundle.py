@@ -154,7 +154,7 @@ def export_bundle(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "input": {"name": INPUT_NAME, "shape": [None, *task.input_shape], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME},
-        "utility": config.utility.model_dump(),
+        "utility": (config.supernet.runtime_utility or config.utility).model_dump(),
         "devices": list(config.targets),
         "baseline": {
             "accuracy": baseline["accuracy"],

@@ -138,6 +138,13 @@ class SupernetSettings(_Frozen):
     trials: int = Field(40, ge=2)  # configurations `adacomp supernet search` evaluates
     bundle_size: int = Field(8, ge=1)  # most configurations `adacomp export` ships
     bn_batches: int = Field(8, ge=1)  # batches that re-estimate BatchNorm statistics per configuration
+    # What the device's selector trades at run time (the bundle manifest's utility); None: the
+    # search's `utility`. The search weighs costs to pick one model to ship; on the device the
+    # context's budgets already bound the costs, so AdaSpring's selector runs the most accurate
+    # configuration that fits them (accuracy-first weights) and lets a draining battery raise
+    # the weight of energy. With cost weights as high as the search's, the cheapest
+    # configuration wins in every context and the bundle never adapts.
+    runtime_utility: UsageWeights | None = None
 
     @model_validator(mode="after")
     def _fractions(self) -> SupernetSettings:

@@ -74,7 +74,8 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class UtilityWeights:
-    """The usage's weights, as the search used them (AdaDeep's form, see selector.py)."""
+    """The weights the device's selector ranks by (AdaDeep's form, see selector.py): the config's
+    `supernet.runtime_utility`, else the search's own utility."""
 
     accuracy: float
     latency: float

@@ -250,9 +250,17 @@ def test_export_never_overwrites_a_directory_that_is_not_a_bundle(flow: Flow, tm
     with pytest.raises(AdacompError, match="exists and is not a bundle"):
         export_bundle(flow.config, out=precious)
     assert (precious / "notes.txt").read_text() == "keep me"
-    again = export_bundle(flow.config, out=tmp_path / "second")
+    # A second export of the same search, for a device that trades accuracy first at run time.
+    runtime = {"accuracy": 1.0, "latency": 0.0, "energy": 0.05, "storage": 0.0, "memory": 0.0}
+    accuracy_first = flow_config(
+        flow.config.output.dir, supernet={**flow.config.supernet.model_dump(), "runtime_utility": runtime}
+    )
+    again = export_bundle(accuracy_first, out=tmp_path / "second")
     assert again.registered_model == "models:/ada-bundle/2"
-    assert load_manifest(again.directory).ids == load_manifest(flow.bundle.directory).ids
+    second, first = load_manifest(again.directory), load_manifest(flow.bundle.directory)
+    assert second.ids == first.ids
+    assert second.utility.to_dict() == runtime
+    assert first.utility.to_dict() == {**flow.config.utility.model_dump()}
     assert not (tmp_path / ".second.partial").exists()
 
 
