@@ -139,7 +139,7 @@ def _plan(layers: dict[str, list[Step]]) -> CompressionPlan:
         (_plan({"fc1": [Step.of("low_rank")]}), "missing parameter 'rank_fraction'"),
         (
             _plan({"fc1": [Step.of("quantize", precision="int4")]}),
-            "expected one of 'int8', 'int8_per_tensor', 'fp16'",
+            "expected one of 'int8', 'int8_per_tensor', 'int8_weights', 'fp16'",
         ),
         (
             _plan({"fc1": [Step.of("teleport")]}),
