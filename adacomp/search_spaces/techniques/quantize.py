@@ -16,14 +16,15 @@ evaluated and latency measured on exactly the quantized graph. In torch the laye
 A plan uses one precision: mixing int8 and fp16 layers in one graph is refused.
 
 `int8_weights` stores weights as int8 (symmetric, one scale per output channel) and computes in
-float: each weight becomes an int8 initializer behind a DequantizeLinear, which ONNX Runtime
-folds back to float when the session is created, so storage is a quarter and latency the float
-model's. That is the int8 that pays on CPUs where int8 kernels do not: measured on the host by
-benchmarks/latency_choices.py, full int8 QDQ runs MobileNetV2 x0.5 channel-pruned by half at
-0.77x of its float speed, weight-only int8 at float speed. ORT folds these nodes only with its
-QDQ fusion off (`session.disable_quant_qdq`), so the artifact declares that in its metadata and
-every session adacomp opens honours it (adacomp.runtime.session). onnxruntime's own weight-only
-tools (`matmul_nbits_quantizer`) cover MatMul and Gather only, not Conv: this rewrite is ours.
+float: each weight becomes an int8 initializer behind a DequantizeLinear, which ONNX Runtime folds
+back to float when the session is created, so storage is a quarter and latency the float model's.
+That is the int8 that pays on CPUs where int8 kernels do not: measured on the host by
+benchmarks/latency_choices.py, full int8 QDQ runs MobileNetV2 x0.5 channel-pruned by half at 0.70x
+of its float speed, weight-only int8 at 0.93x (0.762 / 0.577 against 0.536 ms). ORT folds these
+nodes only with its QDQ fusion off (`session.disable_quant_qdq`), so the artifact declares that in
+its metadata and every session adacomp opens honours it (adacomp.runtime.session). onnxruntime's
+own weight-only tools (`matmul_nbits_quantizer`) cover MatMul and Gather only, not Conv: this
+rewrite is ours.
 """
 
 from __future__ import annotations
