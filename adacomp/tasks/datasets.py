@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -38,6 +37,10 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], *, seed: 
     """
     if not fractions or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
         raise ValueError(f"fractions={fractions!r}; expected positive numbers summing to 1")
+    # Imported here: scikit-learn costs seconds to import, paid by every process (each CLI call,
+    # each Ray trial worker) that only names a task.
+    from sklearn.model_selection import train_test_split
+
     remaining = np.arange(len(labels))
     parts: list[np.ndarray] = []
     left = 1.0

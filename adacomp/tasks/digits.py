@@ -11,7 +11,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import Tensor, nn
 
 from adacomp.tasks._base import DataSplits, Task, TrainBudget
@@ -54,6 +53,8 @@ class DigitsCNN(nn.Module):
 @lru_cache(maxsize=1)
 def digits_arrays() -> tuple[Tensor, Tensor, tuple[np.ndarray, ...]]:
     """Images (N, 1, 8, 8) in [0, 1], labels (N,), and train/val/test index arrays."""
+    from sklearn.datasets import load_digits  # here, not at import: seconds every process pays
+
     bunch = load_digits()
     images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)
     labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))

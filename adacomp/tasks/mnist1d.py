@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from mnist1d.data import get_dataset_args, make_dataset
 from torch import Tensor, nn
 
 from adacomp.tasks._base import DataSplits, Task, TrainBudget
@@ -61,6 +60,9 @@ def _generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     The generator reseeds Python's and numpy's global RNGs; their states are restored so that
     loading a task does not change the random numbers the caller sees next.
     """
+    # Here, not at import: mnist1d imports matplotlib.pyplot, seconds every process would pay.
+    from mnist1d.data import get_dataset_args, make_dataset
+
     args = get_dataset_args()
     args.num_samples = NUM_SAMPLES
     args.seed = GENERATOR_SEED
