@@ -30,11 +30,23 @@ def _run(script: str, *args: str) -> str:
 
 @pytest.mark.slow
 def test_baselines_compares_the_budget_with_a_longer_run(tmp_path: Path) -> None:
-    out = _run("baselines.py", "--tasks", "digits", "--factor", "1.5", "--json", str(tmp_path / "b.json"))
+    out = _run(
+        "baselines.py",
+        "--tasks",
+        "digits",
+        "--factor",
+        "1.5",
+        "--seeds",
+        "0",
+        "--json",
+        str(tmp_path / "b.json"),
+    )
     assert "digits" in out and "gain pt" in out
     report = json.loads((tmp_path / "b.json").read_text())
     (row,) = report["tasks"]
     assert row["task"] == "digits" and 0.9 < row["budget_test_accuracy"] <= 1.0
+    assert row["seeds"] == [0] and row["budget_test_accuracies"] == [row["budget_test_accuracy"]]
+    assert row["one_image_pt"] == pytest.approx(100 / row["test_images"], abs=1e-3)
     assert isinstance(row["converged"], bool) and row["gain_pt"] == pytest.approx(
         100 * (row["longer_test_accuracy"] - row["budget_test_accuracy"]), abs=0.01
     )
@@ -47,6 +59,12 @@ def test_baselines_refuses_an_unknown_task_in_one_line(tmp_path: Path) -> None:
         text=True,
     )
     assert done.returncode == 2 and "unknown nope" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "baselines.py"), "--tasks", "digits", "--seeds", "a"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--seeds: expected comma-separated integers" in bad.stdout
 
 
 @pytest.mark.slow

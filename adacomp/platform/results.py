@@ -197,11 +197,26 @@ class SearchResult(SearchSnapshot):
 
 
 def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dict[str, float | None]) -> str:
-    """The front as a terminal table: baseline first, accuracy in %, storage in KB."""
+    """The front as a terminal table: baseline first, accuracy in %, storage in KB.
+
+    The trial the usage's utility picks (the one a search registers) is marked with `*`. The
+    utility may weigh costs the objectives do not (every target's latency, say), so that trial
+    can be dominated in the objectives printed here: it is then added below the front, so the
+    table always shows what was registered."""
     from adacomp.platform.table import format_table
 
     rows = front_rows(config, records, baseline)
     headers = [h for h in rows[0] if h != "plan_hash"]
+    best = best_by_utility(records)
+    footnote = ""
+    if best is not None:
+        marked = [row for row in rows if row["trial"] == str(best.number)]
+        if not marked:
+            marked = front_rows(config, [best], baseline)[1:]
+            marked[0]["trial"] = f"{best.number} (off the front)"
+            rows = rows + marked
+        marked[0]["trial"] = f"{marked[0]['trial']} *"
+        footnote = "\n* best feasible by the usage's utility (what the search registers)"
 
     def cell(key: str, value: Any) -> Any:
         if value is None:
@@ -214,7 +229,8 @@ def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dic
             return value[:67] + "..."
         return value
 
-    return format_table(
+    table = format_table(
         [h.replace("storage (B)", "storage") for h in headers],
         [[cell(h, row[h]) for h in headers] for row in rows],
     )
+    return table + footnote

@@ -124,7 +124,12 @@ class SupernetSettings(_Frozen):
     width: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
     rank: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
     depth: bool = True  # skippable blocks, where the model has any
-    precisions: tuple[Literal["fp32", "fp16", "int8"], ...] = ("fp32", "fp16", "int8")
+    precisions: tuple[Literal["fp32", "fp16", "int8", "int8_weights"], ...] = (
+        "fp32",
+        "fp16",
+        "int8",
+        "int8_weights",
+    )
     steps: int = Field(600, ge=1)  # ensemble-training steps (each: largest, smallest, `sampled`)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -153,7 +158,7 @@ class SupernetSettings(_Frozen):
             if not all(0 < v <= 1 for v in values):
                 raise ValueError(f"supernet.{name}: {list(values)}; expected fractions in (0, 1]")
         if not self.precisions:
-            raise ValueError("supernet.precisions: expected at least one of fp32, fp16, int8")
+            raise ValueError("supernet.precisions: expected at least one of fp32, fp16, int8, int8_weights")
         return self
 
 

@@ -90,6 +90,23 @@ def test_best_by_utility_skips_infeasible_failed_and_duplicates() -> None:
     assert best is not None and best.number == 4
 
 
+def test_the_printed_front_marks_the_registered_trial_and_shows_it_when_dominated() -> None:
+    from dataclasses import replace
+
+    from adacomp.platform.results import format_front
+
+    on_front = [record(0, 0.98, 0.5), record(1, 0.95, 0.3)]
+    table = format_front(CONFIG, on_front, BASELINE)  # utility: accuracy - latency, trial 1 wins
+    lines = table.splitlines()
+    assert [line.split()[0] for line in lines[2:5]] == ["baseline", "1", "0"] and lines[3].split()[1] == "*"
+    assert lines[-1].startswith("* best feasible by the usage's utility")
+    # the utility weighs a cost the objectives do not: the winner is dominated in them
+    dominated = replace(record(2, 0.94, 0.6), utility=5.0)
+    table = format_front(CONFIG, [*on_front, dominated], BASELINE)
+    assert "2 (off the front) *" in table and table.count("*") == 2  # the row and the footnote
+    assert "no trial" not in format_front(CONFIG, [], BASELINE)
+
+
 def _searcher(storage: optuna.storages.BaseStorage) -> ConstrainedOptunaSearch:
     def define(trial: optuna.Trial) -> dict[str, object]:
         trial.suggest_float("x", 0, 1)

@@ -23,6 +23,7 @@ from adacomp.platform.search_config import Objective, Output, SearchConfig
 from adacomp.platform.supernet_job import TrainResult, train_supernet_job
 from adacomp.platform.supernet_search import SupernetSearchResult, device_objectives, supernet_search
 from adacomp.runtime.manifest import load_manifest, verify_files
+from adacomp.runtime.session import declared_session_config
 from adacomp.tasks import evaluate_onnx, load_task
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def flow_config(out: Path, **changes: object) -> SearchConfig:
             "lr": 0.003,
             "trials": 6,
             "bundle_size": 3,
-            "precisions": ["fp32", "int8"],
+            "precisions": ["fp32", "int8", "int8_weights"],
             "threads": 1,
         },
     }
@@ -113,8 +114,12 @@ def test_training_again_needs_resume_and_a_finished_one_resumes_as_a_no_op(flow:
 def test_search_evaluates_the_ends_first_and_every_target(flow: Flow) -> None:
     assert len(flow.searched.records) == 6 and not any(r.failed for r in flow.searched.records)
     largest, largest_int8, smallest = (r.config for r in flow.searched.records[:3])
-    assert (largest.precision, largest_int8.precision, smallest.precision) == ("fp32", "int8", "int8")
+    ends = (largest.precision, largest_int8.precision, smallest.precision)
+    assert ends == ("fp32", "int8_weights", "int8_weights")
     assert largest.width == largest_int8.width and largest.skip == ()
+    # int8 storage at float speed: the artifact tells ORT to fold its weight dequantization
+    stored = (flow.searched.directory / "models" / f"{smallest.hash}.onnx").read_bytes()
+    assert declared_session_config(stored) == {"session.disable_quant_qdq": "1"}
     assert all(w > s for (_, w), (_, s) in zip(largest.width, smallest.width, strict=True))
     for record in flow.searched.records:
         for target in TARGETS:

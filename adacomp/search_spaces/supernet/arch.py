@@ -21,7 +21,9 @@ from adacomp.search_spaces.techniques.channel_prune import aligned_channels
 __all__ = ["PRECISIONS", "SubnetConfig", "SupernetSpace"]
 
 # Precision is applied when the static model is exported (onnxruntime quantization), not trained.
-PRECISIONS = ("fp32", "fp16", "int8")
+# int8_weights (int8 storage, float compute; see techniques/quantize.py) last: the smallest
+# configuration is stored in int8 without int8 QDQ's slowdown on runtimes lacking fast kernels.
+PRECISIONS = ("fp32", "fp16", "int8", "int8_weights")
 
 
 @dataclass(frozen=True)
