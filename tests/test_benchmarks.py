@@ -83,13 +83,14 @@ def test_latency_choices_times_every_variant_side_by_side(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(tmp_path: Path) -> None:
-    """Two-trial searches of the tiny task, every finished trial counted as "within" the drop
-    (--within-pt 100) so the best-model path always runs; one technique alone (int8 only)."""
+    """A two-trial search of the tiny task, every finished trial counted as "within" the drop
+    (--within-pt 100) so the best-model path always runs; one technique alone (int8 only) with
+    one trial, compared with the combined search's first trial only (the same budget)."""
     task = "tests.platform.tiny_task:tiny_digits"
     path = tmp_path / "r.json"
     out = _run(
         "results_table.py", "--tasks", task, "--trials", "2", "--within-pt", "100",
-        "--singles-task", task, "--singles", "quantize", "--rounds", "1", "--runs", "3",
+        "--singles-task", task, "--singles", "quantize", "--single-trials", "1", "--rounds", "1", "--runs", "3",
         "--out", str(tmp_path / "runs"), "--json", str(path),
     )  # fmt: skip
     assert "host (paired)" in out and "all combined" in out and "quantize" in out
@@ -106,7 +107,8 @@ def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(t
         "search_host_latency_ratio",
     }
     singles = report["singles"]
-    assert set(singles["single_hypervolumes"]) == {"quantize"} and singles["trials_each"] == 2
+    assert set(singles["single_hypervolumes"]) == {"quantize"} and singles["trials_each"] == 1
+    assert singles["combined_trials_compared"] == 1
     dominates = singles["combined_hypervolume"] > singles["single_hypervolumes"]["quantize"]
     assert row["combos_dominate_singles"] is dominates
     assert (

@@ -104,7 +104,10 @@ def test_the_printed_front_marks_the_registered_trial_and_shows_it_when_dominate
     dominated = replace(record(2, 0.94, 0.6), utility=5.0)
     table = format_front(CONFIG, [*on_front, dominated], BASELINE)
     assert "2 (off the front) *" in table and table.count("*") == 2  # the row and the footnote
-    assert "no trial" not in format_front(CONFIG, [], BASELINE)
+    # no finished trial: the baseline row alone, nothing marked, no footnote
+    only_baseline = format_front(CONFIG, [], BASELINE).splitlines()
+    assert len(only_baseline) == 3 and only_baseline[2].split()[0] == "baseline"
+    assert "*" not in "\n".join(only_baseline)
 
 
 def _searcher(storage: optuna.storages.BaseStorage) -> ConstrainedOptunaSearch:
