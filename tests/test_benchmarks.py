@@ -130,3 +130,25 @@ def test_results_table_refuses_a_comparison_task_it_does_not_search() -> None:
         text=True,
     )
     assert done.returncode == 2 and "--singles-task 'x' is not among --tasks" in done.stdout
+
+
+def test_results_table_prints_a_task_with_no_trial_within_the_drop_and_its_closest_trial(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A search whose trials all lose too much accuracy (the flat MobileNetV2 search did): the
+    table keeps its columns and shows the nearest trial instead of failing."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import results_table
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    closest = {
+        "accuracy_drop_pt": 4.17, "storage_ratio": 12.9, "host_latency_ratio": 0.91,
+        "search_host_latency_ratio": 0.9, "plan": "{'layers': ...}",
+        **{f"{p}_{kind}_ratio": 1.1 for p in results_table.PHONES for kind in ("latency", "energy")},
+    }  # fmt: skip
+    row = {"task": "t", "baseline_accuracy": 0.99, "best": None, "smallest": None, "closest": closest}
+    results_table.print_tables([row], None)
+    lines = capsys.readouterr().out.splitlines()
+    assert "no trial within the drop allowed" in lines[2] and lines[2].split()[-1] == "-"
+    assert lines[3].split()[:4] == ["t", "99.00", "closest", "+4.17"] and "12.9x" in lines[3]
