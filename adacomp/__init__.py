@@ -20,12 +20,12 @@ _LAZY = {
     "register_technique": "adacomp.search_spaces",
     "load_task": "adacomp.tasks",
     "AdacompError": "adacomp.errors",
-    "search": "adacomp.platform.search",
-    "SearchResult": "adacomp.platform.search",
+    "search": "adacomp.platform.search.job",
+    "SearchResult": "adacomp.platform.search.job",
     "SearchConfig": "adacomp.platform.search_config",
     "load_search_config": "adacomp.platform.search_config",
-    "open_search": "adacomp.platform.results",
-    "register_strategy": "adacomp.platform.strategies",
+    "open_search": "adacomp.platform.results.snapshot",
+    "register_strategy": "adacomp.platform.strategies.registry",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -2,6 +2,6 @@
 
 import sys
 
-from adacomp.platform.cli import main
+from adacomp.platform.cli.main import main
 
 sys.exit(main())

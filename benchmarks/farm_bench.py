@@ -24,7 +24,7 @@ from adacomp.device_farm.devices.agent import AgentDevice
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.device_farm.graph import analyze
 from adacomp.device_farm.profiles import builtin_profile_names, load_profile
-from adacomp.platform.calibrate import run_calibration
+from adacomp.platform.ops.calibrate import run_calibration
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import export_onnx
 from adacomp.tasks import load_task

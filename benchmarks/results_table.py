@@ -34,10 +34,10 @@ from host_timing import paired_medians_ms
 from report import write_report
 
 from adacomp.errors import AdacompError
-from adacomp.platform.front import normalised_hypervolume
-from adacomp.platform.ledger import TrialRecord
-from adacomp.platform.results import SearchResult
-from adacomp.platform.search import search
+from adacomp.platform.results.front import normalised_hypervolume
+from adacomp.platform.results.ledger import TrialRecord
+from adacomp.platform.results.snapshot import SearchResult
+from adacomp.platform.search.job import search
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import build_space, export_onnx

@@ -24,13 +24,13 @@ import optuna
 import ray
 
 from adacomp.device_farm import Farm
-from adacomp.platform.front import hypervolume_history
-from adacomp.platform.ledger import TrialRecord
-from adacomp.platform.plan_space import plan_from_params, suggest
-from adacomp.platform.search import search
+from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, evaluate_plan
+from adacomp.platform.results.front import hypervolume_history
+from adacomp.platform.results.ledger import TrialRecord
+from adacomp.platform.search.job import search
 from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.platform.table import format_table
-from adacomp.platform.trial import TrialContext, baseline_metrics, evaluate_plan
 from adacomp.search_spaces import build_space
 from adacomp.tasks import load_task, pretrained_model
 

@@ -33,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from adacomp.platform.bundle import export_bundle
 from adacomp.platform.search_config import SearchConfig
-from adacomp.platform.supernet_job import train_supernet_job
-from adacomp.platform.supernet_search import supernet_search
+from adacomp.platform.supernet.bundle import export_bundle
+from adacomp.platform.supernet.search import supernet_search
+from adacomp.platform.supernet.training import train_supernet_job
 from adacomp.platform.table import format_table
 from adacomp.runtime import AdaptiveModel, Context, Manifest, Selector, drain_trace, load_manifest, replay
 from adacomp.runtime.trace import replay_static

@@ -56,9 +56,9 @@ def _scratch_examples(tmp_path: Path, trials: int) -> None:
 def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs every `adacomp ...` line of the README in order, in a scratch directory holding a
     copy of examples/ (search budgets cut to 3 trials). In this process, through the console
-    script's own entry point (`adacomp.platform.cli.main`): a fresh interpreter per command
+    script's own entry point (`adacomp.platform.cli.main.main`): a fresh interpreter per command
     would add its start-up 15 times; tests/platform/test_cli.py runs the real executable."""
-    from adacomp.platform.cli import main
+    from adacomp.platform.cli.main import main
 
     _scratch_examples(tmp_path, trials=3)
     monkeypatch.setenv("ADACOMP_CACHE", str(tmp_path / "cache"))

@@ -6,7 +6,7 @@ retraining: mask the configurations that fit, take the argmax of the utility. Bo
 operations over precomputed arrays, so a selection costs microseconds even for thousands of
 configurations.
 
-The utility mirrors the search's (AdaDeep's form, see adacomp.platform.objectives): normalised
+The utility mirrors the search's (AdaDeep's form, see adacomp.platform.evaluate.objectives): normalised
 accuracy, weighted, minus weighted costs normalised by the uncompressed baseline on this device.
 A draining battery raises the weight of energy.
 

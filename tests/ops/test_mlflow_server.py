@@ -20,9 +20,9 @@ import mlflow
 import pytest
 import yaml
 
-from adacomp.platform.ledger import TrialRecord
+from adacomp.platform.results.ledger import TrialRecord
+from adacomp.platform.results.tracking import COMPLETE_TAG, TRIAL_TAG, SearchTracker
 from adacomp.platform.search_config import SearchConfig
-from adacomp.platform.tracking import COMPLETE_TAG, TRIAL_TAG, SearchTracker
 from adacomp.search_spaces import CompressionPlan, Step
 from tests.loopback import free_port
 

@@ -15,9 +15,9 @@ import ray
 import yaml
 
 from adacomp.errors import AdacompError
-from adacomp.platform.cli import main
-from adacomp.platform.ledger import TrialRecord
-from adacomp.platform.nightly import EXIT_REGRESSION, NightlyResult, NightSummary, compare, nightly
+from adacomp.platform.cli.main import main
+from adacomp.platform.ops.nightly import EXIT_REGRESSION, NightlyResult, NightSummary, compare, nightly
+from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search_config import load_search_config
 from adacomp.search_spaces import CompressionPlan
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from adacomp.platform.cli import build_parser
+from adacomp.platform.cli.main import build_parser
 from tests.ops.test_mlflow_server import readme_console_lines
 
 

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from adacomp.errors import AdacompError
+from adacomp.platform.ops.submit import job_spec
 from adacomp.platform.search_config import load_search_config
-from adacomp.platform.submit import job_spec
 from tests.loopback import RAY_DEFAULT_AGENT_PORT, free_port, own_ray_head_ports
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,7 +167,7 @@ class _HeadStillStarting:
 
 
 def test_a_head_whose_job_agent_is_not_up_yet_is_waited_for(tmp_path: Path) -> None:
-    from adacomp.platform.submit import _submit_once_an_agent_answers
+    from adacomp.platform.ops.submit import _submit_once_an_agent_answers
 
     path = _write_job(tmp_path / "work", tmp_path / "runs")
     spec = job_spec(path, load_search_config(path), tmp_path / "work", submission_id="x")

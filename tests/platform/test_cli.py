@@ -10,7 +10,7 @@ from pathlib import Path
 import onnx
 import pytest
 
-from adacomp.platform.cli import main
+from adacomp.platform.cli.main import main
 
 TINY = "tests.platform.tiny_task:tiny_digits"
 REPO = Path(__file__).resolve().parents[2]

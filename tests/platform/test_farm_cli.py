@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adacomp.device_farm import MeasurementStore
-from adacomp.platform.cli import main
+from adacomp.platform.cli.main import main
 from tests.device_farm.conftest import tiny_model
 
 

@@ -4,7 +4,7 @@ import optuna
 import torch
 from torch import nn
 
-from adacomp.platform.plan_space import distributions, params_from_plan, plan_from_params, suggest
+from adacomp.platform.strategies.plan_space import distributions, params_from_plan, plan_from_params, suggest
 from adacomp.search_spaces import build_space, compress
 
 

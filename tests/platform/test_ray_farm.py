@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
     import json, os, ray, torch
     from adacomp.device_farm import FarmConfig, MeasureSettings, OnnxModel
     from adacomp.device_farm.config import HostSpec
-    from adacomp.platform.ray_farm import RayFarm, init_local_ray
+    from adacomp.platform.search.ray_farm import RayFarm, init_local_ray
     from adacomp.search_spaces import export_onnx
 
     model = OnnxModel(export_onnx(torch.nn.Sequential(torch.nn.Linear(8, 4)).eval(), torch.randn(2, 8)))
@@ -79,7 +79,7 @@ OWN_CLUSTER = textwrap.dedent(
     import json, ray
     from adacomp.device_farm import FarmConfig
     from adacomp.device_farm.config import HostSpec
-    from adacomp.platform.ray_farm import init_local_ray
+    from adacomp.platform.search.ray_farm import init_local_ray
 
     config = FarmConfig(devices=(HostSpec(name="host", kind="host"),))
     init_local_ray(config, measurement_cores=0, include_dashboard=False, log_to_driver=False)

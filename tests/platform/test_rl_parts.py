@@ -13,8 +13,9 @@ from gymnasium.utils.env_checker import check_env
 from pydantic import ValidationError
 
 from adacomp.errors import AdacompError
-from adacomp.platform.plan_space import PRECISIONS
-from adacomp.platform.rl.actions import (
+from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.strategies.plan_space import PRECISIONS
+from adacomp.platform.strategies.rl.actions import (
     CATALOGUE,
     LAYER_ACTIONS,
     N_ACTIONS,
@@ -22,12 +23,11 @@ from adacomp.platform.rl.actions import (
     LayerChoice,
     plan_from_actions,
 )
-from adacomp.platform.rl.env import PlanEnv
-from adacomp.platform.rl.episode import FAILED_REWARD, OBS_SIZE, EpisodeSpec, episode_spec
-from adacomp.platform.rl.exchange import PlanExchange
-from adacomp.platform.rl.module import action_prior
-from adacomp.platform.rl.searcher import policy_module_dir
-from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.strategies.rl.env import PlanEnv
+from adacomp.platform.strategies.rl.episode import FAILED_REWARD, OBS_SIZE, EpisodeSpec, episode_spec
+from adacomp.platform.strategies.rl.exchange import PlanExchange
+from adacomp.platform.strategies.rl.module import action_prior
+from adacomp.platform.strategies.rl.searcher import policy_module_dir
 from adacomp.search_spaces import CompressionPlan, Step, build_space, compress
 from adacomp.tasks import load_task
 

@@ -14,16 +14,16 @@ import pytest
 import ray
 import yaml
 
-from adacomp.platform.results import SearchResult
-from adacomp.platform.rl.searcher import (
+from adacomp.platform.results.snapshot import SearchResult
+from adacomp.platform.results.tracking import TRIAL_TAG
+from adacomp.platform.search.job import search
+from adacomp.platform.strategies.rl.searcher import (
     AGENT_DIR,
     MODULE_PATH,
     START_RECORD,
     policy_module_dir,
     weights_fingerprint,
 )
-from adacomp.platform.search import search
-from adacomp.platform.tracking import TRIAL_TAG
 from tests.platform.test_search import search_config
 
 pytestmark = pytest.mark.slow

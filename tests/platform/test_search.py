@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from adacomp.errors import AdacompError
-from adacomp.platform.front import objective_vector
-from adacomp.platform.pareto import dominates
-from adacomp.platform.search import SearchResult, search
+from adacomp.platform.results.front import objective_vector
+from adacomp.platform.results.pareto import dominates
+from adacomp.platform.search.job import SearchResult, search
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
 from tests.loopback import free_port
@@ -141,8 +141,8 @@ def test_best_model_file_runs_in_onnx_runtime(finished: SearchResult) -> None:
 def test_pareto_reads_the_directory_and_the_mlflow_run(
     finished: SearchResult, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from adacomp.platform.cli import main
-    from adacomp.platform.results import open_search_run
+    from adacomp.platform.cli.main import main
+    from adacomp.platform.results.snapshot import open_search_run
 
     assert main(["pareto", str(finished.out_dir)]) == 0
     out = capsys.readouterr().out

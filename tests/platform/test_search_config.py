@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from adacomp.errors import AdacompError
-from adacomp.platform.objectives import constraint_violations, is_feasible, utility
+from adacomp.platform.evaluate.objectives import constraint_violations, is_feasible, utility
 from adacomp.platform.search_config import SearchConfig, load_search_config
 
 GOOD = """

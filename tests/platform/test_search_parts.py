@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adacomp.errors import AdacompError
-from adacomp.platform.cli import main
-from adacomp.platform.front import best_by_utility, normalised_hypervolume, pareto_front
-from adacomp.platform.ledger import Ledger, TrialRecord
-from adacomp.platform.optuna_searcher import ConstrainedOptunaSearch, fail_interrupted_trials
-from adacomp.platform.pareto import dominates
+from adacomp.platform.cli.main import main
+from adacomp.platform.results.front import best_by_utility, normalised_hypervolume, pareto_front
+from adacomp.platform.results.ledger import Ledger, TrialRecord
+from adacomp.platform.results.pareto import dominates
 from adacomp.platform.search_config import SearchConfig, load_search_config
-from adacomp.platform.strategies import get_strategy, registered_strategies
+from adacomp.platform.strategies.optuna_searcher import ConstrainedOptunaSearch, fail_interrupted_trials
+from adacomp.platform.strategies.registry import get_strategy, registered_strategies
 from adacomp.search_spaces import CompressionPlan, Step
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,7 +93,7 @@ def test_best_by_utility_skips_infeasible_failed_and_duplicates() -> None:
 def test_the_printed_front_marks_the_registered_trial_and_shows_it_when_dominated() -> None:
     from dataclasses import replace
 
-    from adacomp.platform.results import format_front
+    from adacomp.platform.results.snapshot import format_front
 
     on_front = [record(0, 0.98, 0.5), record(1, 0.95, 0.3)]
     table = format_front(CONFIG, on_front, BASELINE)  # utility: accuracy - latency, trial 1 wins
@@ -210,8 +210,8 @@ def test_pareto_on_a_directory_without_a_search_is_one_line(
 
 
 def test_ui_command_points_mlflow_at_the_project_store() -> None:
-    from adacomp.platform.cli import build_parser
-    from adacomp.platform.search_cli import ui_command
+    from adacomp.platform.cli.main import build_parser
+    from adacomp.platform.cli.search import ui_command
 
     args = build_parser().parse_args(["ui", "--dir", "somewhere", "--port", "5123"])
     command = ui_command(args)
@@ -226,8 +226,8 @@ def test_a_plan_proposed_again_is_served_from_its_record() -> None:
     so the trial reports it without evaluating anything."""
     from types import SimpleNamespace
 
-    from adacomp.platform.plan_space import params_from_plan
-    from adacomp.platform.search import _define_by_run
+    from adacomp.platform.search.job import _define_by_run
+    from adacomp.platform.strategies.plan_space import params_from_plan
     from adacomp.search_spaces import build_space
     from adacomp.tasks import load_task
 

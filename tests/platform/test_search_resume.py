@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from adacomp.platform.ledger import Ledger
+from adacomp.platform.results.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -16,12 +16,12 @@ import torch
 from mlflow import MlflowClient
 
 from adacomp.errors import AdacompError
-from adacomp.platform.bundle import BundleResult, export_bundle
-from adacomp.platform.cli import main
-from adacomp.platform.pareto import dominates
+from adacomp.platform.cli.main import main
+from adacomp.platform.results.pareto import dominates
 from adacomp.platform.search_config import Objective, Output, SearchConfig
-from adacomp.platform.supernet_job import TrainResult, train_supernet_job
-from adacomp.platform.supernet_search import SupernetSearchResult, device_objectives, supernet_search
+from adacomp.platform.supernet.bundle import BundleResult, export_bundle
+from adacomp.platform.supernet.search import SupernetSearchResult, device_objectives, supernet_search
+from adacomp.platform.supernet.training import TrainResult, train_supernet_job
 from adacomp.runtime.manifest import load_manifest, verify_files
 from adacomp.runtime.session import declared_session_config
 from adacomp.tasks import evaluate_onnx, load_task

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from adacomp.errors import AdacompError
-from adacomp.platform.plan_space import params_from_plan, plan_from_params, quantizable, suggest
-from adacomp.platform.search import restricted_space, search
+from adacomp.platform.search.job import restricted_space, search
 from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, quantizable, suggest
 from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space, compress
 from adacomp.search_spaces.params import ParamSpec
 from adacomp.search_spaces.sites import LayerSite

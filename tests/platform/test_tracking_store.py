@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from adacomp.platform.tracking import seed_new_sqlite_store
+from adacomp.platform.results.tracking import seed_new_sqlite_store
 
 
 def _schema(path: Path) -> tuple[list[tuple[str, list[str]]], list[tuple[str]]]:

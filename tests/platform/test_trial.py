@@ -8,9 +8,9 @@ import pytest
 
 from adacomp.device_farm import Farm, FarmConfig, MeasureSettings
 from adacomp.device_farm.config import EmulatedSpec, HostSpec
-from adacomp.platform.ledger import TrialRecord
+from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, evaluate_plan
+from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search_config import SearchConfig
-from adacomp.platform.trial import TrialContext, baseline_metrics, evaluate_plan
 from adacomp.search_spaces import CompressionPlan, Step
 from adacomp.tasks import TrainBudget, load_task, pretrained_model
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from adacomp.platform.cli import main
+from adacomp.platform.cli.main import main
 from tests.runtime.bundles import manifest_dict, write_bundle
 
 

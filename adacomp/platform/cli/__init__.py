@@ -1,0 +1,1 @@
+"""The `adacomp` command line: one module per command group."""

@@ -1,0 +1,152 @@
+"""`adacomp farm ...`: list devices, measure a model, serve an agent, calibrate an emulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from adacomp.errors import AdacompError
+
+DEFAULT_STORE = Path(".adacomp") / "measurements"
+
+
+def _cores(text: str) -> tuple[int, ...]:
+    try:
+        cores = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected core numbers like 0,1 got {text!r}") from None
+    if not cores or min(cores) < 0:
+        raise argparse.ArgumentTypeError(f"expected core numbers like 0,1 got {text!r}")
+    return cores
+
+
+def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    farm = commands.add_parser("farm", help="the device farm: list, measure, agent, calibrate")
+    sub = farm.add_subparsers(dest="farm_command", required=True, metavar="FARM_COMMAND")
+
+    def with_config(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--config", type=Path, help="farm YAML (default: emulated profiles + this host)")
+
+    listing = sub.add_parser("list", help="devices and their health")
+    with_config(listing)
+
+    measure = sub.add_parser("measure", help="measure one ONNX model on one device")
+    measure.add_argument("model", type=Path)
+    measure.add_argument("--device", required=True)
+    with_config(measure)
+    measure.add_argument(
+        "--store", type=Path, default=DEFAULT_STORE, help=f"measurement store (default {DEFAULT_STORE})"
+    )
+    measure.add_argument("--fresh", action="store_true", help="measure even if the store has this model")
+    measure.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    measure.add_argument("--batch-size", type=int, default=1)
+    measure.add_argument("--json", action="store_true", help="print the Measurement as JSON")
+
+    agent = sub.add_parser("agent", help="serve this machine's CPU to a remote farm over HTTP")
+    agent.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
+    agent.add_argument("--port", type=int, default=8470)
+    agent.add_argument("--token-file", type=Path, required=True)
+    agent.add_argument("--name", default="agent")
+    agent.add_argument("--class", dest="device_class", default="host")
+    agent.add_argument("--cores", type=_cores, help="pin measurements to these cores, e.g. 2,3")
+    agent.add_argument("--max-model-mb", type=float, default=256.0)
+    agent.add_argument("--request-timeout", type=float, default=300.0, help="seconds per measurement")
+
+    calibrate = sub.add_parser("calibrate", help="fit an emulator profile to a real device")
+    calibrate.add_argument("--device", default="host")
+    with_config(calibrate)
+    calibrate.add_argument("--models", type=int, default=48, help="how many generated models to measure")
+    calibrate.add_argument(
+        "--out", type=Path, default=Path(".adacomp") / "profiles", help="where the fitted profile goes"
+    )
+    calibrate.add_argument("--store", type=Path, default=DEFAULT_STORE)
+    calibrate.add_argument("--seed", type=int, default=0)
+
+
+def run_farm(args: argparse.Namespace) -> int:
+    if args.farm_command == "list":
+        return _list(args)
+    if args.farm_command == "measure":
+        return _measure(args)
+    if args.farm_command == "agent":
+        return _agent(args)
+    if args.farm_command == "calibrate":
+        return _calibrate(args)
+    raise AssertionError(args.farm_command)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from adacomp.device_farm import open_farm
+    from adacomp.platform.table import format_table
+
+    farm = open_farm(args.config)
+    statuses = farm.status()  # health checks may be network round trips: once
+    rows = []
+    for status in statuses:
+        state = "ok" if status.healthy else "DOWN"
+        if status.quarantined_for_s:
+            state = f"quarantined {status.quarantined_for_s:.0f} s"
+        rows.append([status.name, status.kind, status.device_class, state, status.detail])
+    print(format_table(["device", "kind", "class", "health", "detail"], rows))
+    return 0 if all(s.healthy for s in statuses) else 1
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from adacomp.device_farm import MeasureSettings, OnnxModel, open_farm
+
+    model = OnnxModel.from_path(args.model)
+    model.proto()
+    try:
+        settings = MeasureSettings(intra_op_threads=args.threads, batch_size=args.batch_size)
+    except ValueError as exc:
+        raise AdacompError(f"bad measurement settings: {str(exc).splitlines()[-1].strip()}") from None
+    farm = open_farm(args.config, store=args.store)
+    try:
+        measurement = farm.measure(model, args.device, settings, fresh=args.fresh)
+    finally:
+        farm.close()
+    if args.json:
+        print(json.dumps(measurement.to_dict(), indent=2))
+    else:
+        print(measurement.summary())
+        if measurement.notes:
+            print(f"notes: {measurement.notes}")
+    return 0
+
+
+def _agent(args: argparse.Namespace) -> int:
+    from adacomp.device_farm.agent_server import serve
+
+    try:
+        serve(
+            args.host,
+            args.port,
+            args.token_file,
+            name=args.name,
+            device_class=args.device_class,
+            cores=args.cores,
+            max_model_bytes=int(args.max_model_mb * 1024 * 1024),
+            request_timeout_s=args.request_timeout,
+        )
+    except KeyboardInterrupt:
+        print("agent stopped", file=sys.stderr)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from adacomp.platform.ops.calibrate import run_calibration
+
+    report = run_calibration(
+        device=args.device,
+        config=args.config,
+        models=args.models,
+        out_dir=args.out,
+        store=args.store,
+        seed=args.seed,
+        log=lambda message: print(message, file=sys.stderr),
+    )
+    print(report.table())
+    print(f"\nfitted profile written to {report.profile_path}")
+    return 0

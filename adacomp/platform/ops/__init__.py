@@ -1,0 +1,1 @@
+"""Operations around the search: nightly runs, cluster submission, emulator calibration."""

@@ -1,0 +1,732 @@
+"""The search: Ray Tune runs trials, an Optuna strategy proposes plans, MLflow records it all.
+
+`search(config)` is the whole job (the CLI's `adacomp search` is a thin layer over it):
+
+1. validate everything a user can get wrong before any training (config, strategy, targets);
+2. train (or load from cache) the uncompressed model and measure it like a trial: the baseline
+   that normalises the utility and is the summary table's first row;
+3. start or reconnect to Ray (embedded by default; `address` or RAY_ADDRESS for a cluster) with
+   the host device's measurement cores kept free of training;
+4. run the remaining trials with Tune; the trial function gets the task, weights and baseline
+   once through the object store (`tune.with_parameters`) and caches its context per worker;
+5. record each finished trial (driver side): ledger line, MLflow child run, progress view;
+6. at the end: Pareto front (CSV, Parquet, PNG, HTML), hypervolume, best model registered.
+
+Everything lives under `<output.dir>/<name>/`; a resumed search (`resume=True`) continues from
+the ledger and the Optuna journal there (see ledger.py and optuna_searcher.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from ray.tune import Callback
+from ray.tune.logger import JsonLoggerCallback
+
+from adacomp.device_farm import FarmConfig, MeasureSettings
+from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
+from adacomp.device_farm.cores import available_cores, pin_process
+from adacomp.errors import AdacompError, first_line
+from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, evaluate_plan
+from adacomp.platform.results.front import (
+    best_by_utility,
+    normalised_hypervolume,
+    pareto_front,
+)
+from adacomp.platform.results.ledger import Ledger, TrialRecord
+from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
+from adacomp.platform.search.progress import ProgressView, SearchProgress
+from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.strategies._base import SearcherSetup
+from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
+from adacomp.platform.strategies.registry import get_strategy
+from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space
+from adacomp.search_spaces.techniques import registered_techniques
+from adacomp.tasks import Task, load_task, pretrained_model
+
+if TYPE_CHECKING:
+    pass
+
+# Fields that define what a search measures: a resumed search must not change them.
+IDENTITY_FIELDS = (
+    "task",
+    "targets",
+    "objectives",
+    "constraints",
+    "utility",
+    "finetune",
+    "seed",
+    "measure",
+    "techniques",
+)
+
+
+# --- the trial, in a Tune worker -------------------------------------------------------------
+@dataclass(frozen=True)
+class TrialPayload:
+    """What every trial needs, put in Ray's object store once (tune.with_parameters)."""
+
+    key: str
+    config: SearchConfig
+    task: Task
+    weights: dict[str, torch.Tensor]
+    baseline: dict[str, float | None]
+    calibration: list[np.ndarray]
+    settings: MeasureSettings
+    farm: FarmConfig
+
+
+_CONTEXTS: dict[str, TrialContext] = {}
+
+
+def _trial_context(payload: TrialPayload) -> TrialContext:
+    """Built once per worker process and search: the model, the farm's actor handles."""
+    ctx = _CONTEXTS.get(payload.key)
+    if ctx is None:
+        import ray
+
+        from adacomp.device_farm import Farm
+        from adacomp.platform.search.ray_farm import RayFarm
+
+        model = payload.task.build_model()
+        model.load_state_dict(payload.weights)
+        model.eval()
+        farm = RayFarm(payload.farm) if ray.is_initialized() else Farm(payload.farm)
+        ctx = TrialContext(
+            config=payload.config,
+            task=payload.task,
+            model=model,
+            farm=farm,
+            settings=payload.settings,
+            calibration=payload.calibration,
+            baseline=payload.baseline,
+        )
+        _CONTEXTS.clear()
+        _CONTEXTS[payload.key] = ctx
+    return ctx
+
+
+def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
+    """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
+    from ray import tune
+
+    if "cached" in params:  # a plan this search already evaluated: never paid twice
+        record = replace(TrialRecord.from_dict(params["cached"]), finished_at=time.time())
+        tune.report(record.report())
+        return
+    ctx = _trial_context(payload)
+    result = evaluate_plan(ctx, CompressionPlan.from_json(params["plan"]), seed=int(params["seed"]))
+    report = TrialRecord.from_result(int(params["trial_number"]), result).report()
+    if result.onnx_model is None:
+        tune.report(report)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.onnx").write_bytes(result.onnx_model)
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{int(trial.config.get('trial_number', -1)):04d}_{trial.trial_id}"
+
+
+# --- the driver ------------------------------------------------------------------------------
+def _identity(config: SearchConfig) -> dict[str, Any]:
+    dumped = json.loads(config.model_dump_json())
+    return {k: dumped[k] for k in IDENTITY_FIELDS}
+
+
+def farm_for_targets(config: SearchConfig) -> FarmConfig:
+    farm = load_farm_config(config.farm) if config.farm is not None else default_farm_config()
+    names = {spec.name for spec in farm.devices}
+    for target in config.targets:
+        if target not in names:
+            where = f"farm {config.farm}" if config.farm else "the default farm"
+            raise AdacompError(f"targets: unknown device {target!r}; {where} has: {', '.join(sorted(names))}")
+    return farm.model_copy(update={"devices": tuple(s for s in farm.devices if s.name in config.targets)})
+
+
+def check_objectives_measurable(config: SearchConfig, baseline: dict[str, float | None]) -> None:
+    for objective in config.objectives:
+        if baseline.get(objective.key) is None:
+            raise AdacompError(
+                f"objectives: {objective.key!r} has no value for the uncompressed model "
+                f"(device {objective.target!r} cannot measure {objective.metric}); "
+                "remove it or pick another device"
+            )
+
+
+class _SearchRun:
+    """Driver-side state of one run of a search: ledger, tracker, progress.
+
+    The ledger is written first and is the truth; MLflow is a copy that may lag. When the store
+    does not answer (a server restarting, a network cut), finished trials wait in `unlogged`
+    and go out, oldest first, with the next trial or at the end of the search; nothing is
+    lost and, because a half-logged child is deleted before it is logged again, nothing is
+    doubled.
+    """
+
+    def __init__(
+        self,
+        config: SearchConfig,
+        out_dir: Path,
+        tracker: Any,
+        parent_id: str,
+        baseline: dict[str, float | None],
+        progress: ProgressView,
+        say: Callable[[str], None] = lambda message: None,
+    ) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.ledger: Ledger[TrialRecord] = Ledger(out_dir / "trials.jsonl")
+        self.records = self.ledger.load()
+        self.tracker = tracker
+        self.parent_id = parent_id
+        self.baseline = baseline
+        self.view = progress
+        self.say = say
+        self.by_hash = {r.plan.hash: r for r in self.records if not r.failed and r.duplicate_of is None}
+        self.unlogged: list[TrialRecord] = []
+        self.mlflow_down_since: float | None = None
+
+    def record(self, record: TrialRecord, model_path: Path | None) -> None:
+        if any(r.number == record.number for r in self.records):
+            return  # Tune told us twice (complete after error); the first word stands
+        self.ledger.append(record)  # first: a kill after this is reconciled on resume
+        self.records.append(record)
+        if not record.failed and record.duplicate_of is None:
+            self.by_hash.setdefault(record.plan.hash, record)
+        self.unlogged.append(record)
+        self.flush()
+        self._progress(record)
+
+    def flush(self, strict: bool = False) -> bool:
+        """Logs the trials MLflow lacks, oldest first; False while the store does not answer
+        (`strict`: raises what the store said instead)."""
+        try:
+            if self.mlflow_down_since is not None:  # what made it before the cut, and tidy up
+                logged = self.tracker.child_runs(self.parent_id)
+                self.unlogged = [r for r in self.unlogged if r.number not in logged]
+            while self.unlogged:
+                record = self.unlogged[0]
+                self.tracker.log_trial(self.parent_id, record, self._model(record))
+                self.unlogged.pop(0)
+        except Exception as exc:  # the store is away: keep the trials, say so once
+            if self.mlflow_down_since is None:
+                self.mlflow_down_since = time.time()
+                self.say(
+                    f"MLflow at {self.tracker.tracking_uri} does not answer ({first_line(exc)}); "
+                    "trials stay in the ledger and are logged when it is back"
+                )
+            if strict:
+                raise
+            return False
+        if self.mlflow_down_since is not None:
+            away = time.time() - self.mlflow_down_since
+            self.say(f"MLflow is back after {away:.0f} s; every finished trial is logged")
+            self.mlflow_down_since = None
+        return True
+
+    def log_progress(self, step: int, values: Mapping[str, float | None]) -> None:
+        """Progress curves are derived from the ledger: a point lost while MLflow is away is skipped."""
+        if self.mlflow_down_since is not None:
+            return
+        try:
+            self.tracker.log_progress(self.parent_id, step=step, values=dict(values))
+        except Exception:
+            self.flush()  # notices and reports the outage
+
+    def _progress(self, record: TrialRecord) -> None:
+        p = self.view.progress
+        p.done = len(self.records)
+        p.done_this_run += 1
+        p.failed = sum(r.failed for r in self.records)
+        p.running = max(0, p.running - 1)
+        p.front_size = len(pareto_front(self.config, self.records))
+        best = best_by_utility(self.records)
+        p.best_utility = best.utility if best else None
+        p.hypervolume = normalised_hypervolume(self.config, self.records, self.baseline)
+        self.log_progress(
+            p.done,
+            {
+                "hypervolume": p.hypervolume,
+                "front_size": float(p.front_size),
+                "best_utility": p.best_utility,
+                "trials_done": float(p.done),
+                "trials_failed": float(p.failed),
+            },
+        )
+        self.view.trial_finished(_describe(record))
+
+    def reconcile(self) -> int:
+        """Logs ledger trials MLflow lacks (a kill between the two); returns how many."""
+        logged = self.tracker.child_runs(self.parent_id)
+        self.unlogged = [r for r in self.records if r.number not in logged]
+        missing = len(self.unlogged)
+        self.flush()
+        return missing
+
+    def _model(self, record: TrialRecord) -> Path | None:
+        path = model_file(self.out_dir, record.plan)
+        return path if path.exists() else None
+
+
+def _describe(record: TrialRecord) -> str:
+    if record.failed:
+        return f"trial {record.number}: failed - {record.reason}"
+    accuracy = record.metrics.get("accuracy")
+    acc = f"acc {100 * accuracy:.2f}%" if isinstance(accuracy, float) else "acc -"
+    state = "feasible" if record.feasible else "infeasible"
+    dup = f" (same plan as trial {record.duplicate_of})" if record.duplicate_of is not None else ""
+    utility = "-" if record.utility is None else f"{record.utility:.4f}"
+    return f"trial {record.number}: {acc}, utility {utility}, {state}, {record.seconds:.1f} s{dup}"
+
+
+class TrialRecorder(Callback):
+    """Tune's driver-side hook: every finished or crashed trial is recorded exactly once."""
+
+    def __init__(self, run: _SearchRun) -> None:
+        self.run: _SearchRun | None = run
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"run": None}  # Tune pickles its callbacks with the tuner; ours live in the driver
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.run is not None:
+            self.run.view.progress.running += 1
+            self.run.view.refresh()
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.run is not None and "trial_number" in trial.config:
+            _record_completed(self.run, trial)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        if self.run is not None and "trial_number" in trial.config:
+            _record_crashed(self.run, trial)
+
+
+def _record_completed(run: _SearchRun, trial: Any) -> None:
+    result = trial.last_result or {}
+    if "record" not in result:  # the trial ended without reporting: treat it as a crash
+        _record_crashed(run, trial)
+        return
+    record = TrialRecord.from_dict(result["record"])
+    model_path = None
+    checkpoint = trial.checkpoint
+    if checkpoint is not None and not record.failed:
+        source = Path(checkpoint.path) / "model.onnx"
+        if source.exists():
+            model_path = model_file(run.out_dir, record.plan)
+            model_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, model_path)
+    run.record(record, model_path)
+
+
+def _record_crashed(run: _SearchRun, trial: Any) -> None:
+    error = getattr(trial, "error_file", None)
+    detail = "its worker process died"
+    if error and Path(error).exists():
+        lines = [ln for ln in Path(error).read_text().splitlines() if ln.strip()]
+        detail = lines[-1][:300] if lines else detail
+    record = TrialRecord(
+        number=int(trial.config["trial_number"]),
+        plan=CompressionPlan.from_json(trial.config["plan"]),
+        metrics={},
+        utility=None,
+        violations=(),
+        failed=True,
+        reason=f"trial crashed: {detail}",
+    )
+    run.record(record, None)
+
+
+def _define_by_run(config: SearchConfig, run: _SearchRun, space: Any) -> Callable[[Any], dict[str, Any]]:
+    def define(trial: Any) -> dict[str, Any]:
+        suggest(trial, space)
+        plan = plan_from_params(trial.params, space)
+        proposal: dict[str, Any] = {
+            "plan": plan.to_json(indent=None),
+            "trial_number": trial.number,
+            "seed": config.seed + trial.number,
+        }
+        earlier = run.by_hash.get(plan.hash)
+        if earlier is not None:
+            again = replace(earlier, number=trial.number, seconds=0.0, duplicate_of=earlier.number)
+            proposal["cached"] = again.to_dict()
+        return proposal
+
+    return define
+
+
+def _init_ray(address: str | None, farm: FarmConfig) -> tuple[bool, Any]:
+    """Starts (True) or joins (False) Ray; returns the host core reservation when local."""
+    import ray
+
+    from adacomp.platform.search.ray_farm import init_local_ray
+
+    if ray.is_initialized():
+        return False, None
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        return True, None
+    uses_host = any(isinstance(spec, HostSpec) for spec in farm.devices)
+    reservation = init_local_ray(
+        farm,
+        measurement_cores=1 if uses_host else 0,
+        log_to_driver=False,
+        include_dashboard=False,
+        configure_logging=False,
+    )
+    return True, reservation
+
+
+def search(
+    config: SearchConfig | str | Path,
+    *,
+    resume: bool = False,
+    address: str | None = None,
+    progress: bool = True,
+    initial_plans: Sequence[CompressionPlan] = (),
+    study: tuple[Path, str] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SearchResult:
+    """Runs (or resumes) a compression search and returns its front, MLflow run and best plan.
+
+    `config` is a SearchConfig or the path of its YAML file. With `resume`, a search killed
+    earlier continues where it stopped (a search that never ran simply starts). `address`
+    joins a Ray cluster instead of starting Ray on this machine (RAY_ADDRESS works too).
+    `initial_plans` are evaluated first (a warm start: known-good plans, last night's front).
+    `study` (Optuna journal file, study name) shares one Optuna study between searches (the
+    nightly searches); by default each search has its own, in its directory.
+    """
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    if not isinstance(config, SearchConfig):
+        config = load_search_config(config)
+    strategy = get_strategy(config.strategy)
+    strategy.check(config)
+    farm_config = farm_for_targets(config)
+    out_dir = (config.output.dir / config.name).resolve()
+    state_path = out_dir / STATE_FILE
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
+    if state and not resume:
+        done = len(Ledger(out_dir / "trials.jsonl").load())
+        raise AdacompError(
+            f"output: search {config.name!r} already exists in {out_dir} ({done} finished trials); "
+            "continue it with --resume, or change 'name' or 'output.dir'"
+        )
+    if state and state.get("identity") != _identity(config):
+        changed = [k for k in IDENTITY_FIELDS if state["identity"].get(k) != _identity(config)[k]]
+        raise AdacompError(
+            f"{changed[0]}: differs from the search being resumed in {out_dir}; "
+            "a resumed search must measure the same way (change 'name' to start a new one)"
+        )
+    from adacomp.platform.results.tracking import default_tracking_uri
+
+    tracking_uri = (
+        config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
+    )
+
+    task = load_task(config.task)
+    check_techniques_known(config)  # after the task's import: a user's module may register some
+    say(f"task {task.name}: training or loading the uncompressed model")
+    model = pretrained_model(task, seed=config.seed)
+    space = restricted_space(build_space(model, task.example_input(2)), config)
+    cores_before = available_cores()  # a local Ray pins this process to its training cores
+    started_ray, reservation = _init_ray(address, farm_config)
+    try:
+        return _run(
+            config,
+            strategy,
+            farm_config,
+            reservation,
+            task,
+            model,
+            space,
+            out_dir,
+            state,
+            tracking_uri,
+            resume=bool(state),
+            progress=progress,
+            initial_plans=initial_plans,
+            study=study or (out_dir / "optuna.journal", f"adacomp-{config.name}"),
+            say=say,
+            started=started,
+        )
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+            pin_process(cores_before)  # a second search in this process gets every core again
+
+
+def check_techniques_known(config: SearchConfig) -> None:
+    known = registered_techniques()
+    for name in config.techniques or ():
+        if name not in known:
+            raise AdacompError(f"techniques: unknown technique {name!r}; registered: {', '.join(known)}")
+
+
+def restricted_space(space: SearchSpace, config: SearchConfig) -> SearchSpace:
+    """The model's space cut to `config.techniques`, refused in one line when a name is unknown
+    or when none of them applies to any layer of this model."""
+    if config.techniques is None:
+        return space
+    check_techniques_known(config)
+    restricted = space.restricted_to(config.techniques)
+    if not restricted.layers:
+        applicable = ", ".join(sorted(space.techniques()))
+        raise AdacompError(
+            f"techniques: none of {list(config.techniques)} applies to a layer of {config.task!r} "
+            f"(these do: {applicable})"
+        )
+    return restricted
+
+
+def _run(
+    config: SearchConfig,
+    strategy: Any,
+    farm_config: FarmConfig,
+    reservation: Any,
+    task: Task,
+    model: torch.nn.Module,
+    space: SearchSpace,
+    out_dir: Path,
+    state: dict[str, Any],
+    tracking_uri: str,
+    *,
+    resume: bool,
+    progress: bool,
+    initial_plans: Sequence[CompressionPlan],
+    study: tuple[Path, str],
+    say: Callable[[str], None],
+    started: float,
+) -> SearchResult:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from ray import tune
+
+    from adacomp.platform.results.tracking import SearchTracker
+    from adacomp.platform.search.ray_farm import RayFarm
+    from adacomp.platform.strategies.optuna_searcher import fail_interrupted_trials
+
+    if tracking_uri.startswith(("http://", "https://")):
+        # MLflow's client retries a call for minutes; a search buffers instead (see _SearchRun).
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    try:
+        tracker = SearchTracker.for_config(config, tracking_uri)
+    except Exception as exc:
+        raise AdacompError(
+            f"output.tracking_uri: cannot reach MLflow at {tracking_uri} ({first_line(exc)})"
+        ) from exc
+    farm = RayFarm(farm_config, reservation)
+    calibration = task.calibration_batches()
+    ctx = TrialContext(config, task, model, farm, config.measure, calibration)
+    if resume:
+        baseline: dict[str, float | None] = state["baseline"]
+    else:
+        say("measuring the uncompressed model on " + ", ".join(config.targets))
+        baseline = baseline_metrics(ctx)
+        check_objectives_measurable(config, baseline)
+    ctx.baseline = baseline
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        parent_id = state["parent_run_id"]
+        tracker.reopen(parent_id)
+    else:
+        parent_id = tracker.start_search(config, out_dir, baseline)
+        state = {
+            "name": config.name,
+            "parent_run_id": parent_id,
+            "tracking_uri": tracking_uri,
+            "experiment": config.output.experiment,
+            "identity": _identity(config),
+            "baseline": baseline,
+            "config": json.loads(config.model_dump_json()),
+        }
+        tmp = out_dir / f".{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(out_dir / STATE_FILE)
+
+    view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
+    run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view, say)
+    if resume:
+        recovered = run.reconcile()
+        say(
+            f"resuming: {len(run.records)} trials finished"
+            + (f", {recovered} re-logged to MLflow" if recovered else "")
+        )
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal, study_name = study
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    fail_interrupted_trials(storage, study_name)
+    setup = SearcherSetup(
+        define_by_run=_define_by_run(config, run, space),
+        metrics=tuple(o.key for o in config.objectives),
+        modes=tuple(o.mode for o in config.objectives),
+        trials=config.trials,
+        seed=config.seed,
+        storage=storage,
+        study_name=study_name,
+        initial_points=() if resume else tuple(params_from_plan(p, space) for p in initial_plans),
+        config=config,
+        space=space,
+        model=model,
+        example_input=task.example_input(2),
+        baseline=baseline,
+        history=tuple(run.records),
+        state_dir=out_dir,
+        on_progress=run.log_progress,
+    )
+    remaining = config.trials - len(run.records)
+    view.progress.done = len(run.records)
+    view.progress.failed = sum(r.failed for r in run.records)
+    if remaining > 0:
+        payload = TrialPayload(
+            key=f"{out_dir}:{time.time_ns()}",
+            config=config,
+            task=task,
+            weights={k: v.detach().clone() for k, v in model.state_dict().items()},
+            baseline=baseline,
+            calibration=calibration,
+            settings=config.measure,
+            farm=farm_config,
+        )
+        import ray
+
+        training_cores = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        concurrency = max(1, min(config.concurrency, training_cores))
+        say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
+        # A failed trial reports no objective values (it has none); the searcher tells Optuna FAIL.
+        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+        # The ledger and MLflow are the record. Of Tune's own loggers only the JSON one stays
+        # (Tune's result grid reads it); TensorBoard complains about the nested plan in results.
+        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+        searcher = strategy.searcher(setup)
+        tuner = tune.Tuner(
+            tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=remaining,
+                max_concurrent_trials=concurrency,
+                reuse_actors=True,
+                trial_dirname_creator=trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                storage_path=str(out_dir / "ray"),
+                callbacks=[TrialRecorder(run), JsonLoggerCallback()],  # type: ignore[no-untyped-call]
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            ),
+        )
+        with view:
+            try:
+                tuner.fit()
+            finally:
+                strategy.finish(searcher)
+    return _finish(config, out_dir, run, tracker, parent_id, baseline, tracking_uri, started)
+
+
+def _finish(
+    config: SearchConfig,
+    out_dir: Path,
+    run: _SearchRun,
+    tracker: Any,
+    parent_id: str,
+    baseline: dict[str, float | None],
+    tracking_uri: str,
+    started: float,
+) -> SearchResult:
+    from adacomp.platform.results.plots import pareto_html, pareto_png
+
+    snapshot = SearchSnapshot(
+        config=config,
+        baseline=baseline,
+        records=sorted(run.records, key=lambda r: r.number),
+        run_id=parent_id,
+        tracking_uri=tracking_uri,
+        out_dir=out_dir,
+    )
+    records, front = snapshot.records, snapshot.front_records
+    table = snapshot.front
+    files = [out_dir / "front.csv", out_dir / "front.parquet", out_dir / "front.md"]
+    table.to_csv(files[0], index=False)
+    table.to_parquet(files[1], index=False)
+    files[2].write_text(snapshot.table() + "\n")
+    files.append(pareto_png(config, records, baseline, out_dir / "pareto.png"))
+    files.append(pareto_html(config, records, baseline, out_dir / "pareto.html"))
+    patient = _PatientMlflow(run, config.output.mlflow_wait_s)
+    patient.call("logging the trials", lambda: run.flush(strict=True))
+    children = patient.call(
+        "logging the front",
+        lambda: tracker.log_front(
+            parent_id,
+            files,
+            [r.number for r in front],
+            {
+                "hypervolume_final": snapshot.hypervolume,
+                "front_size_final": float(len(front)),
+                "trials_failed_final": float(sum(r.failed for r in records)),
+            },
+        ),
+    )
+    registered = None
+    best = snapshot.best
+    if best is not None and snapshot.model_path(best).exists():
+        trial_run = children.get(best.number, parent_id)
+        path = snapshot.model_path(best)
+        registered = patient.call(
+            "registering the best model",
+            lambda: tracker.register_best(parent_id, trial_run, best, path, config.name),
+        )
+    patient.call("closing the search's run", lambda: tracker.finish(parent_id))
+    return SearchResult(
+        **{f.name: getattr(snapshot, f.name) for f in fields(SearchSnapshot)},
+        registered_model=registered,
+        seconds=time.perf_counter() - started,
+    )
+
+
+class _PatientMlflow:
+    """The end of a search: each MLflow step is retried until the store answers or `wait_s`
+    passes; then one clear error says where the results are (the ledger, the front files)."""
+
+    def __init__(self, run: _SearchRun, wait_s: float) -> None:
+        self.run, self.wait_s = run, wait_s
+        self.deadline = time.monotonic() + wait_s
+
+    def call(self, what: str, step: Callable[[], Any]) -> Any:
+        delay = 1.0
+        while True:
+            try:
+                return step()
+            except Exception as exc:
+                if time.monotonic() >= self.deadline:
+                    raise AdacompError(
+                        f"output.tracking_uri: MLflow at {self.run.tracker.tracking_uri} did not answer "
+                        f"for {self.wait_s:.0f} s while {what} ({first_line(exc)}); every trial is in "
+                        f"{self.run.ledger.path} and the front in {self.run.out_dir}; run the search "
+                        "again with --resume to log the rest"
+                    ) from exc
+                self.run.say(f"MLflow does not answer while {what}; retrying in {delay:.0f} s")
+                time.sleep(min(delay, max(0.0, self.deadline - time.monotonic())))
+                delay = min(30.0, delay * 2)

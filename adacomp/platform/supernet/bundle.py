@@ -1,0 +1,210 @@
+"""`adacomp export`: the deployable bundle of a supernet search, logged and registered in MLflow.
+
+A bundle is `manifest.json` (schema v1, adacomp.runtime.manifest) and one ONNX model per chosen
+configuration, each already at its precision. One model per configuration rather than shared
+weights plus slicing code: the device then needs only onnxruntime, every model is exactly what
+was measured, and a switch is one session load (measured in benchmarks/supernet_bench.py).
+
+Which configurations: the union of the per-device Pareto fronts; when that is more than
+`supernet.bundle_size`, each device's front is thinned to spread along latency (its fastest and
+its most accurate first, then the points farthest from those already chosen), devices taking
+turns, so every device keeps choices across its whole latency range.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from adacomp.errors import AdacompError
+from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.supernet.search import SubnetRecord, device_front, load_records
+from adacomp.platform.supernet.training import supernet_dir
+from adacomp.runtime.manifest import (
+    MANIFEST_NAME,
+    SCHEMA_VERSION,
+    Manifest,
+    file_sha256,
+    save_manifest,
+    verify_files,
+)
+from adacomp.search_spaces.export import INPUT_NAME, OUTPUT_NAME
+from adacomp.tasks import load_task
+
+Metrics = dict[str, float | None]
+
+
+def _spread(front: Sequence[SubnetRecord], device: str) -> list[SubnetRecord]:
+    """`front` ordered so that any prefix covers its latency/accuracy range evenly."""
+    if len(front) <= 2:
+        return list(front)
+    lat = [math.log(r.metrics[f"latency_{device}"]) for r in front]
+    acc = [r.metrics["accuracy"] for r in front]
+
+    def scaled(values: list[float]) -> list[float]:
+        low, high = min(values), max(values)
+        return [(v - low) / (high - low) if high > low else 0.0 for v in values]
+
+    points = list(zip(scaled(lat), scaled(acc), strict=True))
+    order = [min(range(len(front)), key=lambda i: lat[i]), max(range(len(front)), key=lambda i: acc[i])]
+    order = list(dict.fromkeys(order))
+    while len(order) < len(front):
+        rest = [i for i in range(len(front)) if i not in order]
+        order.append(max(rest, key=lambda i: min(math.dist(points[i], points[j]) for j in order)))
+    return [front[i] for i in order]
+
+
+def choose_configurations(
+    records: Sequence[SubnetRecord], devices: Sequence[str], baseline: Metrics, size: int
+) -> list[SubnetRecord]:
+    """At most `size` configurations covering every device's front (see the module docstring)."""
+    queues = [_spread(device_front(records, d, baseline), d) for d in devices]
+    chosen: dict[str, SubnetRecord] = {}
+    while len(chosen) < size and any(queues):
+        for queue in queues:
+            while queue and queue[0].config.hash in chosen:
+                queue.pop(0)
+            if queue and len(chosen) < size:
+                record = queue.pop(0)
+                chosen[record.config.hash] = record
+    return sorted(chosen.values(), key=lambda r: -r.metrics["accuracy"])
+
+
+def _costs(metrics: Metrics, device: str) -> dict[str, float | None]:
+    return {
+        "latency_ms": metrics.get(f"latency_{device}"),
+        "energy_mj": metrics.get(f"energy_{device}"),
+        "memory_mb": metrics.get(f"memory_{device}"),
+    }
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    directory: Path
+    manifest: Manifest
+    run_id: str
+    registered_model: str
+
+
+def export_bundle(
+    config: SearchConfig | str | Path,
+    *,
+    out: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> BundleResult:
+    """Writes the bundle (default `<output.dir>/<name>/bundle/`), logs it to MLflow, registers it."""
+    import json
+
+    from adacomp.platform.results.tracking import SearchTracker
+
+    say = log or (lambda message: None)
+    if not isinstance(config, SearchConfig):
+        config = load_search_config(config)
+    source = supernet_dir(config)
+    state_path = source / "search.json"
+    records = load_records(source)
+    if not state_path.exists() or not records:
+        raise AdacompError(
+            f"no supernet search for {config.name!r} in {source}; run `adacomp supernet search` first"
+        )
+    state: dict[str, Any] = json.loads(state_path.read_text())
+    baseline: Metrics = state["baseline"]
+    chosen = choose_configurations(records, config.targets, baseline, config.supernet.bundle_size)
+    if not chosen:
+        raise AdacompError(
+            f"no feasible configuration in the supernet search of {config.name!r} "
+            f"({len(records)} evaluated); loosen the constraints or evaluate more (supernet.trials)"
+        )
+    target = (out or config.output.dir / config.name / "bundle").resolve()
+    if target.exists() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
+        raise AdacompError(f"--out: {target} exists and is not a bundle; give an empty or new directory")
+    directory = target.with_name(f".{target.name}.partial")  # built aside, then swapped in whole
+    shutil.rmtree(directory, ignore_errors=True)
+    (directory / "models").mkdir(parents=True)
+    entries = []
+    for record in chosen:
+        name = f"models/{record.config.hash}.onnx"
+        shutil.copyfile(source / name, directory / name)
+        entries.append(
+            {
+                "id": record.config.hash,
+                "file": name,
+                "sha256": file_sha256(directory / name),
+                "bytes": (directory / name).stat().st_size,
+                "architecture": record.config.to_dict(),
+                "accuracy": record.metrics["accuracy"],
+                "storage_bytes": int(record.metrics["storage"]),
+                "devices": {d: _costs(dict(record.metrics), d) for d in config.targets},
+            }
+        )
+    task = load_task(config.task)
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "name": config.name,
+        "task": config.task,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "input": {"name": INPUT_NAME, "shape": [None, *task.input_shape], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME},
+        "utility": (config.supernet.runtime_utility or config.utility).model_dump(),
+        "devices": list(config.targets),
+        "baseline": {
+            "accuracy": baseline["accuracy"],
+            "storage_bytes": int(baseline["storage"] or 0),
+            "devices": {d: _costs(baseline, d) for d in config.targets},
+        },
+        "configurations": entries,
+    }
+    manifest = Manifest.from_dict(data, source="bundle manifest")
+    save_manifest(manifest, directory)
+    verify_files(directory, manifest)
+    if target.exists():
+        shutil.rmtree(target)  # an earlier bundle (checked above): replaced, not mixed
+    directory.rename(target)
+    directory = target
+    say(f"bundle: {len(entries)} configurations in {directory}")
+
+    tracker = SearchTracker.for_config(config, state["tracking_uri"])
+    client = tracker.client
+    run = client.create_run(
+        tracker.experiment_id,
+        tags={
+            MLFLOW_PARENT_RUN_ID: state["parent_run_id"],
+            MLFLOW_RUN_NAME: f"{config.name}-bundle",
+            "adacomp.kind": "bundle",
+            "adacomp.search": config.name,
+        },
+    )
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[
+            Metric("configurations", float(len(entries)), now, 0),
+            Metric("bundle_bytes", float(sum(c.bytes for c in manifest.configurations)), now, 0),
+        ],
+    )
+    client.log_artifacts(run_id, str(directory), artifact_path="bundle")
+    model_name = f"{config.name}-bundle"
+    if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
+        client.create_registered_model(
+            model_name, description="adacomp runtime bundle (manifest + ONNX models)"
+        )
+    version = client.create_model_version(
+        model_name,
+        source=f"{run.info.artifact_uri}/bundle",
+        run_id=run_id,
+        tags={"adacomp.schema_version": str(SCHEMA_VERSION), "adacomp.configurations": str(len(entries))},
+    )
+    client.set_terminated(run_id)
+    registered = f"models:/{model_name}/{version.version}"
+    say(f"registered as {registered}")
+    return BundleResult(directory, manifest, run_id, registered)

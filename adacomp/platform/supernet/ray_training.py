@@ -1,0 +1,99 @@
+"""Ensemble training on Ray Train workers (`supernet.workers` > 1): data parallel on CPUs.
+
+TorchTrainer starts the workers and their gloo process group; each builds the same supernet
+from the same trained weights (shipped in the train loop config through Ray's object store)
+and runs `train_supernet` with its rank, so batches, sampled configurations, checkpoints and
+resumption are those of the single-process path. Rank 0 writes the checkpoints into the
+supernet directory (a path every worker sees: this machine, or shared storage on a cluster) and
+a step log the driver logs to MLflow afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+STEP_LOG = "steps.jsonl"
+
+
+def _train_loop(loop_config: dict[str, Any]) -> None:
+    """Runs in every Ray Train worker."""
+    import ray.train
+
+    from adacomp.platform.search_config import SearchConfig
+    from adacomp.platform.supernet.options import ensemble_budget, supernet_options
+    from adacomp.search_spaces.supernet import StepLog, Supernet, train_supernet
+    from adacomp.tasks import load_task
+
+    torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    config = SearchConfig.model_validate(loop_config["config"])
+    task = load_task(config.task)
+    model = task.build_model()
+    model.load_state_dict(loop_config["weights"])
+    supernet = Supernet.build(model.eval(), task.example_input(2), supernet_options(config))
+    directory = Path(loop_config["directory"])
+    log = directory / STEP_LOG
+
+    def on_step(entry: StepLog) -> None:
+        with log.open("a") as f:
+            f.write(json.dumps(entry.__dict__) + "\n")
+
+    train_supernet(
+        supernet,
+        task.data.train,
+        ensemble_budget(config),
+        seed=config.seed,
+        checkpoint_dir=directory / "checkpoints",
+        identity=loop_config["identity"],
+        on_step=on_step if rank == 0 else None,
+        rank=rank,
+        world_size=world,
+    )
+    ray.train.report({"done": 1.0})
+
+
+def train_on_ray(
+    config_json: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    directory: Path,
+    identity: dict[str, Any],
+    workers: int,
+    address: str | None = None,
+) -> list[dict[str, Any]]:
+    """Trains on `workers` Ray Train workers; returns the step log (rank 0's) of this run."""
+    import ray
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    started = not ray.is_initialized()
+    if started:
+        # A cluster only when one is named: Ray alone would join whatever `ray start` left here.
+        address = address or os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    log = directory / STEP_LOG
+    log.unlink(missing_ok=True)
+    try:
+        trainer = TorchTrainer(
+            _train_loop,
+            train_loop_config={
+                "config": config_json,
+                "weights": weights,
+                "directory": str(directory),
+                "identity": identity,
+            },
+            scaling_config=ScalingConfig(num_workers=workers, use_gpu=False, resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(name="supernet-train", storage_path=str(directory / "ray")),
+        )
+        trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
