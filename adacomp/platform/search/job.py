@@ -45,6 +45,7 @@ from adacomp.platform.results.front import (
 )
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
+from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.platform.strategies._base import SearcherSetup
@@ -445,24 +446,25 @@ def search(
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     started_ray, reservation = _init_ray(address, farm_config)
     try:
-        return _run(
-            config,
-            strategy,
-            farm_config,
-            reservation,
-            task,
-            model,
-            space,
-            out_dir,
-            state,
-            tracking_uri,
-            resume=bool(state),
-            progress=progress,
-            initial_plans=initial_plans,
-            study=study or (out_dir / "optuna.journal", f"adacomp-{config.name}"),
-            say=say,
-            started=started,
-        )
+        with scoped_environment(search_flags(tracking_uri)):  # Tune's and MLflow's, this search only
+            return _run(
+                config,
+                strategy,
+                farm_config,
+                reservation,
+                task,
+                model,
+                space,
+                out_dir,
+                state,
+                tracking_uri,
+                resume=bool(state),
+                progress=progress,
+                initial_plans=initial_plans,
+                study=study or (out_dir / "optuna.journal", f"adacomp-{config.name}"),
+                say=say,
+                started=started,
+            )
     finally:
         if started_ray:
             import ray
@@ -522,11 +524,6 @@ def _run(
     from adacomp.platform.search.ray_farm import RayFarm
     from adacomp.platform.strategies.optuna_searcher import fail_interrupted_trials
 
-    if tracking_uri.startswith(("http://", "https://")):
-        # MLflow's client retries a call for minutes; a search buffers instead (see _SearchRun).
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     try:
         tracker = SearchTracker.for_config(config, tracking_uri)
     except Exception as exc:
@@ -614,12 +611,6 @@ def _run(
         training_cores = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
         concurrency = max(1, min(config.concurrency, training_cores))
         say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: Tune prints nothing; ours shows
-        # A failed trial reports no objective values (it has none); the searcher tells Optuna FAIL.
-        os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-        # The ledger and MLflow are the record. Of Tune's own loggers only the JSON one stays
-        # (Tune's result grid reads it); TensorBoard complains about the nested plan in results.
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
         searcher = strategy.searcher(setup)
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
