@@ -137,3 +137,16 @@ def test_real_process_exits_2_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0
+
+
+def test_every_command_sets_the_function_that_runs_it() -> None:
+    """`main()` is `args.run(args)`: a command group that forgets `set_defaults(run=...)` fails here."""
+    import argparse
+
+    from adacomp.platform.cli.main import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(commands.choices) >= {"compress", "space", "tasks", "farm", "search", "pareto", "ui"}
+    for name, sub in commands.choices.items():
+        assert callable(sub.get_default("run")), name

@@ -63,6 +63,7 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     )
     calibrate.add_argument("--store", type=Path, default=DEFAULT_STORE)
     calibrate.add_argument("--seed", type=int, default=0)
+    farm.set_defaults(run=run_farm)
 
 
 def run_farm(args: argparse.Namespace) -> int:

@@ -34,6 +34,8 @@ def add_ops_parsers(commands: Any) -> None:
     )
     nightly.add_argument("--date", help="the night, YYYY-MM-DD (default: today, UTC)")
     nightly.add_argument("--address", help="join this Ray cluster instead of starting Ray here")
+    submit.set_defaults(run=run_submit_command)
+    nightly.set_defaults(run=run_nightly_command)
 
 
 def run_submit_command(args: argparse.Namespace) -> int:

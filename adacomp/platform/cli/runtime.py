@@ -62,6 +62,7 @@ def add_runtime_parser(commands: argparse._SubParsersAction) -> None:  # type: i
     simulate.add_argument(
         "--json", type=Path, metavar="FILE", help="write the summary and every step as JSON"
     )
+    runtime.set_defaults(run=run_runtime)
 
 
 def run_runtime(args: argparse.Namespace) -> int:

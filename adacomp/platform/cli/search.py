@@ -41,6 +41,9 @@ def add_search_parsers(commands: Any) -> None:
     )
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     ui.add_argument("--port", type=int, default=5000)
+    search.set_defaults(run=run_search_command)
+    pareto.set_defaults(run=run_pareto_command)
+    ui.set_defaults(run=run_ui_command)
 
 
 def run_search_command(args: argparse.Namespace) -> int:

@@ -19,6 +19,8 @@ def add_supernet_parsers(commands: Any) -> None:
     export = commands.add_parser("export", help="write the runtime bundle of a supernet search, register it")
     export.add_argument("config", type=Path, help="the search config the supernet was searched with")
     export.add_argument("--out", type=Path, help="bundle directory (default: <output.dir>/<name>/bundle)")
+    supernet.set_defaults(run=run_supernet_command)
+    export.set_defaults(run=run_export_command)
 
 
 def _say(message: str) -> None:
