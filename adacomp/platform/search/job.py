@@ -43,6 +43,7 @@ from adacomp.platform.results.front import (
     normalised_hypervolume,
     pareto_front,
 )
+from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
 from adacomp.platform.search.environment import scoped_environment, search_flags
@@ -418,31 +419,14 @@ def search(
     strategy.check(config)
     farm_config = farm_for_targets(config)
     out_dir = (config.output.dir / config.name).resolve()
-    state_path = out_dir / STATE_FILE
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state and not resume:
-        done = len(Ledger(out_dir / "trials.jsonl").load())
-        raise AdacompError(
-            f"output: search {config.name!r} already exists in {out_dir} ({done} finished trials); "
-            "continue it with --resume, or change 'name' or 'output.dir'"
-        )
-    if state and state.get("identity") != _identity(config):
-        changed = [k for k in IDENTITY_FIELDS if state["identity"].get(k) != _identity(config)[k]]
-        raise AdacompError(
-            f"{changed[0]}: differs from the search being resumed in {out_dir}; "
-            "a resumed search must measure the same way (change 'name' to start a new one)"
-        )
+    state = _open_job(config, out_dir, resume)
     from adacomp.platform.results.tracking import default_tracking_uri
 
     tracking_uri = (
         config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
     )
 
-    task = load_task(config.task)
-    check_techniques_known(config)  # after the task's import: a user's module may register some
-    say(f"task {task.name}: training or loading the uncompressed model")
-    model = pretrained_model(task, seed=config.seed)
-    space = restricted_space(build_space(model, task.example_input(2)), config)
+    task, model, space = _load_model(config, say)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     started_ray, reservation = _init_ray(address, farm_config)
     try:
@@ -471,6 +455,28 @@ def search(
 
             ray.shutdown()
             pin_process(cores_before)  # a second search in this process gets every core again
+
+
+def _open_job(config: SearchConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
+    """The search's saved state ({} for a new one); a clash with an existing search is refused."""
+    return JobDir(out_dir, STATE_FILE, f"search {config.name!r}").open(
+        resume=resume,
+        identity=_identity(config),
+        existing=lambda: f" ({len(Ledger(out_dir / 'trials.jsonl').load())} finished trials)",
+        changed=lambda fields: (
+            f"{fields[0]}: differs from the search being resumed in {out_dir}; "
+            "a resumed search must measure the same way (change 'name' to start a new one)"
+        ),
+    )
+
+
+def _load_model(config: SearchConfig, say: Callable[[str], None]) -> tuple[Task, Any, SearchSpace]:
+    """The task, its trained uncompressed model and the search space over it."""
+    task = load_task(config.task)
+    check_techniques_known(config)  # after the task's import: a user's module may register some
+    say(f"task {task.name}: training or loading the uncompressed model")
+    model = pretrained_model(task, seed=config.seed)
+    return task, model, restricted_space(build_space(model, task.example_input(2)), config)
 
 
 def check_techniques_known(config: SearchConfig) -> None:
@@ -556,9 +562,7 @@ def _run(
             "baseline": baseline,
             "config": json.loads(config.model_dump_json()),
         }
-        tmp = out_dir / f".{STATE_FILE}.tmp"
-        tmp.write_text(json.dumps(state, indent=2))
-        tmp.replace(out_dir / STATE_FILE)
+        JobDir(out_dir, STATE_FILE, f"search {config.name!r}").save(state)
 
     view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
     run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view, say)

@@ -290,6 +290,7 @@ def supernet_search(
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
+    from adacomp.platform.results.job_dir import JobDir
     from adacomp.platform.results.tracking import SearchTracker
     from adacomp.platform.search.job import check_objectives_measurable, farm_for_targets
     from adacomp.platform.strategies._base import SearcherSetup
@@ -301,13 +302,8 @@ def supernet_search(
     if not isinstance(config, SearchConfig):
         config = load_search_config(config)
     directory = supernet_dir(config)
-    state_path = directory / "search.json"
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state and not resume:
-        raise AdacompError(
-            f"output: a supernet search for {config.name!r} already exists in {directory}; "
-            "continue it with --resume, or change 'name' or 'output.dir'"
-        )
+    job = JobDir(directory, "search.json", f"a supernet search for {config.name!r}")
+    state = job.open(resume=resume)
     farm_config = farm_for_targets(config)
     task, model, supernet = load_trained_supernet(config)
     weights_sha = file_sha256(directory / WEIGHTS_FILE)
@@ -341,9 +337,7 @@ def supernet_search(
                 "baseline": baseline,
                 "weights_sha256": weights_sha,
             }
-            tmp = directory / ".search.json.tmp"
-            tmp.write_text(json.dumps(state, indent=2))
-            tmp.replace(state_path)
+            job.save(state)
         tracking = _Tracking(tracker, parent_id)
         ledger = Ledger(directory / "configs.jsonl", SubnetRecord.from_dict)
         records = ledger.load()

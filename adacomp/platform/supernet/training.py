@@ -111,23 +111,21 @@ def train_supernet_job(
     config: SearchConfig | str | Path, *, resume: bool = False, log: Callable[[str], None] | None = None
 ) -> TrainResult:
     """Trains (or resumes training of) the supernet of `config`; see the module docstring."""
+    from adacomp.platform.results.job_dir import JobDir
     from adacomp.platform.results.tracking import SearchTracker
 
     say = log or (lambda message: None)
     if not isinstance(config, SearchConfig):
         config = load_search_config(config)
     directory = supernet_dir(config)
-    state_path = directory / "train.json"
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {}
-    if state and not resume:
-        raise AdacompError(
-            f"output: a supernet for {config.name!r} already exists in {directory}; "
-            "continue it with --resume, or change 'name' or 'output.dir'"
-        )
-    if state and state.get("identity") != identity(config):
-        raise AdacompError(
+    job = JobDir(directory, "train.json", f"a supernet for {config.name!r}")
+    state = job.open(
+        resume=resume,
+        identity=identity(config),
+        changed=lambda fields: (
             f"supernet: settings differ from the supernet in {directory}; change 'name' to train a new one"
-        )
+        ),
+    )
     task, model, supernet = build_supernet(config)
     say(supernet.layout.report())
     say(f"{supernet.space.size:,} configurations share these weights")
@@ -154,7 +152,7 @@ def train_supernet_job(
         client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
         client.log_artifact(run_id, str(directory / "layout.json"))
         state = {"run_id": run_id, "tracking_uri": tracking_uri, "identity": identity(config)}
-        state_path.write_text(json.dumps(state, indent=2) + "\n")
+        job.save(state)
     else:
         client.update_run(run_id, status="RUNNING")
     batches = bn_batches(task, config)
