@@ -49,7 +49,7 @@ from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSn
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search_config import SearchConfig, load_search_config
-from adacomp.platform.strategies._base import SearcherSetup
+from adacomp.platform.strategies._base import SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy
 from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space
@@ -420,12 +420,7 @@ def search(
     farm_config = farm_for_targets(config)
     out_dir = (config.output.dir / config.name).resolve()
     state = _open_job(config, out_dir, resume)
-    from adacomp.platform.results.tracking import default_tracking_uri
-
-    tracking_uri = (
-        config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
-    )
-
+    tracking_uri = _tracking_uri(config, state)
     task, model, space = _load_model(config, say)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     started_ray, reservation = _init_ray(address, farm_config)
@@ -470,6 +465,14 @@ def _open_job(config: SearchConfig, out_dir: Path, resume: bool) -> dict[str, An
     )
 
 
+def _tracking_uri(config: SearchConfig, state: Mapping[str, Any]) -> str:
+    """The config's store, else the one a resumed search used, else the default next to the output."""
+    from adacomp.platform.results.tracking import default_tracking_uri
+
+    uri = config.output.tracking_uri or state.get("tracking_uri") or default_tracking_uri(config.output.dir)
+    return str(uri)
+
+
 def _load_model(config: SearchConfig, say: Callable[[str], None]) -> tuple[Task, Any, SearchSpace]:
     """The task, its trained uncompressed model and the search space over it."""
     task = load_task(config.task)
@@ -504,7 +507,7 @@ def restricted_space(space: SearchSpace, config: SearchConfig) -> SearchSpace:
 
 def _run(
     config: SearchConfig,
-    strategy: Any,
+    strategy: Strategy,
     farm_config: FarmConfig,
     reservation: Any,
     task: Task,
@@ -521,24 +524,11 @@ def _run(
     say: Callable[[str], None],
     started: float,
 ) -> SearchResult:
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from ray import tune
-
-    from adacomp.platform.results.tracking import SearchTracker
     from adacomp.platform.search.ray_farm import RayFarm
-    from adacomp.platform.strategies.optuna_searcher import fail_interrupted_trials
 
-    try:
-        tracker = SearchTracker.for_config(config, tracking_uri)
-    except Exception as exc:
-        raise AdacompError(
-            f"output.tracking_uri: cannot reach MLflow at {tracking_uri} ({first_line(exc)})"
-        ) from exc
-    farm = RayFarm(farm_config, reservation)
+    tracker = _open_tracker(config, tracking_uri)
     calibration = task.calibration_batches()
-    ctx = TrialContext(config, task, model, farm, config.measure, calibration)
+    ctx = TrialContext(config, task, model, RayFarm(farm_config, reservation), config.measure, calibration)
     if resume:
         baseline: dict[str, float | None] = state["baseline"]
     else:
@@ -546,23 +536,7 @@ def _run(
         baseline = baseline_metrics(ctx)
         check_objectives_measurable(config, baseline)
     ctx.baseline = baseline
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if resume:
-        parent_id = state["parent_run_id"]
-        tracker.reopen(parent_id)
-    else:
-        parent_id = tracker.start_search(config, out_dir, baseline)
-        state = {
-            "name": config.name,
-            "parent_run_id": parent_id,
-            "tracking_uri": tracking_uri,
-            "experiment": config.output.experiment,
-            "identity": _identity(config),
-            "baseline": baseline,
-            "config": json.loads(config.model_dump_json()),
-        }
-        JobDir(out_dir, STATE_FILE, f"search {config.name!r}").save(state)
+    parent_id = _parent_run(config, out_dir, tracker, state, baseline, tracking_uri, resume)
 
     view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
     run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view, say)
@@ -572,34 +546,13 @@ def _run(
             f"resuming: {len(run.records)} trials finished"
             + (f", {recovered} re-logged to MLflow" if recovered else "")
         )
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    journal, study_name = study
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    fail_interrupted_trials(storage, study_name)
-    setup = SearcherSetup(
-        define_by_run=_define_by_run(config, run, space),
-        metrics=tuple(o.key for o in config.objectives),
-        modes=tuple(o.mode for o in config.objectives),
-        trials=config.trials,
-        seed=config.seed,
-        storage=storage,
-        study_name=study_name,
-        initial_points=() if resume else tuple(params_from_plan(p, space) for p in initial_plans),
-        config=config,
-        space=space,
-        model=model,
-        example_input=task.example_input(2),
-        baseline=baseline,
-        history=tuple(run.records),
-        state_dir=out_dir,
-        on_progress=run.log_progress,
-    )
     remaining = config.trials - len(run.records)
     view.progress.done = len(run.records)
     view.progress.failed = sum(r.failed for r in run.records)
     if remaining > 0:
+        setup = _searcher_setup(
+            config, run, space, model, task, study, () if resume else initial_plans, out_dir
+        )
         payload = TrialPayload(
             key=f"{out_dir}:{time.time_ns()}",
             config=config,
@@ -610,35 +563,133 @@ def _run(
             settings=config.measure,
             farm=farm_config,
         )
-        import ray
-
-        training_cores = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-        concurrency = max(1, min(config.concurrency, training_cores))
-        say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
-        searcher = strategy.searcher(setup)
-        tuner = tune.Tuner(
-            tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                num_samples=remaining,
-                max_concurrent_trials=concurrency,
-                reuse_actors=True,
-                trial_dirname_creator=trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(out_dir / "ray"),
-                callbacks=[TrialRecorder(run), JsonLoggerCallback()],  # type: ignore[no-untyped-call]
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
-            ),
-        )
-        with view:
-            try:
-                tuner.fit()
-            finally:
-                strategy.finish(searcher)
+        _tune(config, strategy, setup, run, view, payload, remaining, out_dir, say)
     return _finish(config, out_dir, run, tracker, parent_id, baseline, tracking_uri, started)
+
+
+def _open_tracker(config: SearchConfig, tracking_uri: str) -> Any:
+    from adacomp.platform.results.tracking import SearchTracker
+
+    try:
+        return SearchTracker.for_config(config, tracking_uri)
+    except Exception as exc:
+        raise AdacompError(
+            f"output.tracking_uri: cannot reach MLflow at {tracking_uri} ({first_line(exc)})"
+        ) from exc
+
+
+def _parent_run(
+    config: SearchConfig,
+    out_dir: Path,
+    tracker: Any,
+    state: dict[str, Any],
+    baseline: dict[str, float | None],
+    tracking_uri: str,
+    resume: bool,
+) -> str:
+    """The search's MLflow parent run: reopened on a resume, else started and saved in the state."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if resume:
+        parent_id: str = state["parent_run_id"]
+        tracker.reopen(parent_id)
+        return parent_id
+    parent_id = tracker.start_search(config, out_dir, baseline)
+    state = {
+        "name": config.name,
+        "parent_run_id": parent_id,
+        "tracking_uri": tracking_uri,
+        "experiment": config.output.experiment,
+        "identity": _identity(config),
+        "baseline": baseline,
+        "config": json.loads(config.model_dump_json()),
+    }
+    JobDir(out_dir, STATE_FILE, f"search {config.name!r}").save(state)
+    return parent_id
+
+
+def _searcher_setup(
+    config: SearchConfig,
+    run: _SearchRun,
+    space: SearchSpace,
+    model: torch.nn.Module,
+    task: Task,
+    study: tuple[Path, str],
+    initial_plans: Sequence[CompressionPlan],
+    out_dir: Path,
+) -> SearcherSetup:
+    """What the strategy builds its searcher from; the Optuna study lives in its journal file."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    from adacomp.platform.strategies.optuna_searcher import fail_interrupted_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    journal, study_name = study
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(journal)))
+    fail_interrupted_trials(storage, study_name)
+    return SearcherSetup(
+        define_by_run=_define_by_run(config, run, space),
+        metrics=tuple(o.key for o in config.objectives),
+        modes=tuple(o.mode for o in config.objectives),
+        trials=config.trials,
+        seed=config.seed,
+        storage=storage,
+        study_name=study_name,
+        initial_points=tuple(params_from_plan(p, space) for p in initial_plans),
+        config=config,
+        space=space,
+        model=model,
+        example_input=task.example_input(2),
+        baseline=run.baseline,
+        history=tuple(run.records),
+        state_dir=out_dir,
+        on_progress=run.log_progress,
+    )
+
+
+def _tune(
+    config: SearchConfig,
+    strategy: Strategy,
+    setup: SearcherSetup,
+    run: _SearchRun,
+    view: ProgressView,
+    payload: TrialPayload,
+    remaining: int,
+    out_dir: Path,
+    say: Callable[[str], None],
+) -> None:
+    """The remaining trials as Ray Tune trials, proposed by the strategy's searcher."""
+    import ray
+    from ray import tune
+
+    training_cores = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+    concurrency = max(1, min(config.concurrency, training_cores))
+    say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
+    searcher = strategy.searcher(setup)
+    tuner = tune.Tuner(
+        tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            num_samples=remaining,
+            max_concurrent_trials=concurrency,
+            reuse_actors=True,
+            trial_dirname_creator=trial_dirname,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(out_dir / "ray"),
+            callbacks=[TrialRecorder(run), JsonLoggerCallback()],  # type: ignore[no-untyped-call]
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+        ),
+    )
+    with view:
+        try:
+            tuner.fit()
+        finally:
+            strategy.finish(searcher)
 
 
 def _finish(
