@@ -50,7 +50,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"adacomp: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-
-
-if __name__ == "__main__":
-    sys.exit(main())

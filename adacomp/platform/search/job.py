@@ -452,9 +452,13 @@ def search(
             pin_process(cores_before)  # a second search in this process gets every core again
 
 
+def _job_dir(config: SearchConfig, out_dir: Path) -> JobDir:
+    return JobDir(out_dir, STATE_FILE, f"search {config.name!r}")
+
+
 def _open_job(config: SearchConfig, out_dir: Path, resume: bool) -> dict[str, Any]:
     """The search's saved state ({} for a new one); a clash with an existing search is refused."""
-    return JobDir(out_dir, STATE_FILE, f"search {config.name!r}").open(
+    return _job_dir(config, out_dir).open(
         resume=resume,
         identity=_identity(config),
         existing=lambda: f" ({len(Ledger(out_dir / 'trials.jsonl').load())} finished trials)",
@@ -603,7 +607,7 @@ def _parent_run(
         "baseline": baseline,
         "config": json.loads(config.model_dump_json()),
     }
-    JobDir(out_dir, STATE_FILE, f"search {config.name!r}").save(state)
+    _job_dir(config, out_dir).save(state)
     return parent_id
 
 
