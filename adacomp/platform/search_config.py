@@ -8,6 +8,7 @@ uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memor
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -238,3 +239,15 @@ def load_search_config(path: str | Path) -> SearchConfig:
     if config.farm is not None and not config.farm.is_absolute():
         config = config.model_copy(update={"farm": path.parent / config.farm})
     return config
+
+
+def as_search_config(config: SearchConfig | str | Path) -> SearchConfig:
+    """What every job takes: a validated config as it is, or the path of one, loaded here."""
+    return config if isinstance(config, SearchConfig) else load_search_config(config)
+
+
+Log = Callable[[str], None]  # where a job says what it is doing (the CLI: stderr; Python: silent)
+
+
+def silent(message: str) -> None:
+    """The default `log` of a job called from Python: it says nothing."""

@@ -145,5 +145,5 @@ def test_compare_flags_only_drops_beyond_the_threshold(tmp_path: Path) -> None:
         "phone: hypervolume (accuracy x latency)",
         "phone: best feasible latency (ms)",
     ]
-    with pytest.raises(AdacompError, match="--date: expected YYYY-MM-DD"):
+    with pytest.raises(AdacompError, match="date: expected YYYY-MM-DD"):
         nightly(config, date="yesterday")

@@ -140,7 +140,7 @@ def test_what_a_job_cannot_see_is_refused_before_submitting(tmp_path: Path) -> N
     with pytest.raises(AdacompError, match=r"output\.dir: runs is relative"):
         job_spec(path, relative, work)
     done = _adacomp("submit", "job.yaml", "--address", "127.0.0.1:1", cwd=work, timeout=60)
-    assert done.returncode == 2 and "expected the job server's URL" in done.stderr
+    assert done.returncode == 2 and "--address: expected the job server's URL" in done.stderr
     done = _adacomp(
         "submit", "job.yaml", "--address", f"http://127.0.0.1:{free_port()}", cwd=work, timeout=60
     )

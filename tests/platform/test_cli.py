@@ -150,3 +150,24 @@ def test_every_command_sets_the_function_that_runs_it() -> None:
     assert set(commands.choices) >= {"compress", "space", "tasks", "farm", "search", "pareto", "ui"}
     for name, sub in commands.choices.items():
         assert callable(sub.get_default("run")), name
+
+
+def test_library_messages_name_the_flags_of_the_command_that_ran() -> None:
+    """Core errors name options as Python keywords; the CLI shows the flags of the command run,
+    and leaves alone a name that is not one of them (a config field)."""
+    from adacomp.platform.cli.main import as_command_line, build_parser, invoked_flags
+
+    parser = build_parser()
+    export = invoked_flags(parser, parser.parse_args(["export", "c.yaml"]))
+    assert as_command_line("out: /x is not a bundle", export) == "--out: /x is not a bundle"
+    train = invoked_flags(parser, parser.parse_args(["supernet", "train", "c.yaml"]))
+    assert (
+        as_command_line("output: it exists; continue it with resume=True, or change 'name'", train)
+        == "output: it exists; continue it with --resume, or change 'name'"
+    )
+    submit = invoked_flags(parser, parser.parse_args(["submit", "c.yaml", "--address", "http://h:8265"]))
+    assert (
+        as_command_line("c.yaml: outside; pass working_dir=DIR", submit)
+        == "c.yaml: outside; pass --working-dir DIR"
+    )
+    assert as_command_line("date: bad", submit) == "date: bad"  # not an option of submit

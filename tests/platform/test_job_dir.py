@@ -22,7 +22,7 @@ def test_an_existing_job_is_refused_unless_resumed(tmp_path: Path) -> None:
     job = JobDir(tmp_path, "state.json", "search 'x'")
     job.save({"identity": {"task": "digits"}})
     with pytest.raises(
-        AdacompError, match=r"output: search 'x' already exists in .* \(3 trials\); .*--resume"
+        AdacompError, match=r"output: search 'x' already exists in .* \(3 trials\); .*resume=True"
     ):
         job.open(resume=False, existing=lambda: " (3 trials)")
     assert job.open(resume=True, identity={"task": "digits"}) == {"identity": {"task": "digits"}}

@@ -161,7 +161,7 @@ def test_pareto_reads_the_directory_and_the_mlflow_run(
 
 def test_running_it_again_without_resume_is_refused_and_resume_is_a_no_op(finished: SearchResult) -> None:
     with pytest.raises(
-        AdacompError, match=r"output: search 'e2e' already exists .* continue it with --resume"
+        AdacompError, match=r"output: search 'e2e' already exists .* continue it with resume=True"
     ):
         search(finished.config, progress=False)
     again = search(finished.config, resume=True, progress=False)

@@ -98,7 +98,7 @@ def test_training_leaves_weights_layout_and_an_mlflow_run(flow: Flow) -> None:
 
 
 def test_training_again_needs_resume_and_a_finished_one_resumes_as_a_no_op(flow: Flow) -> None:
-    with pytest.raises(AdacompError, match=r"already exists.*--resume"):
+    with pytest.raises(AdacompError, match=r"already exists.*resume=True"):
         train_supernet_job(flow.config)
     again = train_supernet_job(flow.config, resume=True)
     assert again.resumed_from == 30 and again.steps == 30 and again.run_id == flow.trained.run_id

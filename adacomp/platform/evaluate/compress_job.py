@@ -141,7 +141,7 @@ def run_compress(
     task = load_task(task_spec) if isinstance(task_spec, str) else task_spec
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise AdacompError(f"--out {str(out)!r} exists and is not a directory")
+        raise AdacompError(f"out: {str(out)!r} exists and is not a directory")
     example = task.example_input(2)
     validate_plan(task.build_model(), plan, example)
 

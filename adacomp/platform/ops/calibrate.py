@@ -138,7 +138,9 @@ def run_calibration(
     if models < 8:
         from adacomp.errors import AdacompError
 
-        raise AdacompError(f"--models {models}: calibration needs at least 8 models (6 to fit, 2 to check)")
+        raise AdacompError(
+            f"models: calibration needs at least 8 models (6 to fit, 2 to check), got {models}"
+        )
     farm = open_farm(config, store=store)
     farm.device(device)
     settings = settings or MeasureSettings(warmup_runs=3, min_runs=15, max_runs=100, target_cv=0.03)

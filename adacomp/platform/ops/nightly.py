@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ from typing import Any
 from adacomp.errors import AdacompError
 from adacomp.platform.results.front import normalised_hypervolume, pareto_front
 from adacomp.platform.results.ledger import Ledger, TrialRecord
-from adacomp.platform.search_config import Objective, SearchConfig, load_search_config
+from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracker, default_tracking_uri
+from adacomp.platform.search_config import Log, Objective, SearchConfig, as_search_config, silent
 from adacomp.platform.strategies.registry import get_strategy
 from adacomp.search_spaces import CompressionPlan
 
@@ -205,75 +206,85 @@ def nightly(
     date: str | None = None,
     threshold: float = 0.05,
     address: str | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
 ) -> NightlyResult:
     """Runs (or resumes) tonight's search and compares it with the latest earlier night."""
-    from adacomp.platform.results.tracking import default_tracking_uri
-    from adacomp.platform.search.job import search
-
-    say = log or (lambda message: None)
-    if not isinstance(config, SearchConfig):
-        config = load_search_config(config)
+    say = log or silent
+    config = as_search_config(config)
     date = date or time.strftime(DATE_FORMAT, time.gmtime())
     try:
         time.strptime(date, DATE_FORMAT)
     except ValueError:
-        raise AdacompError(f"--date: expected YYYY-MM-DD, got {date!r}") from None
+        raise AdacompError(f"date: expected YYYY-MM-DD, got {date!r}") from None
     if not 0 <= threshold < 1:
-        raise AdacompError(f"--threshold: expected a fraction in [0, 1), got {threshold}")
+        raise AdacompError(f"threshold: expected a fraction in [0, 1), got {threshold}")
     base = nightly_dir(config)
     history = _history(base)
     nights = history.load()
     earlier = [n for n in nights if n.date < date]
     last = max(earlier, key=lambda n: n.date) if earlier else None
-    already = next((n for n in nights if n.date == date), None)
-
+    tonight = next((n for n in nights if n.date == date), None)
     tracking_uri = config.output.tracking_uri or default_tracking_uri(config.output.dir)
+    if tonight is None:
+        number = max((n.number for n in nights), default=-1) + 1
+        tonight = _run_night(config, date, number, last, tracking_uri, address, say)
+        history.append(tonight)
+    else:
+        say(f"night {date} already finished: comparing again")
+    changes = compare(config, last, tonight, threshold) if last else []
+    report_path = base / f"report-{date}.md"
+    report_path.write_text(report_markdown(config, tonight, last, changes, threshold))
+    run_id = _log_report(config, tracking_uri, tonight, last, changes, report_path)
+    return NightlyResult(tonight, last, changes, report_path, run_id)
+
+
+def _run_night(
+    config: SearchConfig,
+    date: str,
+    number: int,
+    last: NightSummary | None,
+    tracking_uri: str,
+    address: str | None,
+    say: Log,
+) -> NightSummary:
+    """Tonight's search, in its own directory under the nightly one, warm-started from last night:
+    its Pareto plans go first, and the strategy takes what it keeps from a search (the RL agent)."""
+    from adacomp.platform.search.job import search
+
+    base = nightly_dir(config)
     tonight_config = config.model_copy(
         update={
             "name": f"{config.name}-{date}",
             "output": config.output.model_copy(update={"dir": base, "tracking_uri": tracking_uri}),
         }
     )
-    if last is not None:  # what the strategy takes from last night's search (the RL agent: itself)
+    if last is not None:
         tonight_config = get_strategy(config.strategy).warm_start(tonight_config, Path(last.search_dir))
-    if already is None:
-        warm = last.front_plans() if last else []
-        say(
-            f"night {date}: {config.trials} trials"
-            + (f", starting with {len(warm)} Pareto plans of {last.date}" if last else " (first night)")
-        )
-        result = search(
-            tonight_config,
-            resume=True,  # the same night again continues it
-            address=address,
-            progress=False,
-            initial_plans=warm,
-            study=(base / "optuna.journal", f"adacomp-{config.name}-nightly"),
-            log=say,
-        )
-        front = tuple(r.plan.to_json(indent=None) for r in pareto_front(config, result.records))
-        summary = NightSummary(
-            date=date,
-            number=max((n.number for n in nights), default=-1) + 1,
-            search_dir=str(result.out_dir),
-            run_id=str(result.run_id),
-            trials=len(result.records),
-            feasible=sum(r.feasible for r in result.records),
-            baseline=result.baseline,
-            records=tuple(result.records),
-            front=front,
-        )
-        history.append(summary)
-    else:
-        say(f"night {date} already finished: comparing again")
-        summary = already
-    changes = compare(config, last, summary, threshold) if last else []
-    text = report_markdown(config, summary, last, changes, threshold)
-    report_path = base / f"report-{date}.md"
-    report_path.write_text(text)
-    run_id = _log_report(config, tracking_uri, summary, last, changes, report_path)
-    return NightlyResult(summary, last, changes, report_path, run_id)
+    warm = last.front_plans() if last else []
+    say(
+        f"night {date}: {config.trials} trials"
+        + (f", starting with {len(warm)} Pareto plans of {last.date}" if last else " (first night)")
+    )
+    result = search(
+        tonight_config,
+        resume=True,  # the same night again continues it
+        address=address,
+        progress=False,
+        initial_plans=warm,
+        study=(base / "optuna.journal", f"adacomp-{config.name}-nightly"),
+        log=say,
+    )
+    return NightSummary(
+        date=date,
+        number=number,
+        search_dir=str(result.out_dir),
+        run_id=str(result.run_id),
+        trials=len(result.records),
+        feasible=sum(r.feasible for r in result.records),
+        baseline=result.baseline,
+        records=tuple(result.records),
+        front=tuple(r.plan.to_json(indent=None) for r in pareto_front(config, result.records)),
+    )
 
 
 def _log_report(
@@ -285,38 +296,31 @@ def _log_report(
     report_path: Path,
 ) -> str:
     """One MLflow run per report: the comparison as metrics, the Markdown as an artifact."""
-    from mlflow.entities import Metric
-
-    from adacomp.platform.results.tracking import SearchTracker
-
     tracker = SearchTracker.for_config(config, tracking_uri)
-    client = tracker.client
-    run = client.create_run(
-        tracker.experiment_id,
-        run_name=f"nightly-{config.name}-{tonight.date}",
-        tags={
-            "adacomp.kind": "nightly-report",
-            "adacomp.search": config.name,
+    regressions = sum(c.regression for c in changes)
+    run_id = tracker.start_run(
+        f"nightly-{config.name}-{tonight.date}",
+        {
+            KIND_TAG: "nightly-report",
+            SEARCH_TAG: config.name,
             "adacomp.night": tonight.date,
             "adacomp.night_run": tonight.run_id,
             "adacomp.previous_night": last.date if last else "",
-            "adacomp.regressions": str(sum(c.regression for c in changes)),
+            "adacomp.regressions": str(regressions),
         },
     )
-    now = int(time.time() * 1000)
-    metrics = []
+    points: list[tuple[str, float, int]] = []
     for i, c in enumerate(changes):
         key = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in c.what)[:200]
         for label, value in (("tonight", c.tonight), ("last", c.last)):
-            if value is not None and math.isfinite(value):
-                metrics.append(Metric(f"{key}.{label}", float(value), now, i))
-        metrics.append(Metric(f"{key}.regression", float(c.regression), now, i))
-    metrics.append(Metric("regressions", float(sum(c.regression for c in changes)), now, 0))
-    client.log_batch(run.info.run_id, metrics=metrics)
-    client.log_artifact(run.info.run_id, str(report_path))
-    status = "FAILED" if any(c.regression for c in changes) else "FINISHED"
-    client.set_terminated(run.info.run_id, status=status)
-    return str(run.info.run_id)
+            if value is not None:
+                points.append((f"{key}.{label}", float(value), i))
+        points.append((f"{key}.regression", float(c.regression), i))
+    points.append(("regressions", float(regressions), 0))
+    tracker.log_series(run_id, points)
+    tracker.log_files(run_id, [report_path])
+    tracker.finish(run_id, status="FAILED" if regressions else "FINISHED")
+    return run_id
 
 
 def _history(base: Path) -> Ledger[NightSummary]:

@@ -64,7 +64,7 @@ def job_spec(
     except ValueError:
         raise AdacompError(
             f"{config_path}: outside the working directory {working_dir} that is uploaded to the "
-            "cluster; move it there or pass --working-dir"
+            "cluster; move it there or pass working_dir=DIR"
         ) from None
     if not config.output.dir.is_absolute():
         raise AdacompError(
@@ -87,7 +87,7 @@ def job_spec(
 
 def _client(address: str) -> Any:
     if not address.startswith(("http://", "https://")):
-        raise AdacompError(f"--address: expected the job server's URL (http://HEAD:8265), got {address!r}")
+        raise AdacompError(f"address: expected the job server's URL (http://HEAD:8265), got {address!r}")
     if "RAY_AUTH_MODE" not in os.environ and _token_available():
         # Ray reads the mode once, at import: send the token we have (Ray >= 2.59 clusters want it).
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -99,10 +99,10 @@ def _client(address: str) -> Any:
         reason = first_line(exc)
         if "authentication token" in reason:
             raise AdacompError(
-                f"--address: {address} requires Ray's auth token; copy the head's ~/.ray/auth_token "
+                f"address: {address} requires Ray's auth token; copy the head's ~/.ray/auth_token "
                 "to this machine (or set RAY_AUTH_TOKEN)"
             ) from None
-        raise AdacompError(f"--address: no Ray job server at {address} ({reason})") from None
+        raise AdacompError(f"address: no Ray job server at {address} ({reason})") from None
 
 
 def _token_available() -> bool:
@@ -170,7 +170,7 @@ def _submit_once_an_agent_answers(client: Any, spec: JobSpec, address: str, pati
                 raise
             if time.monotonic() > deadline:
                 raise AdacompError(
-                    f"--address: the job server at {address} has no job agent after {patience_s:.0f} s; "
+                    f"address: the job server at {address} has no job agent after {patience_s:.0f} s; "
                     "is the head node's dashboard agent running?"
                 ) from None
             time.sleep(1.0)

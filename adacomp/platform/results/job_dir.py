@@ -52,7 +52,7 @@ class JobDir:
         if state and not resume:
             raise AdacompError(
                 f"output: {self.description} already exists in {self.path}{existing()}; "
-                "continue it with --resume, or change 'name' or 'output.dir'"
+                "continue it with resume=True, or change 'name' or 'output.dir'"
             )
         if state and identity is not None and state.get("identity") != identity:
             saved = state.get("identity") or {}

@@ -31,6 +31,7 @@ SEARCH_TAG = "adacomp.search"
 DIR_TAG = "adacomp.dir"
 FRONT_TAG = "adacomp.pareto"
 COMPLETE_TAG = "adacomp.complete"
+KIND_TAG = "adacomp.kind"  # which job a run belongs to: search, supernet-train, bundle, ...
 MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
 
 
@@ -112,18 +113,113 @@ class SearchTracker:
                 location = artifact_root.resolve().as_uri()
             self.experiment_id = self.client.create_experiment(experiment, artifact_location=location)
 
-    # --- the parent run ----------------------------------------------------------------------
-    def start_search(self, config: SearchConfig, out_dir: Path, baseline: Mapping[str, float | None]) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=config.name,
-            tags={
-                SEARCH_TAG: config.name,
-                DIR_TAG: str(out_dir.resolve()),
-                "adacomp.strategy": config.strategy,
-            },
-        )
+    # --- any job's runs ------------------------------------------------------------------------
+    def start_run(
+        self,
+        name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, object] | None = None,
+        *,
+        parent_id: str | None = None,
+        start_ms: int | None = None,
+    ) -> str:
+        """A new run of this experiment (a child of `parent_id` when given); params are cut to
+        MLflow's limit. Every job's runs begin here."""
+        tags = {**tags, MLFLOW_RUN_NAME: name}
+        if parent_id is not None:
+            tags[MLFLOW_PARENT_RUN_ID] = parent_id
+        run = self.client.create_run(self.experiment_id, tags=tags, start_time=start_ms)
         run_id: str = run.info.run_id
+        if params:
+            self.client.log_batch(run_id, params=[Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()])
+        return run_id
+
+    def log_metrics(self, run_id: str, values: Mapping[str, float | None], step: int = 0) -> None:
+        """Finite numbers only: a missing or NaN metric is left out, never logged as a made-up 0."""
+        metrics = _metrics(values, step=step)
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def log_series(self, run_id: str, points: Sequence[tuple[str, float, int]]) -> None:
+        """(key, value, step) points in one call: a loss curve, a checkpoint's accuracies."""
+        now = _now_ms()
+        metrics = [Metric(k, float(v), now, step) for k, v, step in points if math.isfinite(v)]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def log_files(self, run_id: str, paths: Sequence[Path], artifact_path: str | None = None) -> None:
+        for path in paths:
+            self.client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+    def log_directory(self, run_id: str, directory: Path, artifact_path: str) -> None:
+        self.client.log_artifacts(run_id, str(directory), artifact_path=artifact_path)
+
+    def log_text(self, run_id: str, file_name: str, text: str) -> None:
+        """`text` as the artifact `file_name` (written to a temporary file, MLflow copies files)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / file_name
+            path.write_text(text)
+            self.client.log_artifact(run_id, str(path))
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+
+    def reopen(self, run_id: str) -> None:
+        self.client.update_run(run_id, status="RUNNING")
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def register_directory(
+        self, model_name: str, run_id: str, artifact_path: str, description: str, tags: Mapping[str, str]
+    ) -> str:
+        """Registers the run's artifact directory as a new version of `model_name` (created on
+        first use); returns `models:/<name>/<version>`."""
+        if not self.client.search_registered_models(filter_string=f"name = '{model_name}'"):
+            self.client.create_registered_model(model_name, description=description)
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        version = self.client.create_model_version(model_name, source=source, run_id=run_id, tags=dict(tags))
+        return f"models:/{model_name}/{version.version}"
+
+    def log_child(
+        self,
+        parent_id: str,
+        number: int,
+        name: str,
+        *,
+        tags: Mapping[str, str],
+        params: Mapping[str, object],
+        metrics: Mapping[str, float | None],
+        texts: Mapping[str, str],
+        files: Sequence[Path],
+        failed: bool,
+        finished_at: float,
+    ) -> str:
+        """One evaluated candidate (a trial, a supernet configuration) as a finished child run.
+        `COMPLETE_TAG` is set last: a child cut short has none and `child_runs` redoes it."""
+        start_ms = int(finished_at * 1000)
+        run_id = self.start_run(
+            name, {**tags, TRIAL_TAG: str(number)}, params, parent_id=parent_id, start_ms=start_ms
+        )
+        self.log_metrics(run_id, metrics)
+        for file_name, text in texts.items():
+            self.log_text(run_id, file_name, text)
+        self.log_files(run_id, [f for f in files if f.exists()])
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED", end_time=start_ms + 1)
+        self.client.set_tag(run_id, COMPLETE_TAG, "true")
+        return run_id
+
+    # --- the parent run of a search ----------------------------------------------------------
+    def start_search(
+        self,
+        config: SearchConfig,
+        out_dir: Path,
+        baseline: Mapping[str, float | None],
+        *,
+        kind: str = "search",
+        name: str | None = None,
+    ) -> str:
         params = {
             "task": config.task,
             "strategy": config.strategy,
@@ -136,19 +232,16 @@ class SearchTracker:
             **{f"utility.{k}": v for k, v in config.utility.model_dump().items()},
             **{f"finetune.{k}": v for k, v in config.finetune.model_dump().items()},
         }
-        self.client.log_batch(
-            run_id,
-            metrics=_metrics(baseline, prefix="baseline_"),
-            params=[Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()],
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "search_config.json"
-            path.write_text(config.model_dump_json(indent=2))
-            self.client.log_artifact(run_id, str(path))
+        tags = {
+            SEARCH_TAG: config.name,
+            DIR_TAG: str(out_dir.resolve()),
+            KIND_TAG: kind,
+            "adacomp.strategy": config.strategy,
+        }
+        run_id = self.start_run(name or config.name, tags, params)
+        self.log_metrics(run_id, {f"baseline_{k}": v for k, v in baseline.items()})
+        self.log_text(run_id, "search_config.json", config.model_dump_json(indent=2))
         return run_id
-
-    def reopen(self, run_id: str) -> None:
-        self.client.update_run(run_id, status="RUNNING")
 
     def child_runs(self, parent_id: str) -> dict[int, str]:
         """Trial number -> child run id, for children logged completely. A child cut short (a
@@ -168,12 +261,9 @@ class SearchTracker:
             children[int(r.data.tags[TRIAL_TAG])] = r.info.run_id
         return children
 
-    # --- child runs --------------------------------------------------------------------------
+    # --- a search's child runs ---------------------------------------------------------------
     def log_trial(self, parent_id: str, record: TrialRecord, model_path: Path | None) -> str:
         tags = {
-            MLFLOW_PARENT_RUN_ID: parent_id,
-            MLFLOW_RUN_NAME: f"trial-{record.number:04d}",
-            TRIAL_TAG: str(record.number),
             "adacomp.plan_hash": record.plan.hash,
             "adacomp.feasible": str(record.feasible).lower(),
             "adacomp.failed": str(record.failed).lower(),
@@ -182,11 +272,9 @@ class SearchTracker:
             tags["adacomp.failure_reason"] = record.reason[:5000]
         if record.duplicate_of is not None:
             tags["adacomp.duplicate_of"] = str(record.duplicate_of)
-        run = self.client.create_run(self.experiment_id, tags=tags, start_time=int(record.finished_at * 1000))
-        run_id: str = run.info.run_id
-        params = {"plan_hash": record.plan.hash, "plan": str(record.plan)[:MAX_PARAM]}
+        params = {"plan_hash": record.plan.hash, "plan": str(record.plan)}
         for layer, steps in record.plan:
-            params[f"layer.{layer}"] = " -> ".join(map(str, steps))[:MAX_PARAM]
+            params[f"layer.{layer}"] = " -> ".join(map(str, steps))
         scalars = {
             **record.metrics,
             "utility": record.utility,
@@ -195,21 +283,18 @@ class SearchTracker:
             "trial_seconds": record.seconds,
             **{f"violation_{i}": v for i, v in enumerate(record.violations)},
         }
-        self.client.log_batch(
-            run_id,
-            metrics=_metrics(scalars),
-            params=[Param(k, v) for k, v in params.items()],
+        return self.log_child(
+            parent_id,
+            record.number,
+            f"trial-{record.number:04d}",
+            tags=tags,
+            params=params,
+            metrics=scalars,
+            texts={"plan.json": record.plan.to_json() + "\n"},
+            files=[model_path] if model_path is not None else [],
+            failed=record.failed,
+            finished_at=record.finished_at,
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            plan_path = Path(tmp) / "plan.json"
-            plan_path.write_text(record.plan.to_json() + "\n")
-            self.client.log_artifact(run_id, str(plan_path))
-        if model_path is not None and model_path.exists():
-            self.client.log_artifact(run_id, str(model_path))
-        status = "FAILED" if record.failed else "FINISHED"
-        self.client.set_terminated(run_id, status=status, end_time=int(record.finished_at * 1000) + 1)
-        self.client.set_tag(run_id, COMPLETE_TAG, "true")  # last: a child without it is redone
-        return run_id
 
     def log_progress(self, parent_id: str, step: int, values: Mapping[str, float | None]) -> None:
         self.client.log_batch(parent_id, metrics=_metrics(values, step=step))
@@ -230,7 +315,7 @@ class SearchTracker:
         on_front = set(front_trials)
         for number, run_id in children.items():
             self.client.set_tag(run_id, FRONT_TAG, str(number in on_front).lower())
-        self.client.log_batch(parent_id, metrics=_metrics(summary))
+        self.log_metrics(parent_id, summary)
         return children
 
     def register_best(
@@ -262,6 +347,3 @@ class SearchTracker:
         self.client.set_tag(parent_id, "adacomp.best_trial", str(record.number))
         self.client.set_tag(parent_id, "adacomp.best_model", registered)
         return registered
-
-    def finish(self, parent_id: str, status: str = "FINISHED") -> None:
-        self.client.set_terminated(parent_id, status=status)

@@ -48,7 +48,7 @@ from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.progress import ProgressView, SearchProgress
-from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy
@@ -412,9 +412,8 @@ def search(
     nightly searches); by default each search has its own, in its directory.
     """
     started = time.perf_counter()
-    say = log or (lambda message: None)
-    if not isinstance(config, SearchConfig):
-        config = load_search_config(config)
+    say = log or silent
+    config = as_search_config(config)
     strategy = get_strategy(config.strategy)
     strategy.check(config)
     farm_config = farm_for_targets(config)
@@ -622,17 +621,10 @@ def _searcher_setup(
     out_dir: Path,
 ) -> SearcherSetup:
     """What the strategy builds its searcher from; the Optuna study lives in its journal file."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from adacomp.platform.strategies.optuna_searcher import open_journal
 
-    from adacomp.platform.strategies.optuna_searcher import fail_interrupted_trials
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     journal, study_name = study
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(journal)))
-    fail_interrupted_trials(storage, study_name)
+    storage = open_journal(journal, study_name)
     return SearcherSetup(
         define_by_run=_define_by_run(config, run, space),
         metrics=tuple(o.key for o in config.objectives),
@@ -775,7 +767,7 @@ class _PatientMlflow:
                         f"output.tracking_uri: MLflow at {self.run.tracker.tracking_uri} did not answer "
                         f"for {self.wait_s:.0f} s while {what} ({first_line(exc)}); every trial is in "
                         f"{self.run.ledger.path} and the front in {self.run.out_dir}; run the search "
-                        "again with --resume to log the rest"
+                        "again with resume=True to log the rest"
                     ) from exc
                 self.run.say(f"MLflow does not answer while {what}; retrying in {delay:.0f} s")
                 time.sleep(min(delay, max(0.0, self.deadline - time.monotonic())))

@@ -13,6 +13,8 @@ not needed and is skipped (it would pickle the storage).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -30,18 +32,18 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if ot_trial is None or trial_id in self._completed_trials:
             return
         self._completed_trials.add(trial_id)
-        values: list[Any] = [result.get(m) for m in self.metric] if result else []
-        usable = bool(values) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
-        if error or not result or result.get("failed") or not usable:
-            reason = (result or {}).get("reason") or ("the trial raised" if error else "no objective values")
-            ot_trial.set_user_attr("adacomp:failure", str(reason)[:500])
-            study.tell(ot_trial, state=FAILED)
+        if error or not result:
+            tell_failed(study, ot_trial, "the trial raised" if error else "no objective values")
             return
-        for i, violation in enumerate(result.get("violations", [])):
-            ot_trial.set_constraint(f"c{i}", float(violation))
         if "plan_hash" in result:
             ot_trial.set_user_attr("adacomp:plan_hash", result["plan_hash"])
-        study.tell(ot_trial, [float(v) for v in values])
+        tell_result(
+            study,
+            ot_trial,
+            [result.get(m) for m in self.metric],
+            result.get("violations", []),
+            failure=(result.get("reason") or "failed") if result.get("failed") else None,
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         """Tune pickles its searcher with the tuner's state; the study (storage, locks, the
@@ -54,6 +56,47 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: the study is reloaded from its storage by name."""
+
+
+def tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
+    trial.set_user_attr("adacomp:failure", str(reason)[:500])
+    study.tell(trial, state=FAILED)
+
+
+def tell_result(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: Sequence[object],
+    violations: Sequence[float],
+    *,
+    failure: str | None = None,
+) -> None:
+    """The one constrained `tell` of every adacomp search (the Tune searcher above and the
+    supernet search): a failed trial, or one without finite values for every objective, is FAIL
+    (never a made-up 0); otherwise the constraint values go on the trial first, where NSGA-II
+    and TPE read them, then the objective values."""
+    if failure is not None:
+        tell_failed(study, trial, failure)
+        return
+    if not values or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        tell_failed(study, trial, "no objective values")
+        return
+    for i, violation in enumerate(violations):
+        trial.set_constraint(f"c{i}", float(violation))
+    study.tell(trial, [float(v) for v in values if isinstance(v, (int, float))])
+
+
+def open_journal(path: Path, study_name: str) -> optuna.storages.BaseStorage:
+    """The persistent Optuna storage of a job (a journal file), with trials a killed run left
+    RUNNING marked FAIL so that samplers stop waiting on them."""
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    fail_interrupted_trials(storage, study_name)
+    return storage
 
 
 def fail_interrupted_trials(storage: optuna.storages.BaseStorage, study_name: str) -> int:

@@ -16,17 +16,15 @@ from __future__ import annotations
 import datetime
 import math
 import shutil
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow.entities import Metric
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-
 from adacomp.errors import AdacompError
-from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.results.job_dir import JobDir
+from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracker
+from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.search import SubnetRecord, device_front, load_records
 from adacomp.platform.supernet.training import supernet_dir
 from adacomp.runtime.manifest import (
@@ -99,24 +97,18 @@ def export_bundle(
     config: SearchConfig | str | Path,
     *,
     out: Path | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Log | None = None,
 ) -> BundleResult:
     """Writes the bundle (default `<output.dir>/<name>/bundle/`), logs it to MLflow, registers it."""
-    import json
-
-    from adacomp.platform.results.tracking import SearchTracker
-
-    say = log or (lambda message: None)
-    if not isinstance(config, SearchConfig):
-        config = load_search_config(config)
+    say = log or silent
+    config = as_search_config(config)
     source = supernet_dir(config)
-    state_path = source / "search.json"
+    state = JobDir(source, "search.json", f"a supernet search for {config.name!r}").load()
     records = load_records(source)
-    if not state_path.exists() or not records:
+    if not state or not records:
         raise AdacompError(
             f"no supernet search for {config.name!r} in {source}; run `adacomp supernet search` first"
         )
-    state: dict[str, Any] = json.loads(state_path.read_text())
     baseline: Metrics = state["baseline"]
     chosen = choose_configurations(records, config.targets, baseline, config.supernet.bundle_size)
     if not chosen:
@@ -126,8 +118,20 @@ def export_bundle(
         )
     target = (out or config.output.dir / config.name / "bundle").resolve()
     if target.exists() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
-        raise AdacompError(f"--out: {target} exists and is not a bundle; give an empty or new directory")
-    directory = target.with_name(f".{target.name}.partial")  # built aside, then swapped in whole
+        raise AdacompError(f"out: {target} exists and is not a bundle; give an empty or new directory")
+    manifest = _write_bundle(config, source, chosen, baseline, target)
+    say(f"bundle: {len(manifest.configurations)} configurations in {target}")
+    run_id, registered = _log_bundle(config, state, manifest, target)
+    say(f"registered as {registered}")
+    return BundleResult(target, manifest, run_id, registered)
+
+
+def _write_bundle(
+    config: SearchConfig, source: Path, chosen: Sequence[SubnetRecord], baseline: Metrics, target: Path
+) -> Manifest:
+    """The bundle is built beside `target`, verified, then swapped in whole: a reader never sees
+    half a bundle, and an earlier bundle there is replaced, not mixed."""
+    directory = target.with_name(f".{target.name}.partial")
     shutil.rmtree(directory, ignore_errors=True)
     (directory / "models").mkdir(parents=True)
     entries = []
@@ -167,44 +171,39 @@ def export_bundle(
     save_manifest(manifest, directory)
     verify_files(directory, manifest)
     if target.exists():
-        shutil.rmtree(target)  # an earlier bundle (checked above): replaced, not mixed
+        shutil.rmtree(target)
     directory.rename(target)
-    directory = target
-    say(f"bundle: {len(entries)} configurations in {directory}")
+    return manifest
 
+
+def _log_bundle(
+    config: SearchConfig, state: Mapping[str, Any], manifest: Manifest, bundle: Path
+) -> tuple[str, str]:
+    """A child run of the supernet search holding the bundle, registered as a new version of
+    `<name>-bundle`; returns (run id, `models:/...`)."""
     tracker = SearchTracker.for_config(config, state["tracking_uri"])
-    client = tracker.client
-    run = client.create_run(
-        tracker.experiment_id,
-        tags={
-            MLFLOW_PARENT_RUN_ID: state["parent_run_id"],
-            MLFLOW_RUN_NAME: f"{config.name}-bundle",
-            "adacomp.kind": "bundle",
-            "adacomp.search": config.name,
+    run_id = tracker.start_run(
+        f"{config.name}-bundle",
+        {KIND_TAG: "bundle", SEARCH_TAG: config.name},
+        parent_id=state["parent_run_id"],
+    )
+    tracker.log_metrics(
+        run_id,
+        {
+            "configurations": float(len(manifest.configurations)),
+            "bundle_bytes": float(sum(c.bytes for c in manifest.configurations)),
         },
     )
-    run_id = run.info.run_id
-    now = int(time.time() * 1000)
-    client.log_batch(
+    tracker.log_directory(run_id, bundle, artifact_path="bundle")
+    registered = tracker.register_directory(
+        f"{config.name}-bundle",
         run_id,
-        metrics=[
-            Metric("configurations", float(len(entries)), now, 0),
-            Metric("bundle_bytes", float(sum(c.bytes for c in manifest.configurations)), now, 0),
-        ],
+        "bundle",
+        description="adacomp runtime bundle (manifest + ONNX models)",
+        tags={
+            "adacomp.schema_version": str(SCHEMA_VERSION),
+            "adacomp.configurations": str(len(manifest.configurations)),
+        },
     )
-    client.log_artifacts(run_id, str(directory), artifact_path="bundle")
-    model_name = f"{config.name}-bundle"
-    if not client.search_registered_models(filter_string=f"name = '{model_name}'"):
-        client.create_registered_model(
-            model_name, description="adacomp runtime bundle (manifest + ONNX models)"
-        )
-    version = client.create_model_version(
-        model_name,
-        source=f"{run.info.artifact_uri}/bundle",
-        run_id=run_id,
-        tags={"adacomp.schema_version": str(SCHEMA_VERSION), "adacomp.configurations": str(len(entries))},
-    )
-    client.set_terminated(run_id)
-    registered = f"models:/{model_name}/{version.version}"
-    say(f"registered as {registered}")
-    return BundleResult(directory, manifest, run_id, registered)
+    tracker.finish(run_id)
+    return run_id, registered

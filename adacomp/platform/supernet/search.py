@@ -17,26 +17,24 @@ from __future__ import annotations
 import copy
 import json
 import math
-import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from mlflow.entities import Metric, Param
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from torch import nn
 
 from adacomp.device_farm import Farm
-from adacomp.errors import AdacompError
+from adacomp.errors import AdacompError, first_line
 from adacomp.platform.evaluate.objectives import constraint_violations, utility
 from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, measure_metrics
+from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.pareto import hypervolume, non_dominated
-from adacomp.platform.results.tracking import COMPLETE_TAG
-from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.results.tracking import SearchTracker
+from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.training import (
     WEIGHTS_FILE,
     bn_batches,
@@ -237,70 +235,58 @@ def _params(config: SubnetConfig, supernet: Supernet) -> dict[str, Any]:
 class _Tracking:
     """MLflow for the supernet search: the parent run, a child per configuration, the fronts."""
 
-    def __init__(self, tracker: Any, parent_id: str) -> None:
-        self.tracker, self.client, self.parent_id = tracker, tracker.client, parent_id
+    def __init__(self, tracker: SearchTracker, parent_id: str) -> None:
+        self.tracker, self.parent_id = tracker, parent_id
 
     def children(self) -> dict[int, str]:
-        children: dict[int, str] = self.tracker.child_runs(self.parent_id)
-        return children
+        return self.tracker.child_runs(self.parent_id)
 
     def log(self, record: SubnetRecord, model_path: Path | None) -> None:
         tags = {
-            MLFLOW_PARENT_RUN_ID: self.parent_id,
-            MLFLOW_RUN_NAME: f"config-{record.number:04d}",
-            "adacomp.trial": str(record.number),
             "adacomp.config_hash": record.config.hash,
             "adacomp.feasible": str(record.feasible).lower(),
             "adacomp.failed": str(record.failed).lower(),
         }
         if record.reason:
             tags["adacomp.failure_reason"] = record.reason[:5000]
-        run = self.client.create_run(
-            self.tracker.experiment_id, tags=tags, start_time=int(record.finished_at * 1000)
-        )
-        run_id = run.info.run_id
-        params = {"config_hash": record.config.hash, "precision": record.config.precision}
-        params.update({f"width.{k}": str(v) for k, v in record.config.width})
-        params.update({f"rank.{k}": str(v) for k, v in record.config.rank})
+        params: dict[str, object] = {"config_hash": record.config.hash, "precision": record.config.precision}
+        params.update({f"width.{k}": v for k, v in record.config.width})
+        params.update({f"rank.{k}": v for k, v in record.config.rank})
         params["skip"] = ",".join(record.config.skip) or "-"
-        scalars = {**record.metrics, "utility": record.utility, "feasible": float(record.feasible)}
-        now = int(record.finished_at * 1000)
-        self.client.log_batch(
-            run_id,
-            metrics=[
-                Metric(k, float(v), now, 0) for k, v in scalars.items() if v is not None and math.isfinite(v)
-            ],
-            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        self.tracker.log_child(
+            self.parent_id,
+            record.number,
+            f"config-{record.number:04d}",
+            tags=tags,
+            params=params,
+            metrics={**record.metrics, "utility": record.utility, "feasible": float(record.feasible)},
+            texts={"config.json": json.dumps(record.config.to_dict(), indent=2) + "\n"},
+            files=[model_path] if model_path is not None else [],
+            failed=record.failed,
+            finished_at=record.finished_at,
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "config.json"
-            path.write_text(json.dumps(record.config.to_dict(), indent=2) + "\n")
-            self.client.log_artifact(run_id, str(path))
-        if model_path is not None and model_path.exists():
-            self.client.log_artifact(run_id, str(model_path))
-        self.client.set_terminated(run_id, status="FAILED" if record.failed else "FINISHED", end_time=now + 1)
-        self.client.set_tag(run_id, COMPLETE_TAG, "true")  # last: a child without it is redone
+
+
+@dataclass
+class _SearchState:
+    """An open supernet search: its baseline, MLflow run and the configurations evaluated so far."""
+
+    directory: Path
+    baseline: dict[str, float | None]
+    tracking: _Tracking
+    ledger: Ledger[SubnetRecord]
+    records: list[SubnetRecord]
 
 
 def supernet_search(
-    config: SearchConfig | str | Path, *, resume: bool = False, log: Callable[[str], None] | None = None
+    config: SearchConfig | str | Path, *, resume: bool = False, log: Log | None = None
 ) -> SupernetSearchResult:
     """Evaluates `config.supernet.trials` configurations of the trained supernet (or resumes)."""
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    from adacomp.platform.results.job_dir import JobDir
-    from adacomp.platform.results.tracking import SearchTracker
-    from adacomp.platform.search.job import check_objectives_measurable, farm_for_targets
-    from adacomp.platform.strategies._base import SearcherSetup
-    from adacomp.platform.strategies.optuna_searcher import fail_interrupted_trials
-    from adacomp.platform.strategies.registry import get_strategy
+    from adacomp.platform.search.job import farm_for_targets
 
     started = time.perf_counter()
-    say = log or (lambda message: None)
-    if not isinstance(config, SearchConfig):
-        config = load_search_config(config)
+    say = log or silent
+    config = as_search_config(config)
     directory = supernet_dir(config)
     job = JobDir(directory, "search.json", f"a supernet search for {config.name!r}")
     state = job.open(resume=resume)
@@ -315,117 +301,158 @@ def supernet_search(
     farm = Farm(farm_config)
     try:
         ctx = TrialContext(config, task, model, farm, config.measure, task.calibration_batches())
-        if state:
-            baseline: dict[str, float | None] = state["baseline"]
-        else:
-            say("measuring the uncompressed model on " + ", ".join(config.targets))
-            baseline = baseline_metrics(ctx)
-            check_objectives_measurable(config, baseline)
-        ctx.baseline = baseline
-        tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
-        tracking_uri = tracker.tracking_uri
-        if state:
-            parent_id = state["parent_run_id"]
-            tracker.reopen(parent_id)
-        else:
-            parent_id = tracker.start_search(config, directory, baseline)
-            tracker.client.set_tag(parent_id, MLFLOW_RUN_NAME, f"{config.name}-supernet-search")
-            tracker.client.set_tag(parent_id, "adacomp.kind", "supernet-search")
-            state = {
-                "parent_run_id": parent_id,
-                "tracking_uri": tracking_uri,
-                "baseline": baseline,
-                "weights_sha256": weights_sha,
-            }
-            job.save(state)
-        tracking = _Tracking(tracker, parent_id)
-        ledger = Ledger(directory / "configs.jsonl", SubnetRecord.from_dict)
-        records = ledger.load()
-        logged = tracking.children()
-        for record in records:  # a kill between the ledger line and MLflow: log it now, once
-            if record.number not in logged:
-                tracking.log(record, directory / "models" / f"{record.config.hash}.onnx")
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = JournalStorage(JournalFileBackend(str(directory / "optuna.journal")))
-        study_name = f"adacomp-{config.name}-supernet"
-        fail_interrupted_trials(storage, study_name)
-        strategy = get_strategy(config.strategy)
-        setup = SearcherSetup(
-            define_by_run=lambda trial: {},
-            metrics=tuple(o.key for o in config.objectives),
-            modes=tuple(o.mode for o in config.objectives),
-            trials=config.supernet.trials,
-            seed=config.seed,
-            storage=storage,
-            study_name=study_name,
-        )
-        # A strategy without an Optuna sampler (the RL agent) searches the supernet with NSGA-II.
-        sampler = strategy.sampler(setup) or optuna.samplers.NSGAIISampler(seed=config.seed)
-        study = optuna.create_study(
-            study_name=study_name,
-            storage=storage,
-            sampler=sampler,
-            directions=["maximize" if o.mode == "max" else "minimize" for o in config.objectives],
-            load_if_exists=True,
-        )
-        if not records and not study.trials:  # the ends first: largest (in both extreme precisions), smallest
-            space = supernet.space
-            ends = [space.largest(space.precisions[0]), space.largest(space.precisions[-1]), space.smallest()]
-            for end in dict.fromkeys(ends):
-                study.enqueue_trial(_params(end, supernet))
+        search = _open_search(config, job, state, ctx, weights_sha, say)
+        study = _open_study(config, directory, supernet, search.records)
         batches = bn_batches(task, config)
-        by_hash = {r.config.hash: r for r in records if not r.failed}
-        models = directory / "models"
-        models.mkdir(parents=True, exist_ok=True)
-        while len(records) < config.supernet.trials:
-            trial = study.ask()
-            subnet = _suggest(trial, supernet)
-            t0 = time.perf_counter()
-            known = by_hash.get(subnet.hash)
-            if known is not None:
-                metrics: dict[str, float | None] = dict(known.metrics)
-                failed, reason = False, None
-            else:
-                try:
-                    metrics, onnx_model = evaluate_subnet(ctx, supernet, subnet, batches)
-                    (models / f"{subnet.hash}.onnx").write_bytes(onnx_model)
-                    failed, reason = False, None
-                except AdacompError as error:
-                    metrics, failed, reason = {}, True, str(error).splitlines()[0]
-            record = SubnetRecord(
-                number=trial.number,
-                config=subnet,
-                metrics={k: v for k, v in metrics.items() if v is not None},
-                utility=None if failed else utility(config, metrics, baseline),
-                violations=() if failed else tuple(constraint_violations(config, metrics)),
-                failed=failed,
-                reason=reason,
-                seconds=time.perf_counter() - t0,
-            )
-            ledger.append(record)  # first: a kill after this is reconciled on resume
-            records.append(record)
-            if not failed:
-                by_hash.setdefault(subnet.hash, record)
-            tracking.log(record, models / f"{subnet.hash}.onnx")
-            if failed:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            else:
-                for i, violation in enumerate(record.violations):
-                    trial.set_constraint(f"c{i}", float(violation))
-                values = [metrics.get(o.key) for o in config.objectives]
-                if any(v is None or not math.isfinite(v) for v in values):
-                    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # never a made-up 0
-                else:
-                    study.tell(trial, [float(v) for v in values if v is not None])
-            say(_line(config, record, len(records)))
+        while len(search.records) < config.supernet.trials:
+            record = _evaluate_next(config, ctx, supernet, study, search, batches)
+            say(_line(config, record, len(search.records)))
         result = SupernetSearchResult(
-            config, directory, records, baseline, parent_id, tracking_uri, time.perf_counter() - started
+            config,
+            directory,
+            search.records,
+            search.baseline,
+            search.tracking.parent_id,
+            search.tracking.tracker.tracking_uri,
+            time.perf_counter() - started,
         )
-        _finish(result, tracking)
+        _finish(result, search.tracking)
         return result
     finally:
         farm.close()
+
+
+def _open_search(
+    config: SearchConfig,
+    job: JobDir,
+    state: dict[str, Any],
+    ctx: TrialContext,
+    weights_sha: str,
+    say: Log,
+) -> _SearchState:
+    """The baseline (measured once, then kept), the parent run (new, or reopened on resume) and
+    the configurations already evaluated, each logged to MLflow exactly once."""
+    from adacomp.platform.search.job import check_objectives_measurable
+
+    if state:
+        baseline: dict[str, float | None] = state["baseline"]
+    else:
+        say("measuring the uncompressed model on " + ", ".join(config.targets))
+        baseline = baseline_metrics(ctx)
+        check_objectives_measurable(config, baseline)
+    ctx.baseline = baseline
+    tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
+    if state:
+        parent_id = state["parent_run_id"]
+        tracker.reopen(parent_id)
+    else:
+        parent_id = tracker.start_search(
+            config, job.path, baseline, kind="supernet-search", name=f"{config.name}-supernet-search"
+        )
+        job.save(
+            {
+                "parent_run_id": parent_id,
+                "tracking_uri": tracker.tracking_uri,
+                "baseline": baseline,
+                "weights_sha256": weights_sha,
+            }
+        )
+    tracking = _Tracking(tracker, parent_id)
+    ledger = Ledger(job.path / "configs.jsonl", SubnetRecord.from_dict)
+    records = ledger.load()
+    logged = tracking.children()
+    for record in records:  # a kill between the ledger line and MLflow: log it now, once
+        if record.number not in logged:
+            tracking.log(record, job.path / "models" / f"{record.config.hash}.onnx")
+    (job.path / "models").mkdir(parents=True, exist_ok=True)
+    return _SearchState(job.path, baseline, tracking, ledger, records)
+
+
+def _open_study(
+    config: SearchConfig, directory: Path, supernet: Supernet, records: Sequence[SubnetRecord]
+) -> Any:
+    """The Optuna study (its journal beside the records), with the strategy's sampler; a new
+    study evaluates the ends of the space first: largest (in both extreme precisions), smallest."""
+    import optuna
+
+    from adacomp.platform.strategies._base import SearcherSetup
+    from adacomp.platform.strategies.optuna_searcher import open_journal
+    from adacomp.platform.strategies.registry import get_strategy
+
+    study_name = f"adacomp-{config.name}-supernet"
+    storage = open_journal(directory / "optuna.journal", study_name)
+    setup = SearcherSetup(
+        define_by_run=lambda trial: {},
+        metrics=tuple(o.key for o in config.objectives),
+        modes=tuple(o.mode for o in config.objectives),
+        trials=config.supernet.trials,
+        seed=config.seed,
+        storage=storage,
+        study_name=study_name,
+    )
+    # A strategy without an Optuna sampler (the RL agent) searches the supernet with NSGA-II.
+    sampler = get_strategy(config.strategy).sampler(setup) or optuna.samplers.NSGAIISampler(seed=config.seed)
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=sampler,
+        directions=["maximize" if o.mode == "max" else "minimize" for o in config.objectives],
+        load_if_exists=True,
+    )
+    if not records and not study.trials:
+        space = supernet.space
+        ends = [space.largest(space.precisions[0]), space.largest(space.precisions[-1]), space.smallest()]
+        for end in dict.fromkeys(ends):
+            study.enqueue_trial(_params(end, supernet))
+    return study
+
+
+def _evaluate_next(
+    config: SearchConfig,
+    ctx: TrialContext,
+    supernet: Supernet,
+    study: Any,
+    search: _SearchState,
+    batches: list[torch.Tensor],
+) -> SubnetRecord:
+    """One ask, evaluate, record, tell. A configuration seen before is not evaluated again: its
+    metrics are reused (the sampler still hears of it); its record goes to the ledger first, so
+    a kill after that is reconciled on resume."""
+    from adacomp.platform.strategies.optuna_searcher import tell_result
+
+    trial = study.ask()
+    subnet = _suggest(trial, supernet)
+    t0 = time.perf_counter()
+    model_path = search.directory / "models" / f"{subnet.hash}.onnx"
+    known = next((r for r in search.records if not r.failed and r.config.hash == subnet.hash), None)
+    metrics: dict[str, float | None] = {}
+    reason = None
+    if known is not None:
+        metrics = dict(known.metrics)
+    else:
+        try:
+            metrics, onnx_model = evaluate_subnet(ctx, supernet, subnet, batches)
+            model_path.write_bytes(onnx_model)
+        except AdacompError as error:
+            reason = first_line(error)
+    failed = reason is not None
+    record = SubnetRecord(
+        number=trial.number,
+        config=subnet,
+        metrics={k: v for k, v in metrics.items() if v is not None},
+        utility=None if failed else utility(config, metrics, search.baseline),
+        violations=() if failed else tuple(constraint_violations(config, metrics)),
+        failed=failed,
+        reason=reason,
+        seconds=time.perf_counter() - t0,
+    )
+    search.ledger.append(record)
+    search.records.append(record)
+    search.tracking.log(record, model_path)
+    tell_result(
+        study, trial, [metrics.get(o.key) for o in config.objectives], record.violations, failure=reason
+    )
+    return record
 
 
 def _line(config: SearchConfig, record: SubnetRecord, done: int) -> str:
@@ -465,11 +492,11 @@ def _finish(result: SupernetSearchResult, tracking: _Tracking) -> None:
         files.append(device_front_png(result.records, front, result.baseline, device, result.directory))
         summary[f"front_size_{device}"] = float(len(front))
         summary[f"hypervolume_{device}"] = device_hypervolume(result.records, device, result.baseline)
-    for path in files:
-        tracking.client.log_artifact(result.run_id, str(path), artifact_path="pareto")
+    tracker = tracking.tracker
+    tracker.log_files(result.run_id, files, artifact_path="pareto")
     for number, run_id in tracking.children().items():
-        for device, numbers in on_front.items():
-            tracking.client.set_tag(run_id, f"adacomp.pareto.{device}", str(number in numbers).lower())
-    now = int(time.time() * 1000)
-    tracking.client.log_batch(result.run_id, metrics=[Metric(k, v, now, 0) for k, v in summary.items()])
-    tracking.tracker.finish(result.run_id)
+        tracker.set_tags(
+            run_id, {f"adacomp.pareto.{d}": str(number in numbers).lower() for d, numbers in on_front.items()}
+        )
+    tracker.log_metrics(result.run_id, dict(summary))
+    tracker.finish(result.run_id)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from adacomp.errors import AdacompError
-from adacomp.platform.search_config import SearchConfig, load_search_config
+from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.options import ensemble_budget, supernet_options
 from adacomp.search_spaces.supernet import (
     EnsembleReport,
@@ -114,9 +114,8 @@ def train_supernet_job(
     from adacomp.platform.results.job_dir import JobDir
     from adacomp.platform.results.tracking import SearchTracker
 
-    say = log or (lambda message: None)
-    if not isinstance(config, SearchConfig):
-        config = load_search_config(config)
+    say = log or silent
+    config = as_search_config(config)
     directory = supernet_dir(config)
     job = JobDir(directory, "train.json", f"a supernet for {config.name!r}")
     state = job.open(
