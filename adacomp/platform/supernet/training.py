@@ -12,18 +12,18 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from mlflow.entities import Metric, Param
 from safetensors.torch import load_file
 from torch import nn
 
 from adacomp.errors import AdacompError
-from adacomp.platform.search_config import SearchConfig, as_search_config, silent
+from adacomp.platform.results.job_dir import JobDir
+from adacomp.platform.results.tracking import DIR_TAG, KIND_TAG, SEARCH_TAG, SearchTracker
+from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.options import ensemble_budget, supernet_options
 from adacomp.search_spaces.supernet import (
     EnsembleReport,
@@ -108,12 +108,9 @@ def _accuracies(task: Task, supernet: Supernet, batches: list[torch.Tensor]) -> 
 
 
 def train_supernet_job(
-    config: SearchConfig | str | Path, *, resume: bool = False, log: Callable[[str], None] | None = None
+    config: SearchConfig | str | Path, *, resume: bool = False, log: Log | None = None
 ) -> TrainResult:
     """Trains (or resumes training of) the supernet of `config`; see the module docstring."""
-    from adacomp.platform.results.job_dir import JobDir
-    from adacomp.platform.results.tracking import SearchTracker
-
     say = log or silent
     config = as_search_config(config)
     directory = supernet_dir(config)
@@ -130,126 +127,140 @@ def train_supernet_job(
     say(f"{supernet.space.size:,} configurations share these weights")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "layout.json").write_text(json.dumps(supernet.describe(), indent=2) + "\n")
-
     tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
-    tracking_uri = tracker.tracking_uri
-    client = tracker.client
-    run_id = state.get("run_id")
-    if run_id is None:
-        run = client.create_run(
-            tracker.experiment_id,
-            run_name=f"{config.name}-supernet",
-            tags={
-                "adacomp.kind": "supernet-train",
-                "adacomp.search": config.name,
-                "adacomp.dir": str(directory),
-            },
-        )
-        run_id = run.info.run_id
-        params = {f"supernet.{k}": v for k, v in config.supernet.model_dump().items()}
-        params.update(task=config.task, seed=config.seed, configurations=supernet.space.size)
-        client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
-        client.log_artifact(run_id, str(directory / "layout.json"))
-        state = {"run_id": run_id, "tracking_uri": tracking_uri, "identity": identity(config)}
-        job.save(state)
-    else:
-        client.update_run(run_id, status="RUNNING")
-    batches = bn_batches(task, config)
-    pending: list[Metric] = []
-
-    def on_step(entry: StepLog) -> None:
-        if entry.step % LOG_EVERY == 0 or entry.step == config.supernet.steps:
-            now = int(time.time() * 1000)
-            pending.extend(
-                [
-                    Metric("loss_largest", entry.largest_loss, now, entry.step),
-                    Metric("loss_smallest", entry.smallest_loss, now, entry.step),
-                ]
-            )
-            say(
-                f"step {entry.step}/{config.supernet.steps}: loss largest {entry.largest_loss:.4f}, "
-                f"smallest {entry.smallest_loss:.4f}"
-            )
-
-    checked: dict[int, dict[str, float]] = {}
-
-    def on_checkpoint(step: int) -> None:
-        accuracy = checked[step] = _accuracies(task, supernet, batches)
-        supernet.train()
-        now = int(time.time() * 1000)
-        pending.extend(Metric(f"val_accuracy_{k}", v, now, step) for k, v in accuracy.items())
-        client.log_batch(run_id, metrics=list(pending))
-        pending.clear()
-        say(
-            f"checkpoint at step {step}: validation accuracy largest {accuracy['largest']:.4f}, "
-            f"smallest {accuracy['smallest']:.4f}"
-        )
-
-    workers = config.supernet.workers
-    threads = torch.get_num_threads()
-    if config.supernet.threads is not None:
-        torch.set_num_threads(config.supernet.threads)  # restored below: the caller's setting stands
+    run_id = _training_run(tracker, job, state, config, supernet)
+    monitor = _Monitor(tracker, run_id, config, task, supernet, say)
     try:
-        if workers > 1:
-            from adacomp.platform.supernet.ray_training import train_on_ray
-
-            say(f"training on {workers} Ray Train workers")
-            began = time.perf_counter()
-            steps = train_on_ray(
-                json.loads(config.model_dump_json()),
-                {k: v.detach().clone() for k, v in model.state_dict().items()},
-                directory,
-                identity(config),
-                workers,
-            )
-            for step in steps:
-                on_step(StepLog(**step))
-            resumed_from = steps[0]["step"] - 1 if steps else config.supernet.steps
-            report = EnsembleReport(config.supernet.steps, resumed_from, time.perf_counter() - began)
-        else:
-            report = train_supernet(
-                supernet,
-                task.data.train,
-                ensemble_budget(config),
-                seed=config.seed,
-                checkpoint_dir=directory / "checkpoints",
-                identity=identity(config),
-                on_step=on_step,
-                on_checkpoint=on_checkpoint,
-            )
+        report = _train(config, model, supernet, task, monitor)
     except BaseException:
-        if pending:
-            client.log_batch(run_id, metrics=pending)
-        client.set_terminated(run_id, status="KILLED")
+        monitor.flush()
+        tracker.finish(run_id, status="KILLED")
         raise
-    finally:
-        torch.set_num_threads(threads)
-    if pending:
-        client.log_batch(run_id, metrics=list(pending))
-        pending.clear()
+    monitor.flush()
     found = load_checkpoint(directory / "checkpoints")
     assert found is not None
-    if workers > 1:
+    if config.supernet.workers > 1:
         supernet.load_state_dict(found[0])  # the workers trained their own copies
     shutil.copyfile(found[2] / WEIGHTS_FILE, directory / WEIGHTS_FILE)
     # The last checkpoint (always the final step) already scored these weights.
-    accuracy = checked.get(report.steps) or _accuracies(task, supernet, batches)
-    client.log_batch(
-        run_id,
-        metrics=[
-            Metric(f"final_val_accuracy_{k}", v, int(time.time() * 1000), report.steps)
-            for k, v in accuracy.items()
-        ],
-    )
-    client.log_artifact(run_id, str(directory / WEIGHTS_FILE))
-    client.set_terminated(run_id, status="FINISHED")
+    accuracy = monitor.checked.get(report.steps) or monitor.accuracies()
+    tracker.log_series(run_id, [(f"final_val_accuracy_{k}", v, report.steps) for k, v in accuracy.items()])
+    tracker.log_files(run_id, [directory / WEIGHTS_FILE])
+    tracker.finish(run_id)
     return TrainResult(
         directory=directory,
         run_id=run_id,
-        tracking_uri=tracking_uri,
+        tracking_uri=tracker.tracking_uri,
         steps=report.steps,
         resumed_from=report.resumed_from,
         seconds=report.seconds,
         accuracy=accuracy,
         layout=supernet.layout.report(),
     )
+
+
+def _training_run(
+    tracker: SearchTracker, job: JobDir, state: dict[str, Any], config: SearchConfig, supernet: Supernet
+) -> str:
+    """The MLflow run of this training: the saved one reopened on resume, else a new one,
+    recorded in the state file at once."""
+    if "run_id" in state:
+        run_id: str = state["run_id"]
+        tracker.reopen(run_id)
+        return run_id
+    params: dict[str, object] = {f"supernet.{k}": v for k, v in config.supernet.model_dump().items()}
+    params.update(task=config.task, seed=config.seed, configurations=supernet.space.size)
+    tags = {KIND_TAG: "supernet-train", SEARCH_TAG: config.name, DIR_TAG: str(job.path)}
+    run_id = tracker.start_run(f"{config.name}-supernet", tags, params)
+    tracker.log_files(run_id, [job.path / "layout.json"])
+    job.save({"run_id": run_id, "tracking_uri": tracker.tracking_uri, "identity": identity(config)})
+    return run_id
+
+
+class _Monitor:
+    """What training reports: losses every LOG_EVERY steps, accuracies at each checkpoint, sent
+    to MLflow at checkpoints (one call per checkpoint, not per step) and at the end."""
+
+    def __init__(
+        self,
+        tracker: SearchTracker,
+        run_id: str,
+        config: SearchConfig,
+        task: Task,
+        supernet: Supernet,
+        say: Log,
+    ) -> None:
+        self.tracker, self.run_id, self.config, self.say = tracker, run_id, config, say
+        self.task, self.supernet = task, supernet
+        self.batches = bn_batches(task, config)
+        self.pending: list[tuple[str, float, int]] = []
+        self.checked: dict[int, dict[str, float]] = {}
+
+    def accuracies(self) -> dict[str, float]:
+        return _accuracies(self.task, self.supernet, self.batches)
+
+    def on_step(self, entry: StepLog) -> None:
+        steps = self.config.supernet.steps
+        if entry.step % LOG_EVERY == 0 or entry.step == steps:
+            self.pending += [
+                ("loss_largest", entry.largest_loss, entry.step),
+                ("loss_smallest", entry.smallest_loss, entry.step),
+            ]
+            self.say(
+                f"step {entry.step}/{steps}: loss largest {entry.largest_loss:.4f}, "
+                f"smallest {entry.smallest_loss:.4f}"
+            )
+
+    def on_checkpoint(self, step: int) -> None:
+        accuracy = self.checked[step] = self.accuracies()
+        self.supernet.train()
+        self.pending += [(f"val_accuracy_{k}", v, step) for k, v in accuracy.items()]
+        self.flush()
+        self.say(
+            f"checkpoint at step {step}: validation accuracy largest {accuracy['largest']:.4f}, "
+            f"smallest {accuracy['smallest']:.4f}"
+        )
+
+    def flush(self) -> None:
+        if self.pending:
+            self.tracker.log_series(self.run_id, self.pending)
+            self.pending = []
+
+
+def _train(
+    config: SearchConfig, model: nn.Module, supernet: Supernet, task: Task, monitor: _Monitor
+) -> EnsembleReport:
+    """Ensemble training here, or on Ray Train workers; the caller's torch threads stand after."""
+    directory = supernet_dir(config)
+    threads = torch.get_num_threads()
+    if config.supernet.threads is not None:
+        torch.set_num_threads(config.supernet.threads)
+    try:
+        if config.supernet.workers <= 1:
+            return train_supernet(
+                supernet,
+                task.data.train,
+                ensemble_budget(config),
+                seed=config.seed,
+                checkpoint_dir=directory / "checkpoints",
+                identity=identity(config),
+                on_step=monitor.on_step,
+                on_checkpoint=monitor.on_checkpoint,
+            )
+        from adacomp.platform.supernet.ray_training import train_on_ray
+
+        monitor.say(f"training on {config.supernet.workers} Ray Train workers")
+        began = time.perf_counter()
+        steps = train_on_ray(
+            json.loads(config.model_dump_json()),
+            {k: v.detach().clone() for k, v in model.state_dict().items()},
+            directory,
+            identity(config),
+            config.supernet.workers,
+        )
+        for step in steps:
+            monitor.on_step(StepLog(**step))
+        resumed_from = steps[0]["step"] - 1 if steps else config.supernet.steps
+        return EnsembleReport(config.supernet.steps, resumed_from, time.perf_counter() - began)
+    finally:
+        torch.set_num_threads(threads)
