@@ -6,9 +6,9 @@ retraining: mask the configurations that fit, take the argmax of the utility. Bo
 operations over precomputed arrays, so a selection costs microseconds even for thousands of
 configurations.
 
-The utility mirrors the search's (AdaDeep's form, see adacomp.platform.evaluate.objectives): normalised
-accuracy, weighted, minus weighted costs normalised by the uncompressed baseline on this device.
-A draining battery raises the weight of energy.
+The utility is the search's own (AdaDeep's form, adacomp.runtime.utility): normalised accuracy,
+weighted, minus weighted costs normalised by the uncompressed baseline on this device. A
+draining battery raises the weight of energy.
 
 A context measured on a phone is noisy; switching models costs a session load. So the selector is
 a Schmitt trigger: it keeps the current configuration while it still fits and is within `margin`
@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from adacomp.runtime.manifest import Manifest, ManifestError
+from adacomp.runtime.utility import adadeep_utility, normalised
 
 CONTEXT_FIELDS = ("latency_budget_ms", "energy_budget_mj", "battery", "free_memory_mb", "min_accuracy")
 _FRACTIONS = ("battery", "min_accuracy")
@@ -143,15 +144,19 @@ class Selector:
         weights, baseline = manifest.utility, manifest.baseline
         base = baseline.devices[device]
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow becomes the error below
-            utility = weights.accuracy * self.accuracy / _normaliser(baseline.accuracy, self.accuracy)
-            utility -= weights.latency * self.latency_ms / _normaliser(base.latency_ms, self.latency_ms)
-            utility -= weights.memory * self.memory_mb / _normaliser(base.memory_mb, self.memory_mb)
-            utility -= (
-                weights.storage * self.storage_bytes / _normaliser(baseline.storage_bytes, self.storage_bytes)
+            # Energy apart: its weight follows the battery (energy_weight_for).
+            utility = adadeep_utility(
+                weights,
+                {
+                    "accuracy": _ratio(self.accuracy, baseline.accuracy),
+                    "latency": _ratio(self.latency_ms, base.latency_ms),
+                    "memory": _ratio(self.memory_mb, base.memory_mb),
+                    "storage": _ratio(self.storage_bytes, baseline.storage_bytes),
+                },
             )
             self._utility_without_energy = _frozen(utility)
             if self.has_energy:
-                self._energy_ratio = _frozen(self.energy_mj / _normaliser(base.energy_mj, self.energy_mj))
+                self._energy_ratio = _frozen(_ratio(self.energy_mj, base.energy_mj))
             else:
                 self._energy_ratio = _frozen(np.zeros_like(utility))
         if not (np.isfinite(utility).all() and np.isfinite(self._energy_ratio).all()):
@@ -348,9 +353,8 @@ def _frozen(values: Any) -> FloatArray:
     return array
 
 
-def _normaliser(base: float | None, values: FloatArray) -> float:
-    """The baseline's value, or (baseline null or 0) the largest value over the configurations."""
-    if base is not None and base > 0:
-        return float(base)
-    peak = float(np.max(values))
-    return peak if peak > 0 else 1.0
+def _ratio(values: FloatArray, base: float | None) -> FloatArray:
+    """Ratios to the baseline's value, or (baseline null or 0) to the largest configuration's."""
+    ratios = normalised(values, base, peak_fallback=True)
+    assert ratios is not None  # peak_fallback always gives ratios
+    return ratios

@@ -119,6 +119,19 @@ def _report(model: nn.Module, task: Task, plan: CompressionPlan | None, onnx_mod
     )
 
 
+def _baseline_model(
+    task: Task, seed: int, weights: str | Path | None, cache_dir: Path | None, log: Callable[[str], None]
+) -> nn.Module:
+    """The user's weights when given, else the task's trained model (cached after its first training)."""
+    if weights is None:
+        log(f"training (or loading the cached) baseline for task {task.name!r} ...")
+        return pretrained_model(task, seed=seed, cache_dir=cache_dir)
+    model = task.build_model()
+    load_weights(model, Path(weights))
+    log(f"loaded weights from {weights}")
+    return model.eval()
+
+
 def run_compress(
     task_spec: str | Task,
     plan: CompressionPlan,
@@ -145,14 +158,7 @@ def run_compress(
     example = task.example_input(2)
     validate_plan(task.build_model(), plan, example)
 
-    if weights is not None:
-        model = task.build_model()
-        load_weights(model, Path(weights))
-        model.eval()
-        log(f"loaded weights from {weights}")
-    else:
-        log(f"training (or loading the cached) baseline for task {task.name!r} ...")
-        model = pretrained_model(task, seed=seed, cache_dir=cache_dir)
+    model = _baseline_model(task, seed, weights, cache_dir, log)
     baseline_onnx = export_onnx(model, example)
     baseline = _report(model, task, None, baseline_onnx)
 
@@ -163,14 +169,8 @@ def run_compress(
     if not skip_finetune:
         amount = f"{budget.steps} steps" if budget.steps else f"{budget.epochs:g} epochs"
         log(f"fine-tuning ({amount}){' with distillation' if distill else ''} ...")
-        report = train(
-            compressed,
-            task.data.train,
-            budget,
-            seed=seed,
-            teacher=model if distill else None,
-            augment=task.augment,
-        )
+        teacher = model if distill else None
+        report = train(compressed, task.data.train, budget, seed=seed, teacher=teacher, augment=task.augment)
     compressed.eval()
     calibration = task.calibration_batches()
     compressed_onnx = export_onnx(compressed, example, plan=plan, calibration=calibration)

@@ -1,8 +1,8 @@
 """Objectives, feasibility and the usage-driven utility of one trial: pure functions.
 
-The utility follows AdaDeep's form: normalised accuracy, weighted, minus weighted normalised
-costs, each cost normalised by the uncompressed model's value on the same device (so 1.0 means
-"as expensive as the baseline" and weights compare across units).
+The utility is AdaDeep's (one definition, in adacomp.runtime.utility, which the device's
+selector uses too): normalised accuracy, weighted, minus weighted normalised costs, each cost
+normalised by the uncompressed model's value on the same device.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from adacomp.platform.search_config import SearchConfig
+from adacomp.runtime.utility import adadeep_utility, normalised
 
 Metrics = Mapping[str, float | None]
 
@@ -24,27 +25,25 @@ def is_feasible(config: SearchConfig, metrics: Metrics) -> bool:
 
 
 def utility(config: SearchConfig, metrics: Metrics, baseline: Metrics) -> float:
-    """weights.accuracy * acc/acc_base - sum over costs of weight * mean over targets of cost/cost_base."""
-    weights = config.utility
-    accuracy, base_accuracy = metrics.get("accuracy"), baseline.get("accuracy")
-    score = 0.0
-    if accuracy is not None and base_accuracy:
-        score += weights.accuracy * accuracy / base_accuracy
-    costs = {"latency": weights.latency, "energy": weights.energy, "memory": weights.memory}
-    for metric, weight in costs.items():
-        if weight == 0:
-            continue
-        ratios = []
-        for target in config.targets:
-            value, base = metrics.get(f"{metric}_{target}"), baseline.get(f"{metric}_{target}")
-            if value is not None and base:
-                ratios.append(value / base)
-        if ratios:
-            score -= weight * sum(ratios) / len(ratios)
-    storage, base_storage = metrics.get("storage"), baseline.get("storage")
-    if weights.storage and storage is not None and base_storage:
-        score -= weights.storage * storage / base_storage
-    return score
+    """AdaDeep's utility (adacomp.runtime.utility, shared with the device's selector), each
+    device cost averaged over the targets that measure it; a term without a baseline is left out."""
+    ratios: dict[str, float | None] = {
+        "accuracy": _ratio(metrics.get("accuracy"), baseline.get("accuracy")),
+        "storage": _ratio(metrics.get("storage"), baseline.get("storage")),
+    }
+    for cost in ("latency", "energy", "memory"):
+        per_target = [
+            r
+            for t in config.targets
+            if (r := _ratio(metrics.get(f"{cost}_{t}"), baseline.get(f"{cost}_{t}"))) is not None
+        ]
+        ratios[cost] = sum(per_target) / len(per_target) if per_target else None
+    return float(adadeep_utility(config.utility, ratios))
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    ratio = None if value is None else normalised(value, base)
+    return None if ratio is None else float(ratio)
 
 
 def objective_values(config: SearchConfig, metrics: Metrics) -> list[float | None]:
