@@ -15,7 +15,7 @@ import pytest
 
 from adacomp.platform.search.job import restricted_space
 from adacomp.platform.search_config import SearchConfig
-from adacomp.platform.strategies._base import SearcherSetup, Strategy
+from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy, registered_strategies
 from adacomp.search_spaces import CompressionPlan, build_space, compress
@@ -78,11 +78,9 @@ def _setup(config: SearchConfig, tmp_path: Path) -> SearcherSetup:
         seed=config.seed,
         storage=optuna.storages.InMemoryStorage(),
         study_name="contract",
-        config=config,
-        space=space,
-        model=model,
-        example_input=task.example_input(2),
-        state_dir=tmp_path,
+        context=SearchContext(
+            config=config, space=space, model=model, example_input=task.example_input(2), state_dir=tmp_path
+        ),
     )
 
 
@@ -131,9 +129,10 @@ def test_a_strategy_proposes_buildable_plans_survives_a_failed_trial_and_finishe
         for number in range(2):
             proposal = _propose(searcher, f"t{number}")
             plan = CompressionPlan.from_json(proposal["plan"])
-            assert setup.model is not None and setup.example_input is not None
-            compressed = compress(setup.model, plan, setup.example_input)
-            assert compressed(setup.example_input).shape == setup.model(setup.example_input).shape
+            context = setup.context
+            assert context is not None
+            compressed = compress(context.model, plan, context.example_input)
+            assert compressed(context.example_input).shape == context.model(context.example_input).shape
             searcher.on_trial_complete(f"t{number}", None, error=True)  # a trial that failed
         _propose(searcher, "t2")  # and it goes on proposing after failures
     finally:

@@ -6,7 +6,6 @@ No Ray, Tune or Optuna here: `adacomp pareto` reads a finished or running search
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass
 from functools import cached_property
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from adacomp.errors import AdacompError
 from adacomp.platform.results.front import best_by_utility, front_rows, normalised_hypervolume, pareto_front
+from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan
@@ -97,7 +97,7 @@ def _find_search_dir(path: Path) -> Path:
 
 def open_search_dir(path: Path) -> SearchSnapshot:
     directory = _find_search_dir(path)
-    state = json.loads((directory / STATE_FILE).read_text())
+    state = JobDir(directory, STATE_FILE, "search").load()
     return SearchSnapshot(
         config=SearchConfig.model_validate(state["config"]),
         baseline=state["baseline"],

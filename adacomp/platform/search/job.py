@@ -49,7 +49,7 @@ from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSn
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
-from adacomp.platform.strategies._base import SearcherSetup, Strategy
+from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy
 from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space
@@ -634,14 +634,16 @@ def _searcher_setup(
         storage=storage,
         study_name=study_name,
         initial_points=tuple(params_from_plan(p, space) for p in initial_plans),
-        config=config,
-        space=space,
-        model=model,
-        example_input=task.example_input(2),
-        baseline=run.baseline,
-        history=tuple(run.records),
-        state_dir=out_dir,
-        on_progress=run.log_progress,
+        context=SearchContext(
+            config=config,
+            space=space,
+            model=model,
+            example_input=task.example_input(2),
+            baseline=run.baseline,
+            history=tuple(run.records),
+            state_dir=out_dir,
+            on_progress=run.log_progress,
+        ),
     )
 
 

@@ -27,6 +27,21 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class SearchContext:
+    """The search a model-aware strategy (the RL agent) reads: what is compressed and how far
+    along the search is. The Optuna strategies need none of it; the supernet search has none."""
+
+    config: SearchConfig
+    space: SearchSpace
+    model: torch.nn.Module
+    example_input: torch.Tensor
+    baseline: Mapping[str, float | None] = field(default_factory=dict)
+    history: tuple[TrialRecord, ...] = ()  # this search's finished trials (a resume)
+    state_dir: Path | None = None  # where the strategy may keep its own state
+    on_progress: Callable[[int, Mapping[str, float]], None] | None = None  # metrics for the parent run
+
+
+@dataclass(frozen=True)
 class SearcherSetup:
     """What a strategy needs to build its searcher."""
 
@@ -39,15 +54,7 @@ class SearcherSetup:
     study_name: str
     # Flat sampler parameters of plans to evaluate first (warm start), in order.
     initial_points: tuple[dict[str, Any], ...] = ()
-    # What a model-aware strategy (the RL agent) reads; the Optuna ones need none of it.
-    config: SearchConfig | None = None
-    space: SearchSpace | None = None
-    model: torch.nn.Module | None = None
-    example_input: torch.Tensor | None = None
-    baseline: Mapping[str, float | None] = field(default_factory=dict)
-    history: tuple[TrialRecord, ...] = ()  # this search's finished trials (a resume)
-    state_dir: Path | None = None  # where the strategy may keep its own state
-    on_progress: Callable[[int, Mapping[str, float]], None] | None = None  # metrics for the parent run
+    context: SearchContext | None = None
 
 
 class Strategy(ABC):

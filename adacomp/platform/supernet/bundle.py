@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from adacomp.errors import AdacompError
-from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
-from adacomp.platform.supernet.search import SubnetRecord, device_front, load_records
+from adacomp.platform.supernet.search import SubnetRecord, device_front, load_records, supernet_search_job
 from adacomp.platform.supernet.training import supernet_dir
 from adacomp.runtime.manifest import (
     MANIFEST_NAME,
@@ -103,7 +102,7 @@ def export_bundle(
     say = log or silent
     config = as_search_config(config)
     source = supernet_dir(config)
-    state = JobDir(source, "search.json", f"a supernet search for {config.name!r}").load()
+    state = supernet_search_job(config).load()
     records = load_records(source)
     if not state or not records:
         raise AdacompError(

@@ -278,6 +278,11 @@ class _SearchState:
     records: list[SubnetRecord]
 
 
+def supernet_search_job(config: SearchConfig) -> JobDir:
+    """Where a supernet search keeps its state (parent run, baseline, the weights it searched)."""
+    return JobDir(supernet_dir(config), "search.json", f"a supernet search for {config.name!r}")
+
+
 def supernet_search(
     config: SearchConfig | str | Path, *, resume: bool = False, log: Log | None = None
 ) -> SupernetSearchResult:
@@ -288,7 +293,7 @@ def supernet_search(
     say = log or silent
     config = as_search_config(config)
     directory = supernet_dir(config)
-    job = JobDir(directory, "search.json", f"a supernet search for {config.name!r}")
+    job = supernet_search_job(config)
     state = job.open(resume=resume)
     farm_config = farm_for_targets(config)
     task, model, supernet = load_trained_supernet(config)

@@ -84,30 +84,31 @@ def _outcome(record: Mapping[str, Any]) -> dict[str, Any]:
 class RLSearcher(Searcher):
     def __init__(self, setup: SearcherSetup) -> None:
         super().__init__(metric="utility", mode="max")
-        if setup.config is None or setup.space is None or setup.model is None or setup.example_input is None:
-            raise ValueError("the rl strategy needs the search's config, space, model and example input")
-        self.config = setup.config
-        self.settings = setup.config.rl
+        context = setup.context
+        if context is None:
+            raise ValueError("the rl strategy needs the search's context (config, space, model, input)")
+        self.config = context.config
+        self.settings = context.config.rl
         self.seed = setup.seed
-        self.state_dir = setup.state_dir
+        self.state_dir = context.state_dir
         self.init_module = policy_module_dir(self.settings.init_policy) if self.settings.init_policy else None
         self.spec: EpisodeSpec = episode_spec(
-            setup.config, setup.space, setup.model, setup.example_input, setup.baseline
+            context.config, context.space, context.model, context.example_input, context.baseline
         )
         self.max_episodes = self.settings.max_episodes or 50 * setup.trials
-        known = {r.plan.hash: _outcome(r.to_dict()) for r in setup.history if r.duplicate_of is None}
+        known = {r.plan.hash: _outcome(r.to_dict()) for r in context.history if r.duplicate_of is None}
         self._known = known
-        self._next_number = 1 + max((r.number for r in setup.history), default=-1)
+        self._next_number = 1 + max((r.number for r in context.history), default=-1)
         self._initial = [
             p.to_json(indent=None)
-            for p in (plan_from_params(point, setup.space) for point in setup.initial_points)
+            for p in (plan_from_params(point, context.space) for point in setup.initial_points)
             if p.hash not in known
         ]
         self._live: dict[str, str] = {}
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._pending_metrics: list[tuple[int, dict[str, float]]] = []
-        self._on_progress = setup.on_progress
+        self._on_progress = context.on_progress
         self._thread: threading.Thread | None = None
         self._exchange: Any = None
         self.error: BaseException | None = None
