@@ -109,6 +109,18 @@ class Finetune(_Frozen):
     distill: bool = False
 
 
+class SpaceSettings(_Frozen):
+    """How the model's layers become the search's choices: shared by groups of layers (see
+    adacomp/search_spaces/groups.py; `auto` picks by model size) and bounded by a sensitivity
+    analysis before any trial (adacomp/platform/evaluate/sensitivity.py)."""
+
+    grouping: Literal["auto", "block", "shape", "layer"] = "auto"
+    sensitivity: bool = True
+    # A probed setting whose accuracy drop before fine-tuning passes this (points) bounds its range.
+    max_drop: float = Field(15.0, gt=0, le=100)
+    samples: int = Field(512, ge=16)  # validation samples each probe is scored on
+
+
 class Output(_Frozen):
     dir: Path = Path("runs")
     tracking_uri: str | None = None  # None: sqlite:///<dir>/mlflow.db
@@ -200,7 +212,12 @@ class SearchConfig(_Frozen):
     finetune: Finetune = Finetune()
     # Only these techniques (registered names, e.g. [channel_prune, quantize]); None: every one.
     techniques: tuple[str, ...] | None = Field(None, min_length=1)
+    space: SpaceSettings = SpaceSettings()
     trials: int = Field(20, ge=1)
+    # Measure costs before fine-tuning and never train a plan that breaks a cost constraint.
+    # Not part of a search's identity: such plans are infeasible either way, and the front
+    # (feasible plans only) is the same with it on or off.
+    cost_first: bool = True
     concurrency: int = Field(1, ge=1)
     strategy: str = "nsga2"
     seed: int = 0

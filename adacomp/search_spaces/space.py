@@ -7,7 +7,7 @@ prints. Only layers where at least one technique applies are listed.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -21,17 +21,32 @@ from adacomp.search_spaces.techniques import registered_techniques
 
 @dataclass(frozen=True)
 class LayerSpace:
+    """One choice of the search: a layer, or a group of layers that share it (see groups.py).
+
+    A group's `site` is its first member's, with the MACs of all of them; `parameters` too is
+    the members' total, so cost estimates see the whole group."""
+
     site: LayerSite
     parameters: int
     techniques: Mapping[str, Mapping[str, ParamSpec]]  # technique -> param -> spec
+    members: tuple[str, ...] = ()  # a group's layers, in execution order; () for one layer
 
     @property
     def name(self) -> str:
+        """The choice's name in sampler parameters: the layer's, or `<first member>+<n - 1>`."""
+        if len(self.members) > 1:
+            return f"{self.members[0]}+{len(self.members) - 1}"
         return self.site.name
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """The model layers this choice applies to."""
+        return self.members or (self.site.name,)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.site.to_dict(),
+            **({"group": self.name, "members": list(self.members)} if len(self.members) > 1 else {}),
             "parameters": self.parameters,
             "techniques": {
                 t: {p: spec.to_dict() for p, spec in params.items()} for t, params in self.techniques.items()
@@ -65,7 +80,7 @@ class SearchSpace:
         for layer in self.layers:
             kept = {name: params for name, params in layer.techniques.items() if name in allowed}
             if kept:
-                layers.append(LayerSpace(site=layer.site, parameters=layer.parameters, techniques=kept))
+                layers.append(replace(layer, techniques=kept))
         return SearchSpace(tuple(layers))
 
     def example_plan(self) -> CompressionPlan:
@@ -83,8 +98,7 @@ class SearchSpace:
                     break
             if "quantize" in layer.techniques:
                 steps.append(Step.of("quantize", precision="int8"))
-            if steps:
-                layers[layer.name] = steps
+            layers.update(dict.fromkeys(layer.layer_names, steps) if steps else {})
         return CompressionPlan.from_mapping(layers)
 
 

@@ -171,3 +171,17 @@ def test_library_messages_name_the_flags_of_the_command_that_ran() -> None:
         == "c.yaml: outside; pass --working-dir DIR"
     )
     assert as_command_line("date: bad", submit) == "date: bad"  # not an option of submit
+
+
+def test_space_shows_groups_and_the_sensitivity_table(
+    cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["space", "--task", "mobilenet_digits", "--grouping", "block"]) == 0
+    out = capsys.readouterr().out
+    assert "53 compressible layers, 21 choices (grouping block)" in out
+    assert "blocks.block8.layers.expand.conv+6" in out  # one choice for 7 expand convs
+    assert main(["space", "--task", TINY, "--sensitivity", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["grouping"] == "layer" and data["sensitivity"]["probes"]
+    assert main(["space", "--task", TINY, "--sensitivity"]) == 0
+    assert "drop at each level" in capsys.readouterr().out

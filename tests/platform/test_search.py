@@ -30,6 +30,8 @@ FAILING_PLAN = CompressionPlan.from_mapping(
     }
 )
 GOOD_PLAN = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.25)]})
+# Leaves fc1 (most of the weights) alone: over the 500 kB storage budget whatever fine-tuning does.
+COSTLY_PLAN = CompressionPlan.from_mapping({"fc2": [Step.of("low_rank", rank_fraction=0.5)]})
 
 
 def search_config(out: Path, **changes: object) -> SearchConfig:
@@ -58,7 +60,7 @@ def search_config(out: Path, **changes: object) -> SearchConfig:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
     out = tmp_path_factory.mktemp("search")
-    return search(search_config(out), progress=False, initial_plans=[FAILING_PLAN, GOOD_PLAN])
+    return search(search_config(out), progress=False, initial_plans=[FAILING_PLAN, GOOD_PLAN, COSTLY_PLAN])
 
 
 def test_every_trial_is_recorded_once_and_the_failing_one_did_not_stop_the_search(
@@ -90,6 +92,39 @@ def test_front_is_exactly_the_non_dominated_feasible_trials(finished: SearchResu
     assert brute, "a loose config must leave something on the front"
     table = finished.front
     assert table.iloc[0]["trial"] == "baseline" and len(table) == len(brute) + 1
+
+
+def test_a_plan_over_a_cost_budget_is_never_fine_tuned_and_the_sampler_hears_of_it(
+    finished: SearchResult,
+) -> None:
+    """Cost first: storage is known before training, so a plan over the budget stops there
+    (0 fine-tune steps, its reason recorded, in MLflow too) and every other one trains its 5 steps;
+    its Optuna trial is COMPLETE with a positive constraint value, which the sampler reads."""
+    import optuna
+    from mlflow import MlflowClient
+
+    from adacomp.platform.evaluate.trial import COST_INFEASIBLE
+    from adacomp.platform.strategies.optuna_searcher import open_journal
+
+    ran = [r for r in finished.records if not r.failed and r.duplicate_of is None]
+    costly = next(r for r in ran if r.plan == COSTLY_PLAN)
+    assert costly.reason is not None and costly.reason.startswith(COST_INFEASIBLE) and not costly.feasible
+    for record in ran:
+        over_budget = record.metrics["storage"] > 500_000  # type: ignore[operator]
+        assert record.metrics["finetune_steps"] == (0.0 if over_budget else 5.0), record.number
+        assert (record.reason is not None) == over_budget
+    client = MlflowClient(finished.tracking_uri)
+    child = client.search_runs(
+        [client.get_run(finished.run_id).info.experiment_id],
+        filter_string=f"tags.`adacomp.trial` = '{costly.number}'",
+    )[0]
+    assert child.data.tags["adacomp.stop_reason"].startswith(COST_INFEASIBLE)
+    assert child.data.metrics["finetune_steps"] == 0.0
+    storage = open_journal(finished.out_dir / "optuna.journal", "adacomp-e2e")
+    trial = optuna.load_study(study_name="adacomp-e2e", storage=storage).trials[costly.number]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    told = [v for k, v in trial.system_attrs.items() if k.startswith("constraints:")]
+    assert told and max(told) > 0
 
 
 def test_constraints_are_respected(finished: SearchResult) -> None:

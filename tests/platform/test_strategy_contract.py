@@ -13,7 +13,7 @@ from typing import Any
 import optuna
 import pytest
 
-from adacomp.platform.search.job import restricted_space
+from adacomp.platform.search.space import restricted_space
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import plan_from_params, suggest

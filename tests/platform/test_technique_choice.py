@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from adacomp.errors import AdacompError
-from adacomp.platform.search.job import restricted_space, search
+from adacomp.platform.search.job import search
+from adacomp.platform.search.space import restricted_space
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, quantizable, suggest
 from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space, compress

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
 
 from adacomp.device_farm import Farm, FarmConfig, MeasureSettings
 from adacomp.device_farm.config import EmulatedSpec, HostSpec
-from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, evaluate_plan
+from adacomp.platform.evaluate.trial import COST_INFEASIBLE, TrialContext, baseline_metrics, evaluate_plan
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
@@ -80,3 +81,38 @@ def test_a_device_error_fails_the_trial(context: TrialContext) -> None:
     broken = replace(context, config=context.config.model_copy(update={"targets": ("pixel4", "missing")}))
     result = evaluate_plan(broken, CompressionPlan())
     assert result.failed and "unknown device 'missing'" in (result.reason or "")
+
+
+def test_a_plan_that_breaks_a_cost_constraint_is_never_fine_tuned(
+    context: TrialContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cost first: the uncompressed model breaks the storage constraint, known before training;
+    its record says why, holds its costs and its accuracy before fine-tuning, and no training ran.
+    A plan within the budget is fine-tuned as before."""
+    import adacomp.platform.evaluate.trial as trial_module
+
+    trained: list[int] = []
+    real_train = trial_module.train
+
+    def counting_train(*args: object, **kwargs: object) -> object:
+        trained.append(1)
+        return real_train(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trial_module, "train", counting_train)
+    stopped = evaluate_plan(context, CompressionPlan())
+    assert trained == [] and not stopped.failed and not stopped.feasible
+    assert stopped.reason is not None and stopped.reason.startswith(COST_INFEASIBLE)
+    assert re.search(r"storage is \d+, limit storage <= 200000 B$", stopped.reason)
+    assert stopped.metrics["finetune_steps"] == 0.0
+    assert stopped.metrics["latency_pixel4"] is not None and stopped.metrics["accuracy"] is not None
+    assert stopped.violations[0] > 0  # the sampler is told by how much
+
+    small = CompressionPlan.from_mapping(
+        {"fc1": [Step.of("low_rank", rank_fraction=0.1), Step.of("quantize", precision="int8_per_tensor")]}
+    )
+    kept = evaluate_plan(context, small)
+    assert trained == [1] and kept.reason is None and kept.metrics["finetune_steps"] == 5.0
+
+    monkeypatch.setattr(context, "config", context.config.model_copy(update={"cost_first": False}))
+    evaluate_plan(context, CompressionPlan())  # cost_first off: trained, then found infeasible
+    assert trained == [1, 1]

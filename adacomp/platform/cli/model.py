@@ -9,6 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from adacomp.errors import AdacompError
+
 
 def _add_task_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -37,6 +39,18 @@ def add_model_parsers(commands: Any) -> None:
     space = commands.add_parser("space", help="print a model's search space")
     _add_task_args(space)
     space.add_argument("--json", action="store_true", help="print the space as JSON")
+    space.add_argument(
+        "--grouping",
+        choices=["auto", "block", "shape", "layer"],
+        default="auto",
+        help="layers that share one choice, as a search's `space.grouping` (default: auto)",
+    )
+    space.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="probe the trained model (training it first if it is not cached) and show the table",
+    )
+    space.add_argument("--max-drop", type=float, default=15.0, help="sensitivity budget, points (default 15)")
     space.add_argument("--write-example", type=Path, metavar="PLAN", help="write a valid example plan here")
 
     tasks = commands.add_parser("tasks", help="list the built-in tasks")
@@ -78,34 +92,60 @@ def _compress(args: argparse.Namespace) -> int:
 
 
 def _space(args: argparse.Namespace) -> int:
-    from adacomp.platform.table import format_table, human_count
+    from adacomp.platform.evaluate.sensitivity import analyse_sensitivity, bounded_space
     from adacomp.search_spaces import build_space
-    from adacomp.tasks import load_task
+    from adacomp.search_spaces.groups import group_layers, resolve_grouping
+    from adacomp.tasks import load_task, pretrained_model
 
     task = load_task(args.task)
-    space = build_space(task.build_model(), task.example_input(2))
+    example = task.example_input(2)
+    model = pretrained_model(task) if args.sensitivity else task.build_model()
+    layers = build_space(model, example)
+    grouping = resolve_grouping(layers, model, args.grouping)
+    space = group_layers(layers, model, grouping)
+    report = None
+    if args.sensitivity:
+        if args.max_drop <= 0:
+            raise AdacompError(f"max_drop: expected a number of points > 0, got {args.max_drop}")
+        report = analyse_sensitivity(model, space, task.data.val, example, max_drop=args.max_drop)
+        space = bounded_space(space, report)
     if args.json:
-        print(json.dumps(space.to_dict(), indent=2))
+        data = space.to_dict()
+        data.update(grouping=grouping, sensitivity=report.to_dict() if report else None)
+        print(json.dumps(data, indent=2))
     else:
-        rows = []
-        for layer in space.layers:
-            for i, (technique, params) in enumerate(layer.techniques.items()):
-                described = ", ".join(f"{p}: {spec.describe()}" for p, spec in params.items()) or "-"
-                head = [
-                    layer.name,
-                    layer.site.module_type,
-                    human_count(layer.parameters),
-                    human_count(layer.site.macs),
-                ]
-                rows.append([*(head if i == 0 else [""] * 4), technique, described])
-        print(f"search space of task {task.name!r}: {len(space.layers)} compressible layers")
-        print(format_table(["layer", "type", "params", "MACs", "technique", "parameters"], rows))
+        print(
+            f"search space of task {task.name!r}: {len(layers.layers)} compressible layers, "
+            f"{len(space.layers)} choices (grouping {grouping})"
+        )
+        print(_space_table(space))
+        if report is not None:
+            print("\n" + report.table())
     if args.write_example is not None:
         plan = space.example_plan()
         args.write_example.parent.mkdir(parents=True, exist_ok=True)
         plan.save(args.write_example)
         print(f"\nexample plan written to {args.write_example}: {plan}", file=sys.stderr)
     return 0
+
+
+def _space_table(space: Any) -> str:
+    from adacomp.platform.table import format_table, human_count
+
+    rows = []
+    for entry in space.layers:
+        count = len(entry.layer_names)
+        for i, (technique, params) in enumerate(entry.techniques.items()):
+            described = ", ".join(f"{p}: {spec.describe()}" for p, spec in params.items()) or "-"
+            head = [
+                entry.name,
+                str(count),
+                entry.site.module_type,
+                human_count(entry.parameters),
+                human_count(entry.site.macs),
+            ]
+            rows.append([*(head if i == 0 else [""] * 5), technique, described])
+    return format_table(["choice", "layers", "type", "params", "MACs", "technique", "parameters"], rows)
 
 
 def _tasks(args: argparse.Namespace) -> int:

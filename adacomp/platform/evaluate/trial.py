@@ -1,4 +1,4 @@
-"""One trial: plan -> compress -> fine-tune -> export -> accuracy of the artifact -> farm -> metrics.
+"""One trial: plan -> compress -> (cost first) farm -> fine-tune -> export -> accuracy of the artifact.
 
 Free of Ray and MLflow so that every strategy (Tune + Optuna, random, the RL agent) and every
 test runs the same code. A trial that fails (a plan that does not build, a diverging loss, a
@@ -19,9 +19,12 @@ from torch import nn
 from adacomp.device_farm import Measurement, MeasureSettings, OnnxModel
 from adacomp.errors import AdacompError, first_line
 from adacomp.platform.evaluate.objectives import constraint_violations, utility
-from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.search_config import PER_DEVICE, Constraint, SearchConfig
 from adacomp.search_spaces import CompressionPlan, compress, export_onnx, model_facts
 from adacomp.tasks import Task, TrainBudget, evaluate, evaluate_onnx, train
+
+COST_METRICS = frozenset({*PER_DEVICE, "storage"})  # what a model costs: fine-tuning changes none of it
+COST_INFEASIBLE = "cost-infeasible, never fine-tuned: "  # how a record says it was stopped before training
 
 
 class MeasuresModels(Protocol):
@@ -66,25 +69,46 @@ class TrialContext:
         return base
 
 
-def measure_metrics(
+def model_costs(
     ctx: TrialContext, model: nn.Module, plan: CompressionPlan, onnx_model: bytes
 ) -> dict[str, float | None]:
-    example = ctx.task.example_input(2)
-    facts = model_facts(model, example, plan)
-    metrics: dict[str, float | None] = {
-        "accuracy": evaluate_onnx(onnx_model, ctx.task.data.test),
-        "accuracy_torch": evaluate(model, ctx.task.data.test),
+    """What the model itself costs: encoded storage, parameters, MACs, the artifact's size."""
+    facts = model_facts(model, ctx.task.example_input(2), plan)
+    return {
         "storage": float(facts.storage_bytes),
         "parameters": float(facts.parameters),
         "macs": float(facts.macs),
         "onnx_bytes": float(len(onnx_model)),
     }
+
+
+def measure_devices(ctx: TrialContext, plan: CompressionPlan, onnx_model: bytes) -> dict[str, float | None]:
     artifact = OnnxModel(onnx_model, f"{plan.hash}.onnx")
+    metrics: dict[str, float | None] = {}
     for target in ctx.config.targets:
         m = ctx.farm.measure(artifact, target, ctx.settings)
         metrics[f"latency_{target}"] = m.latency.median_ms
         metrics[f"energy_{target}"] = m.energy_mj
         metrics[f"memory_{target}"] = m.peak_memory_mb
+    return metrics
+
+
+def measure_metrics(
+    ctx: TrialContext,
+    model: nn.Module,
+    plan: CompressionPlan,
+    onnx_model: bytes,
+    device_costs: Mapping[str, float | None] | None = None,
+) -> dict[str, float | None]:
+    """Accuracy of the shipped artifact (and of the torch model) plus its costs; `device_costs`
+    already measured on the same graph (cost-first, before fine-tuning) are reused, not
+    measured again: fine-tuning changes weights, never the graph a device runs."""
+    metrics: dict[str, float | None] = {
+        "accuracy": evaluate_onnx(onnx_model, ctx.task.data.test),
+        "accuracy_torch": evaluate(model, ctx.task.data.test),
+        **model_costs(ctx, model, plan, onnx_model),
+    }
+    metrics.update(device_costs if device_costs is not None else measure_devices(ctx, plan, onnx_model))
     return metrics
 
 
@@ -97,19 +121,59 @@ def baseline_metrics(ctx: TrialContext) -> dict[str, float | None]:
     return metrics
 
 
+def cost_constraints(config: SearchConfig) -> list[Constraint]:
+    """The constraints fine-tuning cannot change: on latency, energy, memory and storage."""
+    return [c for c in config.constraints if c.metric in COST_METRICS]
+
+
+def broken_cost_constraints(config: SearchConfig, costs: Mapping[str, float | None]) -> str | None:
+    """Why a plan cannot be feasible whatever its fine-tuning, or None when it still can."""
+    broken = [c for c in cost_constraints(config) if c.violation(costs.get(c.key)) > 0]
+    if not broken:
+        return None
+
+    def value(key: str) -> str:
+        found = costs.get(key)
+        return "unmeasured" if found is None else f"{found:.6g}"
+
+    return COST_INFEASIBLE + "; ".join(f"{c.key} is {value(c.key)}, limit {c.describe()}" for c in broken)
+
+
 def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) -> TrialResult:
+    """Compress, (cost first) measure, fine-tune, export, measure: one plan's metrics.
+
+    With `cost_first` and constraints on costs, the compressed model is exported and measured
+    before any training: a plan that breaks a cost constraint is infeasible whatever its
+    fine-tuning, so it is recorded (with its costs, its accuracy before fine-tuning and why)
+    and never trained. Its constraint values still reach the sampler, which learns from it."""
     started = time.perf_counter()
     try:
         example = ctx.task.example_input(2)
         compressed = compress(ctx.model, plan, example)
         budget = ctx.finetune_budget()
+        device_costs = None
+        if budget is not None and ctx.config.cost_first and cost_constraints(ctx.config):
+            draft = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
+            costs = {**model_costs(ctx, compressed, plan, draft), **measure_devices(ctx, plan, draft)}
+            reason = broken_cost_constraints(ctx.config, costs)
+            if reason is not None:
+                metrics = {
+                    **costs,
+                    "accuracy": evaluate_onnx(draft, ctx.task.data.test),
+                    "finetune_steps": 0.0,
+                }
+                return _finished(ctx, plan, metrics, draft, started, reason)
+            device_costs = {k: v for k, v in costs.items() if k.split("_")[0] in PER_DEVICE}
+        steps = 0
         if budget is not None:
             teacher = ctx.model if ctx.config.finetune.distill else None
-            train(
+            report = train(
                 compressed, ctx.task.data.train, budget, seed=seed, teacher=teacher, augment=ctx.task.augment
             )
+            steps = report.steps
         onnx_model = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
-        metrics = measure_metrics(ctx, compressed, plan, onnx_model)
+        metrics = measure_metrics(ctx, compressed, plan, onnx_model, device_costs)
+        metrics["finetune_steps"] = float(steps)
     except Exception as exc:  # the trial boundary: record why, keep searching
         reason = first_line(exc)
         if not isinstance(exc, AdacompError):
@@ -117,6 +181,17 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
         return TrialResult(
             plan, {}, None, (), failed=True, reason=reason, seconds=time.perf_counter() - started
         )
+    return _finished(ctx, plan, metrics, onnx_model, started)
+
+
+def _finished(
+    ctx: TrialContext,
+    plan: CompressionPlan,
+    metrics: dict[str, float | None],
+    onnx_model: bytes,
+    started: float,
+    reason: str | None = None,
+) -> TrialResult:
     base_accuracy = ctx.baseline.get("accuracy")
     accuracy = metrics["accuracy"]
     if base_accuracy is not None and accuracy is not None:
@@ -126,6 +201,7 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
         metrics=metrics,
         utility=utility(ctx.config, metrics, ctx.baseline),
         violations=tuple(constraint_violations(ctx.config, metrics)),
+        reason=reason,
         seconds=time.perf_counter() - started,
         onnx_model=onnx_model,
     )

@@ -268,8 +268,8 @@ class SearchTracker:
             "adacomp.feasible": str(record.feasible).lower(),
             "adacomp.failed": str(record.failed).lower(),
         }
-        if record.reason:
-            tags["adacomp.failure_reason"] = record.reason[:5000]
+        if record.reason:  # why it failed, or why it was stopped early (cost-infeasible)
+            tags["adacomp.failure_reason" if record.failed else "adacomp.stop_reason"] = record.reason[:5000]
         if record.duplicate_of is not None:
             tags["adacomp.duplicate_of"] = str(record.duplicate_of)
         params = {"plan_hash": record.plan.hash, "plan": str(record.plan)}

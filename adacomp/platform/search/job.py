@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,16 +48,13 @@ from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.progress import ProgressView, SearchProgress
+from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy
-from adacomp.search_spaces import CompressionPlan, SearchSpace, build_space
-from adacomp.search_spaces.techniques import registered_techniques
+from adacomp.search_spaces import CompressionPlan
 from adacomp.tasks import Task, load_task, pretrained_model
-
-if TYPE_CHECKING:
-    pass
 
 # Fields that define what a search measures: a resumed search must not change them.
 IDENTITY_FIELDS = (
@@ -70,6 +67,7 @@ IDENTITY_FIELDS = (
     "seed",
     "measure",
     "techniques",
+    "space",
 )
 
 
@@ -185,7 +183,7 @@ class _SearchRun:
         parent_id: str,
         baseline: dict[str, float | None],
         progress: ProgressView,
-        say: Callable[[str], None] = lambda message: None,
+        say: Callable[[str], None] = silent,
     ) -> None:
         self.config = config
         self.out_dir = out_dir
@@ -288,6 +286,8 @@ def _describe(record: TrialRecord) -> str:
     accuracy = record.metrics.get("accuracy")
     acc = f"acc {100 * accuracy:.2f}%" if isinstance(accuracy, float) else "acc -"
     state = "feasible" if record.feasible else "infeasible"
+    if record.reason:
+        state = f"infeasible ({record.reason})"
     dup = f" (same plan as trial {record.duplicate_of})" if record.duplicate_of is not None else ""
     utility = "-" if record.utility is None else f"{record.utility:.4f}"
     return f"trial {record.number}: {acc}, utility {utility}, {state}, {record.seconds:.1f} s{dup}"
@@ -420,7 +420,7 @@ def search(
     out_dir = (config.output.dir / config.name).resolve()
     state = _open_job(config, out_dir, resume)
     tracking_uri = _tracking_uri(config, state)
-    task, model, space = _load_model(config, say)
+    task, model, prepared = _load_model(config, out_dir, say)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     started_ray, reservation = _init_ray(address, farm_config)
     try:
@@ -432,7 +432,7 @@ def search(
                 reservation,
                 task,
                 model,
-                space,
+                prepared,
                 out_dir,
                 state,
                 tracking_uri,
@@ -476,36 +476,17 @@ def _tracking_uri(config: SearchConfig, state: Mapping[str, Any]) -> str:
     return str(uri)
 
 
-def _load_model(config: SearchConfig, say: Callable[[str], None]) -> tuple[Task, Any, SearchSpace]:
+def _load_model(
+    config: SearchConfig, out_dir: Path, say: Callable[[str], None]
+) -> tuple[Task, Any, PreparedSpace]:
     """The task, its trained uncompressed model and the search space over it."""
     task = load_task(config.task)
     check_techniques_known(config)  # after the task's import: a user's module may register some
     say(f"task {task.name}: training or loading the uncompressed model")
     model = pretrained_model(task, seed=config.seed)
-    return task, model, restricted_space(build_space(model, task.example_input(2)), config)
-
-
-def check_techniques_known(config: SearchConfig) -> None:
-    known = registered_techniques()
-    for name in config.techniques or ():
-        if name not in known:
-            raise AdacompError(f"techniques: unknown technique {name!r}; registered: {', '.join(known)}")
-
-
-def restricted_space(space: SearchSpace, config: SearchConfig) -> SearchSpace:
-    """The model's space cut to `config.techniques`, refused in one line when a name is unknown
-    or when none of them applies to any layer of this model."""
-    if config.techniques is None:
-        return space
-    check_techniques_known(config)
-    restricted = space.restricted_to(config.techniques)
-    if not restricted.layers:
-        applicable = ", ".join(sorted(space.techniques()))
-        raise AdacompError(
-            f"techniques: none of {list(config.techniques)} applies to a layer of {config.task!r} "
-            f"(these do: {applicable})"
-        )
-    return restricted
+    prepared = prepare_space(config, task, model, out_dir, say)
+    say(f"search space: {prepared.describe()}")
+    return task, model, prepared
 
 
 def _run(
@@ -515,7 +496,7 @@ def _run(
     reservation: Any,
     task: Task,
     model: torch.nn.Module,
-    space: SearchSpace,
+    prepared: PreparedSpace,
     out_dir: Path,
     state: dict[str, Any],
     tracking_uri: str,
@@ -554,7 +535,7 @@ def _run(
     view.progress.failed = sum(r.failed for r in run.records)
     if remaining > 0:
         setup = _searcher_setup(
-            config, run, space, model, task, study, () if resume else initial_plans, out_dir
+            config, run, prepared, model, task, study, () if resume else initial_plans, out_dir
         )
         payload = TrialPayload(
             key=f"{out_dir}:{time.time_ns()}",
@@ -613,7 +594,7 @@ def _parent_run(
 def _searcher_setup(
     config: SearchConfig,
     run: _SearchRun,
-    space: SearchSpace,
+    prepared: PreparedSpace,
     model: torch.nn.Module,
     task: Task,
     study: tuple[Path, str],
@@ -625,6 +606,7 @@ def _searcher_setup(
 
     journal, study_name = study
     storage = open_journal(journal, study_name)
+    space = prepared.space
     return SearcherSetup(
         define_by_run=_define_by_run(config, run, space),
         metrics=tuple(o.key for o in config.objectives),
@@ -643,6 +625,7 @@ def _searcher_setup(
             history=tuple(run.records),
             state_dir=out_dir,
             on_progress=run.log_progress,
+            sensitivity=prepared.sensitivity,
         ),
     )
 

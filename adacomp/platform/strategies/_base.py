@@ -21,6 +21,7 @@ import optuna
 if TYPE_CHECKING:
     import torch
 
+    from adacomp.platform.evaluate.sensitivity import SensitivityReport
     from adacomp.platform.results.ledger import TrialRecord
     from adacomp.platform.search_config import SearchConfig
     from adacomp.search_spaces import SearchSpace
@@ -39,6 +40,7 @@ class SearchContext:
     history: tuple[TrialRecord, ...] = ()  # this search's finished trials (a resume)
     state_dir: Path | None = None  # where the strategy may keep its own state
     on_progress: Callable[[int, Mapping[str, float]], None] | None = None  # metrics for the parent run
+    sensitivity: SensitivityReport | None = None  # how much each choice of `space` can take
 
 
 @dataclass(frozen=True)

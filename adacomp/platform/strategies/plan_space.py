@@ -6,7 +6,8 @@ parameters (`params_from_plan`) to seed the sampler's history. Per layer: one mo
 structural technique (or none) with its parameters, optional magnitude pruning; per model: one
 quantization precision (or none).
 
-Names: `<layer>/technique`, `<layer>/<technique>/<param>`, `<layer>/sparsity`, `precision`.
+Names: `<layer>/technique`, `<layer>/<technique>/<param>`, `<layer>/sparsity`, `precision`,
+where `<layer>` is a group's name when layers share one choice (search_spaces/groups.py).
 """
 
 from __future__ import annotations
@@ -51,9 +52,15 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> None:
             for param, spec in layer.techniques[technique].items():
                 _suggest(trial, f"{layer.name}/{technique}/{param}", spec)
         if "magnitude_prune" in layer.techniques:
-            trial.suggest_float(f"{layer.name}/sparsity", 0.0, 0.9)
+            trial.suggest_float(f"{layer.name}/sparsity", 0.0, max_sparsity(layer))
     if quantizable(space):
         trial.suggest_categorical("precision", list(PRECISIONS))
+
+
+def max_sparsity(layer: LayerSpace) -> float:
+    """The sparsity knob's top: 0.9, or lower where the sensitivity analysis cut the range."""
+    spec = layer.techniques["magnitude_prune"].get("sparsity")
+    return min(0.9, spec.high) if isinstance(spec, FloatParam) else 0.9
 
 
 def quantizable(space: SearchSpace) -> bool:
@@ -76,20 +83,22 @@ def plan_from_params(params: Mapping[str, Any], space: SearchSpace) -> Compressi
             steps.append(Step.of("magnitude_prune", sparsity=round(sparsity, 4)))
         if precision != NONE and "quantize" in layer.techniques:
             steps.append(Step.of("quantize", precision=precision))
-        if steps:
-            layers[layer.name] = steps
+        for name in layer.layer_names:  # a group's choice goes to each of its layers
+            if steps:
+                layers[name] = steps
     return CompressionPlan.from_mapping(layers)
 
 
 def params_from_plan(plan: CompressionPlan, space: SearchSpace) -> dict[str, Any]:
-    """The flat parameters that rebuild `plan` (to seed a sampler with finished trials)."""
+    """The flat parameters that rebuild `plan` (to seed a sampler with finished trials); a
+    group reads its first layer's steps (a plan from a finer space maps onto the nearest one)."""
     params: dict[str, Any] = {}
     precision = NONE
     for layer in space.layers:
         params[f"{layer.name}/technique"] = NONE
         if "magnitude_prune" in layer.techniques:
             params[f"{layer.name}/sparsity"] = 0.0
-        for step in plan.steps_for(layer.name):
+        for step in plan.steps_for(layer.layer_names[0]):
             if step.technique in MAIN_TECHNIQUES:
                 params[f"{layer.name}/technique"] = step.technique
                 for key, value in step.params:
@@ -114,7 +123,9 @@ def distributions(
         options = main_options(layer)
         result[f"{layer.name}/technique"] = optuna.distributions.CategoricalDistribution(options)
         if "magnitude_prune" in layer.techniques:
-            result[f"{layer.name}/sparsity"] = optuna.distributions.FloatDistribution(0.0, 0.9)
+            result[f"{layer.name}/sparsity"] = optuna.distributions.FloatDistribution(
+                0.0, max_sparsity(layer)
+            )
         for technique in options[1:]:
             for param, spec in layer.techniques[technique].items():
                 name = f"{layer.name}/{technique}/{param}"

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from adacomp.platform.strategies.plan_space import NONE, PRECISIONS, main_options, plan_from_params
+from adacomp.platform.strategies.plan_space import (
+    NONE,
+    PRECISIONS,
+    main_options,
+    max_sparsity,
+    plan_from_params,
+)
 from adacomp.search_spaces import CompressionPlan, LayerSpace, SearchSpace
 from adacomp.search_spaces.params import ParamValue
 
@@ -72,7 +78,9 @@ N_ACTIONS = len(CATALOGUE)
 def _valid(layer: LayerSpace, choice: LayerChoice, options: list[str]) -> bool:
     if choice.technique not in options:
         return False
-    if choice.sparsity and "magnitude_prune" not in layer.techniques:
+    if choice.sparsity and (
+        "magnitude_prune" not in layer.techniques or choice.sparsity > max_sparsity(layer)
+    ):
         return False
     if choice.technique == NONE:
         return True

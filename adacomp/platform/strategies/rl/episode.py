@@ -16,7 +16,7 @@ plan is unchanged; the agent only learns sooner which choices save.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,7 @@ def _layer_features(model: nn.Module, space: SearchSpace, total_params: int, tot
     rows = []
     n = len(space.layers)
     for i, layer in enumerate(space.layers):
-        module = model.get_submodule(layer.name)
+        module = model.get_submodule(layer.site.name)  # a group's first layer stands for it
         kind = np.zeros(4, dtype=np.float32)
         kind[_kind(module)] = 1.0
         weight = getattr(module, "weight", None)
@@ -152,7 +152,9 @@ def _estimates(
             assert isinstance(choice, LayerChoice)
             key = main_key(choice)
             if key not in built:
-                built[key] = _estimate_main(model, layer.name, choice, example, base_storage, base_macs)
+                built[key] = _estimate_main(
+                    model, layer.layer_names, choice, example, base_storage, base_macs
+                )
             estimate = built[key]
             if estimate is None:
                 continue
@@ -165,7 +167,7 @@ def _estimates(
 
 def _estimate_main(
     model: nn.Module,
-    layer: str,
+    layers: Sequence[str],
     choice: LayerChoice,
     example: torch.Tensor,
     base_storage: float,
@@ -173,7 +175,9 @@ def _estimate_main(
 ) -> Estimate | None:
     if choice.technique == "none":
         return Estimate(0.0, 0.0)
-    plan = CompressionPlan.from_mapping({layer: [Step.of(choice.technique, **dict(choice.params))]})
+    plan = CompressionPlan.from_mapping(
+        {layer: [Step.of(choice.technique, **dict(choice.params))] for layer in layers}
+    )
     try:
         facts = model_facts(compress(model, plan, example), example, plan)
     except Exception:  # the choice does not build on this layer: masked, never proposed

@@ -30,6 +30,7 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from adacomp.errors import AdacompError
+from adacomp.platform.evaluate.sensitivity import ordered_by_sensitivity
 from adacomp.platform.strategies._base import SearcherSetup
 from adacomp.platform.strategies.plan_space import plan_from_params
 from adacomp.platform.strategies.rl.env import PlanEnv
@@ -92,8 +93,12 @@ class RLSearcher(Searcher):
         self.seed = setup.seed
         self.state_dir = context.state_dir
         self.init_module = policy_module_dir(self.settings.init_policy) if self.settings.init_policy else None
+        # The agent decides the least sensitive choices first (AMC: savings where they are cheap).
+        space = context.space
+        if context.sensitivity is not None:
+            space = ordered_by_sensitivity(space, context.sensitivity)
         self.spec: EpisodeSpec = episode_spec(
-            context.config, context.space, context.model, context.example_input, context.baseline
+            context.config, space, context.model, context.example_input, context.baseline
         )
         self.max_episodes = self.settings.max_episodes or 50 * setup.trials
         known = {r.plan.hash: _outcome(r.to_dict()) for r in context.history if r.duplicate_of is None}
@@ -101,7 +106,7 @@ class RLSearcher(Searcher):
         self._next_number = 1 + max((r.number for r in context.history), default=-1)
         self._initial = [
             p.to_json(indent=None)
-            for p in (plan_from_params(point, context.space) for point in setup.initial_points)
+            for p in (plan_from_params(point, space) for point in setup.initial_points)
             if p.hash not in known
         ]
         self._live: dict[str, str] = {}
