@@ -165,6 +165,21 @@ def check_objectives_measurable(config: SearchConfig, baseline: dict[str, float 
             )
 
 
+def job_baseline(
+    ctx: TrialContext, state: Mapping[str, Any], say: Callable[[str], None]
+) -> dict[str, float | None]:
+    """A resumed job's saved baseline, else the uncompressed model measured now (and refused
+    when an objective cannot be measured on it); set on `ctx` either way."""
+    if state:
+        baseline: dict[str, float | None] = state["baseline"]
+    else:
+        say("measuring the uncompressed model on " + ", ".join(ctx.config.targets))
+        baseline = baseline_metrics(ctx)
+        check_objectives_measurable(ctx.config, baseline)
+    ctx.baseline = baseline
+    return baseline
+
+
 class _SearchRun:
     """Driver-side state of one run of a search: ledger, tracker, progress.
 
@@ -513,13 +528,7 @@ def _run(
     tracker = _open_tracker(config, tracking_uri)
     calibration = task.calibration_batches()
     ctx = TrialContext(config, task, model, RayFarm(farm_config, reservation), config.measure, calibration)
-    if resume:
-        baseline: dict[str, float | None] = state["baseline"]
-    else:
-        say("measuring the uncompressed model on " + ", ".join(config.targets))
-        baseline = baseline_metrics(ctx)
-        check_objectives_measurable(config, baseline)
-    ctx.baseline = baseline
+    baseline = job_baseline(ctx, state, say)
     parent_id = _parent_run(config, out_dir, tracker, state, baseline, tracking_uri, resume)
 
     view = ProgressView(SearchProgress(total=config.trials), enabled=progress)

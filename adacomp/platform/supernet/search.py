@@ -29,7 +29,7 @@ from torch import nn
 from adacomp.device_farm import Farm
 from adacomp.errors import AdacompError, first_line
 from adacomp.platform.evaluate.objectives import constraint_violations, utility
-from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, measure_metrics
+from adacomp.platform.evaluate.trial import TrialContext, measure_metrics
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.pareto import hypervolume, non_dominated
@@ -337,15 +337,9 @@ def _open_search(
 ) -> _SearchState:
     """The baseline (measured once, then kept), the parent run (new, or reopened on resume) and
     the configurations already evaluated, each logged to MLflow exactly once."""
-    from adacomp.platform.search.job import check_objectives_measurable
+    from adacomp.platform.search.job import job_baseline
 
-    if state:
-        baseline: dict[str, float | None] = state["baseline"]
-    else:
-        say("measuring the uncompressed model on " + ", ".join(config.targets))
-        baseline = baseline_metrics(ctx)
-        check_objectives_measurable(config, baseline)
-    ctx.baseline = baseline
+    baseline = job_baseline(ctx, state, say)
     tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
     if state:
         parent_id = state["parent_run_id"]
