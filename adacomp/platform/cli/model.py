@@ -50,7 +50,11 @@ def add_model_parsers(commands: Any) -> None:
         action="store_true",
         help="probe the trained model (training it first if it is not cached) and show the table",
     )
-    space.add_argument("--max-drop", type=float, default=15.0, help="sensitivity budget, points (default 15)")
+    space.add_argument(
+        "--max-drop",
+        type=float,
+        help="sensitivity budget in accuracy points (default: a search's `space.max_drop`)",
+    )
     space.add_argument("--write-example", type=Path, metavar="PLAN", help="write a valid example plan here")
 
     tasks = commands.add_parser("tasks", help="list the built-in tasks")
@@ -93,6 +97,7 @@ def _compress(args: argparse.Namespace) -> int:
 
 def _space(args: argparse.Namespace) -> int:
     from adacomp.platform.evaluate.sensitivity import analyse_sensitivity, bounded_space
+    from adacomp.platform.search_config import SpaceSettings
     from adacomp.search_spaces import build_space
     from adacomp.search_spaces.groups import group_layers, resolve_grouping
     from adacomp.tasks import load_task, pretrained_model
@@ -105,9 +110,10 @@ def _space(args: argparse.Namespace) -> int:
     space = group_layers(layers, model, grouping)
     report = None
     if args.sensitivity:
-        if args.max_drop <= 0:
-            raise AdacompError(f"max_drop: expected a number of points > 0, got {args.max_drop}")
-        report = analyse_sensitivity(model, space, task.data.val, example, max_drop=args.max_drop)
+        max_drop = SpaceSettings().max_drop if args.max_drop is None else args.max_drop  # a search's default
+        if max_drop <= 0:
+            raise AdacompError(f"max_drop: expected a number of points > 0, got {max_drop}")
+        report = analyse_sensitivity(model, space, task.data.val, example, max_drop=max_drop)
         space = bounded_space(space, report)
     if args.json:
         data = space.to_dict()

@@ -154,7 +154,8 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
         device_costs = None
         if budget is not None and ctx.config.cost_first and cost_constraints(ctx.config):
             draft = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
-            costs = {**model_costs(ctx, compressed, plan, draft), **measure_devices(ctx, plan, draft)}
+            device_costs = measure_devices(ctx, plan, draft)
+            costs = {**model_costs(ctx, compressed, plan, draft), **device_costs}
             reason = broken_cost_constraints(ctx.config, costs)
             if reason is not None:
                 metrics = {
@@ -163,7 +164,6 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
                     "finetune_steps": 0.0,
                 }
                 return _finished(ctx, plan, metrics, draft, started, reason)
-            device_costs = {k: v for k, v in costs.items() if k.split("_")[0] in PER_DEVICE}
         steps = 0
         if budget is not None:
             teacher = ctx.model if ctx.config.finetune.distill else None
