@@ -121,6 +121,18 @@ class SpaceSettings(_Frozen):
     samples: int = Field(512, ge=16)  # validation samples each probe is scored on
 
 
+class Fidelity(_Frozen):
+    """Multi-fidelity fine-tuning: successive halving on fine-tune steps (ASHA's rule). Each plan
+    fine-tunes in `rungs` stages, each `eta` times longer than the one before, ending at the full
+    fine-tune budget; after every stage but the last it goes on only while its score (utility less
+    its constraint violations) is among the best 1/eta of the plans scored at that stage, once
+    `min_results` have been. `rungs: 1` fine-tunes every plan in one go (no early stops)."""
+
+    rungs: int = Field(3, ge=1, le=8)
+    eta: int = Field(3, ge=2, le=10)
+    min_results: int = Field(3, ge=1)
+
+
 class Output(_Frozen):
     dir: Path = Path("runs")
     tracking_uri: str | None = None  # None: sqlite:///<dir>/mlflow.db
@@ -213,6 +225,7 @@ class SearchConfig(_Frozen):
     # Only these techniques (registered names, e.g. [channel_prune, quantize]); None: every one.
     techniques: tuple[str, ...] | None = Field(None, min_length=1)
     space: SpaceSettings = SpaceSettings()
+    fidelity: Fidelity = Fidelity()
     trials: int = Field(20, ge=1)
     # Measure costs before fine-tuning and never train a plan that breaks a cost constraint.
     # Not part of a search's identity: such plans are infeasible either way, and the front

@@ -59,6 +59,7 @@ def train(
     distill_weight: float = 0.5,
     temperature: float = 4.0,
     augment: Augment | None = None,
+    span: tuple[int, int] | None = None,
 ) -> TrainReport:
     """Train `model` in place with AdamW; distil from `teacher`'s logits when one is given.
 
@@ -68,7 +69,9 @@ def train(
     models carrying torch.nn.utils.prune reparametrisations (weight_orig/weight_mask) train
     as they are: masks are buffers and stay fixed. `augment` transforms each training batch
     (the teacher sees the same augmented batch); the budget's schedule sets the lr per step.
-    The model is left in eval() mode.
+    `span` (start, stop) trains only those steps of the budget, the lr where the whole run would
+    have it: how a multi-fidelity search fine-tunes in stages (the optimizer's moments start
+    afresh each stage; shuffling is seeded by `seed` and `start`). The model is left in eval() mode.
     """
     if not 0.0 <= distill_weight <= 1.0:
         raise TaskError(f"distill_weight={distill_weight!r}; expected a number in [0, 1]")
@@ -76,21 +79,27 @@ def train(
         raise TaskError(f"temperature={temperature!r}; expected a number > 0")
     size = dataset_len(data)
     total_steps = budget.num_steps(size)
+    first, last = span if span is not None else (0, total_steps)
+    if not 0 <= first < last <= total_steps:
+        raise TaskError(f"span={span!r}; expected 0 <= start < stop <= {total_steps} (the budget's steps)")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise TaskError(f"model {type(model).__name__} has no trainable parameters")
     device = params[0].device
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
-    scheduler = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-        if budget.schedule == "cosine"
-        else None
-    )
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    if budget.schedule == "cosine" and first == 0:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+    elif budget.schedule == "cosine":  # a later stage: the same curve, entered at `first`
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda i: 0.5 * (1.0 + math.cos(math.pi * (first + i) / total_steps))
+        )
     if teacher is not None:
         teacher.eval()
     start = time.perf_counter()
     recent: list[float] = []
-    step = 0
+    step = first
+    seed += first  # each stage of a staged run shuffles afresh (0 for a whole run: unchanged)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -104,7 +113,7 @@ def train(
             )
             augment_generator = torch.Generator().manual_seed(seed + 1)
             model.train()
-            while step < total_steps:
+            while step < last:
                 for inputs, labels in loader:
                     if augment is not None:
                         inputs = augment(inputs, augment_generator)
@@ -125,12 +134,12 @@ def train(
                     if scheduler is not None:
                         scheduler.step()
                     recent = [*recent[-(_FINAL_LOSS_WINDOW - 1) :], value]
-                    if step >= total_steps:
+                    if step >= last:
                         break
     finally:
         model.eval()
     return TrainReport(
-        steps=step,
+        steps=step - first,
         final_loss=sum(recent) / len(recent),
         seconds=time.perf_counter() - start,
     )

@@ -7,7 +7,7 @@ normalised by the uncompressed model's value on the same device.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from adacomp.platform.search_config import SearchConfig
 from adacomp.runtime.utility import adadeep_utility, normalised
@@ -48,3 +48,19 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def objective_values(config: SearchConfig, metrics: Metrics) -> list[float | None]:
     return [metrics.get(o.key) for o in config.objectives]
+
+
+def constraint_scales(config: SearchConfig) -> tuple[float, ...]:
+    """What one unit of each constraint's violation is measured against: its limit's size."""
+    return tuple(
+        max(1e-9, abs(c.max if c.max is not None else c.min or 0.0)) or 1.0 for c in config.constraints
+    )
+
+
+def penalised_utility(
+    utility: float, violations: Sequence[float], scales: Sequence[float], penalty: float = 1.0
+) -> float:
+    """The utility less `penalty` per relative constraint violation, each capped at 1: one score
+    that ranks feasible plans by utility and infeasible ones by how far they are off."""
+    excess = sum(min(1.0, v / s) for v, s in zip(violations, scales, strict=False) if v > 0)
+    return utility - penalty * excess

@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
+import torch
 from torch import nn
 
 from adacomp.device_farm import Measurement, MeasureSettings, OnnxModel
 from adacomp.errors import AdacompError, first_line
-from adacomp.platform.evaluate.objectives import constraint_violations, utility
+from adacomp.platform.evaluate.objectives import (
+    constraint_scales,
+    constraint_violations,
+    penalised_utility,
+    utility,
+)
+from adacomp.platform.evaluate.rungs import RungResult, rung_steps, stop_reason
 from adacomp.platform.search_config import PER_DEVICE, Constraint, SearchConfig
 from adacomp.search_spaces import CompressionPlan, compress, export_onnx, model_facts
 from adacomp.tasks import Task, TrainBudget, evaluate, evaluate_onnx, train
+from adacomp.tasks._base import dataset_len
 
 COST_METRICS = frozenset({*PER_DEVICE, "storage"})  # what a model costs: fine-tuning changes none of it
 COST_INFEASIBLE = "cost-infeasible, never fine-tuned: "  # how a record says it was stopped before training
@@ -43,10 +51,30 @@ class TrialResult:
     reason: str | None = None
     seconds: float = 0.0
     onnx_model: bytes | None = field(default=None, repr=False)
+    rungs: tuple[RungResult, ...] = ()  # the stages of a multi-fidelity fine-tune, in order
+    stopped_at: int | None = None  # the rung after which it was stopped early (never on a front)
 
     @property
     def feasible(self) -> bool:
-        return not self.failed and all(v <= 0 for v in self.violations)
+        return not self.failed and self.stopped_at is None and all(v <= 0 for v in self.violations)
+
+
+# Called after every fine-tune stage but the last with the plan as it stands (an early-stopped
+# result, were it to stop there) and the model being fine-tuned. Under Tune it reports and may
+# never return: the scheduler stops the trial there.
+RungHook = Callable[[TrialResult, nn.Module], None]
+
+
+@dataclass(frozen=True)
+class RungResume:
+    """A plan's fine-tune cut short by a kill: its weights and stages so far (never redone)."""
+
+    state: Mapping[str, torch.Tensor]
+    history: tuple[RungResult, ...]
+
+    @property
+    def steps(self) -> int:
+        return self.history[-1].steps if self.history else 0
 
 
 @dataclass
@@ -139,24 +167,42 @@ def broken_cost_constraints(config: SearchConfig, costs: Mapping[str, float | No
     return COST_INFEASIBLE + "; ".join(f"{c.key} is {value(c.key)}, limit {c.describe()}" for c in broken)
 
 
-def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) -> TrialResult:
-    """Compress, (cost first) measure, fine-tune, export, measure: one plan's metrics.
+def evaluate_plan(
+    ctx: TrialContext,
+    plan: CompressionPlan,
+    *,
+    seed: int = 0,
+    on_rung: RungHook | None = None,
+    resume: RungResume | None = None,
+) -> TrialResult:
+    """Compress, (cost first) measure, fine-tune in stages, export, measure: one plan's metrics.
 
     With `cost_first` and constraints on costs, the compressed model is exported and measured
     before any training: a plan that breaks a cost constraint is infeasible whatever its
     fine-tuning, so it is recorded (with its costs, its accuracy before fine-tuning and why)
-    and never trained. Its constraint values still reach the sampler, which learns from it."""
+    and never trained. Its constraint values still reach the sampler, which learns from it.
+    With several rungs (`fidelity`), costs are measured first too (the score between stages
+    needs them) and `on_rung` hears after each stage; `resume` continues a plan's fine-tune
+    from its last finished stage."""
     started = time.perf_counter()
     try:
         example = ctx.task.example_input(2)
         compressed = compress(ctx.model, plan, example)
         budget = ctx.finetune_budget()
-        device_costs = None
-        if budget is not None and ctx.config.cost_first and cost_constraints(ctx.config):
+        stages = (
+            ()
+            if budget is None
+            else rung_steps(budget.num_steps(dataset_len(ctx.task.data.train)), ctx.config.fidelity)
+        )
+        device_costs: dict[str, float | None] | None = None
+        costs: dict[str, float | None] = {}
+        if budget is not None and (
+            len(stages) > 1 or (ctx.config.cost_first and cost_constraints(ctx.config))
+        ):
             draft = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
             device_costs = measure_devices(ctx, plan, draft)
             costs = {**model_costs(ctx, compressed, plan, draft), **device_costs}
-            reason = broken_cost_constraints(ctx.config, costs)
+            reason = broken_cost_constraints(ctx.config, costs) if ctx.config.cost_first else None
             if reason is not None:
                 metrics = {
                     **costs,
@@ -164,13 +210,11 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
                     "finetune_steps": 0.0,
                 }
                 return _finished(ctx, plan, metrics, draft, started, reason)
+        history: tuple[RungResult, ...] = ()
         steps = 0
         if budget is not None:
-            teacher = ctx.model if ctx.config.finetune.distill else None
-            report = train(
-                compressed, ctx.task.data.train, budget, seed=seed, teacher=teacher, augment=ctx.task.augment
-            )
-            steps = report.steps
+            staged = _Stages(ctx, plan, budget, stages, seed, costs, started, on_rung)
+            steps, history = staged.finetune(compressed, resume)
         onnx_model = export_onnx(compressed, example, plan=plan, calibration=ctx.calibration)
         metrics = measure_metrics(ctx, compressed, plan, onnx_model, device_costs)
         metrics["finetune_steps"] = float(steps)
@@ -181,14 +225,65 @@ def evaluate_plan(ctx: TrialContext, plan: CompressionPlan, *, seed: int = 0) ->
         return TrialResult(
             plan, {}, None, (), failed=True, reason=reason, seconds=time.perf_counter() - started
         )
-    return _finished(ctx, plan, metrics, onnx_model, started)
+    return replace(_finished(ctx, plan, metrics, onnx_model, started), rungs=history)
+
+
+@dataclass
+class _Stages:
+    """One plan's fine-tune, stage by stage, scored and heard between stages."""
+
+    ctx: TrialContext
+    plan: CompressionPlan
+    budget: TrainBudget
+    ends: tuple[int, ...]
+    seed: int
+    costs: Mapping[str, float | None]
+    started: float
+    on_rung: RungHook | None
+
+    def finetune(self, model: nn.Module, resume: RungResume | None) -> tuple[int, tuple[RungResult, ...]]:
+        """Fine-tunes `model` in place to the full budget; returns its steps and scored stages."""
+        ctx = self.ctx
+        teacher = ctx.model if ctx.config.finetune.distill else None
+        done, history = 0, list(resume.history) if resume is not None else []
+        if resume is not None:
+            model.load_state_dict(dict(resume.state))
+            done = resume.steps
+        # Stages only pay where someone hears them (a scheduler) or a cut-short run continues.
+        ends = self.ends if self.on_rung is not None or resume is not None else self.ends[-1:]
+        for rung, end in enumerate(ends):
+            if end <= done:
+                continue  # finished before a kill: never redone
+            span = None if (done, end) == (0, ends[-1]) else (done, end)
+            train(
+                model, ctx.task.data.train, self.budget,
+                seed=self.seed, teacher=teacher, augment=ctx.task.augment, span=span,
+            )  # fmt: skip
+            done = end
+            if rung < len(ends) - 1 and self.on_rung is not None:
+                stopped = self._as_stopped(model, rung, end, tuple(history))
+                history = list(stopped.rungs)
+                self.on_rung(stopped, model)
+        return done, tuple(history)
+
+    def _as_stopped(
+        self, model: nn.Module, rung: int, steps: int, earlier: tuple[RungResult, ...]
+    ) -> TrialResult:
+        """The plan scored after this stage, as its record would be were it stopped here."""
+        accuracy = evaluate(model, self.ctx.task.data.test)
+        measured = {"accuracy": accuracy, "accuracy_torch": accuracy, "finetune_steps": float(steps)}
+        found = _finished(self.ctx, self.plan, {**self.costs, **measured}, None, self.started)
+        score = penalised_utility(found.utility or 0.0, found.violations, constraint_scales(self.ctx.config))
+        result = RungResult(rung, steps, accuracy, score, found.seconds)
+        reason = stop_reason(result, len(self.ends), self.ctx.config.fidelity)
+        return replace(found, rungs=(*earlier, result), stopped_at=rung, reason=reason)
 
 
 def _finished(
     ctx: TrialContext,
     plan: CompressionPlan,
     metrics: dict[str, float | None],
-    onnx_model: bytes,
+    onnx_model: bytes | None,
     started: float,
     reason: str | None = None,
 ) -> TrialResult:

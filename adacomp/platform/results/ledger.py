@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from adacomp.platform.evaluate.rungs import RungResult
 from adacomp.search_spaces import CompressionPlan
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class TrialRecord:
     seconds: float = 0.0
     duplicate_of: int | None = None  # a plan already evaluated: served from that trial's result
     finished_at: float = field(default_factory=time.time)
+    rungs: tuple[RungResult, ...] = ()  # its multi-fidelity stages, scored (all but the last)
+    stopped_at: int | None = None  # stopped early after this rung: never on a front
 
     @classmethod
     def from_result(cls, number: int, result: TrialResult) -> TrialRecord:
@@ -46,11 +49,13 @@ class TrialRecord:
             failed=result.failed,
             reason=result.reason,
             seconds=result.seconds,
+            rungs=result.rungs,
+            stopped_at=result.stopped_at,
         )
 
     @property
     def feasible(self) -> bool:
-        return not self.failed and all(v <= 0 for v in self.violations)
+        return not self.failed and self.stopped_at is None and all(v <= 0 for v in self.violations)
 
     def report(self) -> dict[str, Any]:
         """What a trial hands Tune: flat values for the searcher, the whole record for the driver."""
@@ -61,6 +66,11 @@ class TrialRecord:
             "failed": float(self.failed),
             "reason": self.reason or "",
             "plan_hash": self.plan.hash,
+            **(
+                {}
+                if self.stopped_at is None
+                else {"rung": self.stopped_at, "rung_score": self.rungs[-1].score}
+            ),
             "record": self.to_dict(),
         }
 
@@ -76,6 +86,8 @@ class TrialRecord:
             "seconds": self.seconds,
             "duplicate_of": self.duplicate_of,
             "finished_at": self.finished_at,
+            "rungs": [r.to_dict() for r in self.rungs],
+            "stopped_at": self.stopped_at,
         }
 
     @classmethod
@@ -91,6 +103,8 @@ class TrialRecord:
             seconds=float(data["seconds"]),
             duplicate_of=data.get("duplicate_of"),
             finished_at=float(data["finished_at"]),
+            rungs=tuple(RungResult.from_dict(r) for r in data.get("rungs", ())),
+            stopped_at=data.get("stopped_at"),
         )
 
 

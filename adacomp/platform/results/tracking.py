@@ -195,6 +195,7 @@ class SearchTracker:
         files: Sequence[Path],
         failed: bool,
         finished_at: float,
+        series: Sequence[tuple[str, float, int]] = (),
     ) -> str:
         """One evaluated candidate (a trial, a supernet configuration) as a finished child run.
         `COMPLETE_TAG` is set last: a child cut short has none and `child_runs` redoes it."""
@@ -203,6 +204,7 @@ class SearchTracker:
             name, {**tags, TRIAL_TAG: str(number)}, params, parent_id=parent_id, start_ms=start_ms
         )
         self.log_metrics(run_id, metrics)
+        self.log_series(run_id, series)
         for file_name, text in texts.items():
             self.log_text(run_id, file_name, text)
         self.log_files(run_id, [f for f in files if f.exists()])
@@ -272,6 +274,8 @@ class SearchTracker:
             tags["adacomp.failure_reason" if record.failed else "adacomp.stop_reason"] = record.reason[:5000]
         if record.duplicate_of is not None:
             tags["adacomp.duplicate_of"] = str(record.duplicate_of)
+        if record.stopped_at is not None:
+            tags["adacomp.stopped_at_rung"] = str(record.stopped_at)
         params = {"plan_hash": record.plan.hash, "plan": str(record.plan)}
         for layer, steps in record.plan:
             params[f"layer.{layer}"] = " -> ".join(map(str, steps))
@@ -294,6 +298,12 @@ class SearchTracker:
             files=[model_path] if model_path is not None else [],
             failed=record.failed,
             finished_at=record.finished_at,
+            # each fine-tune stage at its step count: MLflow draws the plan's rungs as a curve
+            series=[
+                point
+                for r in record.rungs
+                for point in (("rung_accuracy", r.accuracy, r.steps), ("rung_score", r.score, r.steps))
+            ],
         )
 
     def log_progress(self, parent_id: str, step: int, values: Mapping[str, float | None]) -> None:

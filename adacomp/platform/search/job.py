@@ -48,6 +48,7 @@ from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.progress import ProgressView, SearchProgress
+from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
@@ -68,6 +69,7 @@ IDENTITY_FIELDS = (
     "measure",
     "techniques",
     "space",
+    "fidelity",
 )
 
 
@@ -84,6 +86,7 @@ class TrialPayload:
     calibration: list[np.ndarray]
     settings: MeasureSettings
     farm: FarmConfig
+    rung_dir: Path  # where staged fine-tunes keep their weights between stages (search/rungs.py)
 
 
 _CONTEXTS: dict[str, TrialContext] = {}
@@ -125,8 +128,22 @@ def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
         tune.report(record.report())
         return
     ctx = _trial_context(payload)
-    result = evaluate_plan(ctx, CompressionPlan.from_json(params["plan"]), seed=int(params["seed"]))
-    report = TrialRecord.from_result(int(params["trial_number"]), result).report()
+    plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
+    store = RungStore(payload.rung_dir)
+
+    def on_rung(staged: Any, model: torch.nn.Module) -> None:  # may never return: Tune stops it here
+        store.save(plan, staged.rungs, model.state_dict())
+        tune.report(TrialRecord.from_result(number, staged).report())
+
+    staged = payload.config.fidelity.rungs > 1
+    result = evaluate_plan(
+        ctx,
+        plan,
+        seed=int(params["seed"]),
+        on_rung=on_rung if staged else None,
+        resume=store.resume(plan) if staged else None,
+    )
+    report = TrialRecord.from_result(number, result).report()
     if result.onnx_model is None:
         tune.report(report)
         return
@@ -210,6 +227,7 @@ class _SearchRun:
         self.view = progress
         self.say = say
         self.by_hash = {r.plan.hash: r for r in self.records if not r.failed and r.duplicate_of is None}
+        self.rungs = RungStore(out_dir / "rungs")
         self.unlogged: list[TrialRecord] = []
         self.mlflow_down_since: float | None = None
 
@@ -220,6 +238,8 @@ class _SearchRun:
         self.records.append(record)
         if not record.failed and record.duplicate_of is None:
             self.by_hash.setdefault(record.plan.hash, record)
+        if record.duplicate_of is None:
+            self.rungs.settle(record.plan.hash)
         self.unlogged.append(record)
         self.flush()
         self._progress(record)
@@ -543,9 +563,11 @@ def _run(
     view.progress.done = len(run.records)
     view.progress.failed = sum(r.failed for r in run.records)
     if remaining > 0:
-        setup = _searcher_setup(
-            config, run, prepared, model, task, study, () if resume else initial_plans, out_dir
-        )
+        # A resume proposes the plans a kill cut short mid-fine-tune first: they go on from their last stage.
+        first = run.rungs.unfinished(set(run.by_hash)) if resume else initial_plans
+        if resume and first:
+            say(f"resuming: {len(first)} plans continue their fine-tune after their last finished stage")
+        setup = _searcher_setup(config, run, prepared, model, task, study, first, out_dir)
         payload = TrialPayload(
             key=f"{out_dir}:{time.time_ns()}",
             config=config,
@@ -555,6 +577,7 @@ def _run(
             calibration=calibration,
             settings=config.measure,
             farm=farm_config,
+            rung_dir=run.rungs.directory,
         )
         _tune(config, strategy, setup, run, view, payload, remaining, out_dir, say)
     return _finish(config, out_dir, run, tracker, parent_id, baseline, tracking_uri, started)
@@ -658,10 +681,12 @@ def _tune(
     concurrency = max(1, min(config.concurrency, training_cores))
     say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
     searcher = strategy.searcher(setup)
+    scheduler = RungHalving(config.fidelity, run.rungs.scores()) if config.fidelity.rungs > 1 else None
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
+            scheduler=scheduler,
             num_samples=remaining,
             max_concurrent_trials=concurrency,
             reuse_actors=True,
@@ -680,6 +705,8 @@ def _tune(
             tuner.fit()
         finally:
             strategy.finish(searcher)
+    if scheduler is not None and scheduler.stopped:
+        say(f"multi-fidelity: {scheduler.stopped} plans stopped early after a short fine-tune")
 
 
 def _finish(

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from adacomp.platform.evaluate.objectives import constraint_scales, penalised_utility
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.strategies.rl.actions import (
     CATALOGUE,
@@ -77,11 +78,8 @@ class EpisodeSpec:
         """The utility, less `penalty` per relative constraint violation (each capped at 1)."""
         if outcome.get("failed") or outcome.get("utility") is None:
             return FAILED_REWARD
-        excess = 0.0
-        for violation, scale in zip(outcome.get("violations", ()), self.constraint_scales, strict=False):
-            if violation > 0:
-                excess += min(1.0, violation / scale)
-        return float(outcome["utility"]) - self.penalty * excess
+        violations = outcome.get("violations", ())
+        return penalised_utility(float(outcome["utility"]), violations, self.constraint_scales, self.penalty)
 
 
 def _kind(module: nn.Module) -> int:
@@ -196,9 +194,7 @@ def episode_spec(
     storage, macs, buildable = _estimates(model, space, example, float(base.storage_bytes), float(base.macs))
     layer_masks = [layer_mask(layer, ok) for layer, ok in zip(space.layers, buildable, strict=True)]
     masks = np.stack([*layer_masks, precision_mask(space)])
-    scales = tuple(
-        max(1e-9, abs(c.max if c.max is not None else c.min or 0.0)) or 1.0 for c in config.constraints
-    )
+    scales = constraint_scales(config)
     w = config.utility
     return EpisodeSpec(
         space=space,

@@ -1,0 +1,116 @@
+"""Multi-fidelity on Ray Tune: the rung files a killed search resumes from, and the scheduler
+that stops a plan between fine-tune stages (the rule is adacomp/platform/evaluate/rungs.py).
+
+Files, in `<search>/rungs/`, one pair per plan being fine-tuned, keyed by its hash so that any
+strategy that proposes the plan again (an Optuna point, the RL agent's first plans) picks it up:
+`<hash>.json` (the plan and its scored stages) and `<hash>.pt` (the weights after the last
+stage). A trial writes them after every stage but the last, weights first, each atomically; the
+driver deletes the weights once the plan's record is in the ledger. A plan with weights but no
+record was cut short: a resumed search proposes it first and its trial continues after the
+last finished stage. The scores in the JSON files seed the scheduler of a resumed search, so its
+stopping rule compares against every stage ever scored, not only this run's. Like Tune's own
+storage, the folder must be shared by every node of a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from adacomp.platform.evaluate.rungs import RungResult, goes_on
+from adacomp.platform.evaluate.trial import RungResume
+from adacomp.platform.search_config import Fidelity
+from adacomp.search_spaces import CompressionPlan
+
+
+class RungStore:
+    """The rung files of one search (see the module docstring)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _paths(self, plan_hash: str) -> tuple[Path, Path]:
+        return self.directory / f"{plan_hash}.json", self.directory / f"{plan_hash}.pt"
+
+    def save(self, plan: CompressionPlan, history: Sequence[RungResult], state: Mapping[str, Any]) -> None:
+        """After a stage: the weights, then the stages (a kill between leaves the older pair)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        info, weights = self._paths(plan.hash)
+        _atomic(weights, lambda tmp: torch.save(dict(state), tmp))
+        text = json.dumps({"plan": json.loads(plan.to_json()), "rungs": [r.to_dict() for r in history]})
+        _atomic(info, lambda tmp: tmp.write_text(text))
+
+    def resume(self, plan: CompressionPlan) -> RungResume | None:
+        """The finished stages of a plan cut short, or None (a plan never started, or settled)."""
+        info, weights = self._paths(plan.hash)
+        if not (info.exists() and weights.exists()):
+            return None
+        try:
+            history = tuple(RungResult.from_dict(r) for r in json.loads(info.read_text())["rungs"])
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None  # a torn file: the plan starts over rather than from a guess
+        return RungResume(state, history) if history else None
+
+    def settle(self, plan_hash: str) -> None:
+        """The plan's record is in the ledger: its weights are no longer needed (its scores are)."""
+        self._paths(plan_hash)[1].unlink(missing_ok=True)
+
+    def unfinished(self, finished: set[str]) -> list[CompressionPlan]:
+        """Plans cut short mid-fine-tune (weights kept, no record among `finished` hashes)."""
+        plans = []
+        for info in sorted(self.directory.glob("*.json")):
+            if info.stem in finished or not self._paths(info.stem)[1].exists():
+                continue
+            try:
+                plans.append(CompressionPlan.from_json(json.dumps(json.loads(info.read_text())["plan"])))
+            except (OSError, ValueError, KeyError):
+                continue
+        return plans
+
+    def scores(self) -> dict[int, list[float]]:
+        """Every score recorded at each rung by this search, all runs of it."""
+        found: dict[int, list[float]] = {}
+        for info in sorted(self.directory.glob("*.json")):
+            try:
+                rungs = json.loads(info.read_text())["rungs"]
+            except (OSError, ValueError, KeyError):
+                continue
+            for r in rungs:
+                found.setdefault(int(r["rung"]), []).append(float(r["score"]))
+        return found
+
+
+def _atomic(path: Path, write: Any) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+class RungHalving(FIFOScheduler):
+    """Tune's scheduler for staged fine-tunes: a result that carries a rung score is let on or
+    stopped by ASHA's rule over every score recorded at that rung (this run's and, on a resume,
+    the earlier runs'). Results without one (the final stage) pass."""
+
+    def __init__(self, fidelity: Fidelity, recorded: Mapping[int, Sequence[float]]) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.fidelity = fidelity
+        self.recorded = {rung: list(scores) for rung, scores in recorded.items()}
+        self.stopped = 0
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        if "rung_score" not in result:
+            return str(TrialScheduler.CONTINUE)
+        earlier = self.recorded.setdefault(int(result["rung"]), [])
+        score = float(result["rung_score"])
+        on = goes_on(score, earlier, self.fidelity)
+        earlier.append(score)
+        if not on:
+            self.stopped += 1
+        return str(TrialScheduler.CONTINUE if on else TrialScheduler.STOP)
