@@ -30,6 +30,13 @@ FAILING_PLAN = CompressionPlan.from_mapping(
     }
 )
 GOOD_PLAN = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.25)]})
+# Wrecks the network: after one fine-tune step far below the accuracy floor, stopped there.
+HOPELESS_PLAN = CompressionPlan.from_mapping(
+    {
+        "features.conv2": [Step.of("channel_prune", ratio=0.75)],
+        "fc1": [Step.of("low_rank", rank_fraction=0.05)],
+    }
+)
 # Leaves fc1 (most of the weights) alone: over the 500 kB storage budget whatever fine-tuning does.
 COSTLY_PLAN = CompressionPlan.from_mapping({"fc2": [Step.of("low_rank", rank_fraction=0.5)]})
 
@@ -45,6 +52,7 @@ def search_config(out: Path, **changes: object) -> SearchConfig:
             {"metric": "storage"},
         ],
         "constraints": [{"metric": "accuracy_drop", "max": 40}, {"metric": "storage", "max": 500_000}],
+        "fidelity": {"rungs": 3, "eta": 3, "min_results": 1},
         "utility": {"accuracy": 1.0, "latency": 0.2, "storage": 0.3},
         "finetune": {"steps": 5},
         "trials": 8,
@@ -60,7 +68,11 @@ def search_config(out: Path, **changes: object) -> SearchConfig:
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
     out = tmp_path_factory.mktemp("search")
-    return search(search_config(out), progress=False, initial_plans=[FAILING_PLAN, GOOD_PLAN, COSTLY_PLAN])
+    return search(
+        search_config(out),
+        progress=False,
+        initial_plans=[FAILING_PLAN, GOOD_PLAN, COSTLY_PLAN, HOPELESS_PLAN],
+    )
 
 
 def test_every_trial_is_recorded_once_and_the_failing_one_did_not_stop_the_search(
@@ -72,6 +84,30 @@ def test_every_trial_is_recorded_once_and_the_failing_one_did_not_stop_the_searc
     assert [r.plan for r in failed if r.plan == FAILING_PLAN], "the enqueued bad plan ran and failed"
     assert "'fire' does not apply" in (failed[0].reason or "")
     assert sum(not r.failed for r in finished.records) >= 6
+
+
+def test_a_hopeless_plan_stops_after_its_first_stage_and_says_so(finished: SearchResult) -> None:
+    """Multi-fidelity (stages end at 1, 2 and 5 steps): the wrecked plan scores below the good
+    one after its first stage and is stopped there, recorded with its rung, in MLflow too, and
+    never on the front; every plan that went on has both stages scored."""
+    from mlflow import MlflowClient
+
+    from adacomp.platform.evaluate.rungs import STOPPED_EARLY
+
+    hopeless = next(r for r in finished.records if r.plan == HOPELESS_PLAN)
+    assert hopeless.stopped_at == 0 and (hopeless.reason or "").startswith(STOPPED_EARLY)
+    assert [r.steps for r in hopeless.rungs] == [1] and hopeless.metrics["finetune_steps"] == 1.0
+    assert hopeless.number not in {r.number for r in finished.front_records}
+    for record in finished.records:
+        if not record.failed and record.stopped_at is None and record.metrics.get("finetune_steps") == 5.0:
+            assert [r.steps for r in record.rungs] == [1, 2], record.number
+    client = MlflowClient(finished.tracking_uri)
+    child = client.search_runs(
+        [client.get_run(finished.run_id).info.experiment_id],
+        filter_string=f"tags.`adacomp.trial` = '{hopeless.number}'",
+    )[0]
+    assert child.data.tags["adacomp.stopped_at_rung"] == "0"
+    assert [m.step for m in client.get_metric_history(child.info.run_id, "rung_accuracy")] == [1]
 
 
 def test_front_is_exactly_the_non_dominated_feasible_trials(finished: SearchResult) -> None:

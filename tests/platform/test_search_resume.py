@@ -96,3 +96,89 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     )
     numbers = sorted(int(c.data.tags["adacomp.trial"]) for c in children)
     assert numbers == sorted(r.number for r in after), "one child run per trial, none twice"
+
+
+STAGED = """
+name: staged
+task: tests.platform.tiny_task:tiny_digits
+targets: [pixel4]
+objectives: [{metric: accuracy}, {metric: latency, target: pixel4}]
+constraints: [{metric: accuracy_drop, max: 50}]
+finetune: {steps: 900}
+fidelity: {rungs: 3, eta: 3, min_results: 100}
+trials: 2
+concurrency: 2
+strategy: random
+seed: 2
+output: {dir: runs}
+"""
+
+
+def test_a_kill_mid_rung_resumes_after_the_last_finished_stage(tmp_path: Path) -> None:
+    """Killed while a plan fine-tunes its second stage (stages end at 100, 300 and 900 steps;
+    nothing is stopped early here), the resumed search proposes that plan first and continues
+    it: its first stage is the one scored before the kill, never redone, and it ends at 900."""
+    import json
+
+    (tmp_path / "search.yaml").write_text(STAGED)
+    job = tmp_path / "runs" / "staged"
+    ledger = Ledger(job / "trials.jsonl")
+
+    def cut_short() -> dict[str, list[dict[str, object]]]:
+        done = {r.plan.hash for r in ledger.load()}
+        return {
+            p.stem: json.loads((job / "rungs" / f"{p.stem}.json").read_text())["rungs"]
+            for p in (job / "rungs").glob("*.pt")
+            if p.stem not in done and (job / "rungs" / f"{p.stem}.json").exists()
+        }
+
+    first = subprocess.Popen(
+        _cli("search", "search.yaml", "--quiet"),
+        cwd=tmp_path,
+        env=_env(),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 240
+    while not (job / "rungs").exists() or not cut_short():
+        assert first.poll() is None, first.stderr.read().decode() if first.stderr else ""
+        assert time.monotonic() < deadline, "no plan ever finished its first stage"
+        time.sleep(0.02)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    pending = cut_short()
+    assert pending, "the kill came after the plan finished"
+
+    resumed = subprocess.run(
+        _cli("search", "search.yaml", "--resume", "--quiet"),
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "plans continue their fine-tune after their last finished stage" in resumed.stderr
+    after = {r.plan.hash: r for r in ledger.load() if r.duplicate_of is None}
+    assert len(ledger.load()) == 2
+    for plan_hash, saved in pending.items():
+        record = after[plan_hash]
+        assert record.metrics["finetune_steps"] == 900.0 and record.stopped_at is None
+        assert [r.to_dict() for r in record.rungs[: len(saved)]] == saved, "a finished stage was redone"
+        assert [r.steps for r in record.rungs] == [100, 300]
+        assert not (job / "rungs" / f"{plan_hash}.pt").exists(), "settled plans keep no weights"
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("adacomp")
+    assert experiment is not None
+    resumed_plan = next(iter(pending))
+    child = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`adacomp.plan_hash` = '{resumed_plan}'"
+    )
+    evaluated = [c for c in child if "adacomp.duplicate_of" not in c.data.tags]  # issue 20 item 3
+    assert len(evaluated) == 1, "one evaluated child run per plan"
+    curve = client.get_metric_history(evaluated[0].info.run_id, "rung_accuracy")
+    assert sorted(m.step for m in curve) == [100, 300], "each stage's accuracy at its step count"

@@ -7,7 +7,8 @@ utility with the accuracy reached so far, less its relative constraint violation
 (`penalised_utility`), so that a plan that cannot reach the accuracy floor scores low whatever
 it saves, and a feasible one is ranked by the user's trade-off, not by accuracy alone (which
 would stop exactly the most compressed plans). It goes on while its score is among the best
-1/eta of the scores recorded at that stage (ASHA, Li et al. 2020: the same percentile cut).
+1/eta of the scores recorded at that stage before it (ASHA, Li et al. 2020: the same
+percentile cut).
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ def rung_steps(total_steps: int, fidelity: Fidelity) -> tuple[int, ...]:
 
 def goes_on(score: float, earlier: Sequence[float], fidelity: Fidelity) -> bool:
     """ASHA's rule at one rung: on while `score` reaches the (1 - 1/eta) percentile of the scores
-    recorded there, this one included; everything goes on until `min_results` were recorded."""
+    recorded there before it (as Ray's ASHA cuts); everything goes on until `min_results` were."""
     if len(earlier) < fidelity.min_results:
         return True
-    scores = [s for s in (*earlier, score) if math.isfinite(s)]
-    if not math.isfinite(score) or not scores:
+    scores = [s for s in earlier if math.isfinite(s)]
+    if not math.isfinite(score):
         return False
+    if not scores:
+        return True
     cutoff = float(np.percentile(scores, 100.0 * (1.0 - 1.0 / fidelity.eta)))
     return score >= cutoff
 
