@@ -109,6 +109,20 @@ class Finetune(_Frozen):
     distill: bool = False
 
 
+class Polish(_Frozen):
+    """After the search, the plans on the front (the best `top_k` by utility when there are more)
+    are fine-tuned again from the uncompressed weights with a longer budget (`steps` or
+    `epochs`; default three times the search's fine-tune) and, by default, distillation from the
+    uncompressed model; then exported, evaluated and measured again. Those numbers are the front
+    the search reports, shows in MLflow and registers; each trial's own numbers stay in its
+    child run. `top_k: 0` skips it."""
+
+    top_k: int = Field(3, ge=0)
+    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0)
+    distill: bool = True
+
+
 class SpaceSettings(_Frozen):
     """How the model's layers become the search's choices: shared by groups of layers (see
     adacomp/search_spaces/groups.py; `auto` picks by model size) and bounded by a sensitivity
@@ -226,6 +240,7 @@ class SearchConfig(_Frozen):
     techniques: tuple[str, ...] | None = Field(None, min_length=1)
     space: SpaceSettings = SpaceSettings()
     fidelity: Fidelity = Fidelity()
+    polish: Polish = Polish()  # not part of the identity: it follows the trials, measures none of them
     trials: int = Field(20, ge=1)
     # Measure costs before fine-tuning and never train a plan that breaks a cost constraint.
     # Not part of a search's identity: such plans are infeasible either way, and the front

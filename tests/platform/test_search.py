@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from adacomp.errors import AdacompError
-from adacomp.platform.results.front import objective_vector
+from adacomp.platform.results.front import normalised_hypervolume, objective_vector, pareto_front
+from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.pareto import dominates
 from adacomp.platform.search.job import SearchResult, search
 from adacomp.platform.search_config import SearchConfig
@@ -144,7 +145,8 @@ def test_a_plan_over_a_cost_budget_is_never_fine_tuned_and_the_sampler_hears_of_
     from adacomp.platform.evaluate.trial import COST_INFEASIBLE
     from adacomp.platform.strategies.optuna_searcher import open_journal
 
-    ran = [r for r in finished.records if not r.failed and r.duplicate_of is None]
+    trials = Ledger(finished.out_dir / "trials.jsonl").load()  # the search's own numbers, before any polish
+    ran = [r for r in trials if not r.failed and r.duplicate_of is None]
     costly = next(r for r in ran if r.plan == COSTLY_PLAN)
     assert costly.reason is not None and costly.reason.startswith(COST_INFEASIBLE) and not costly.feasible
     for record in ran:
@@ -200,10 +202,48 @@ def test_mlflow_holds_parent_children_front_and_registered_model(finished: Searc
     assert {f"pareto/{name}" for name in expected} <= artifacts
     history = client.get_metric_history(finished.run_id, "hypervolume")
     assert [m.step for m in history] == list(range(1, 9))
-    assert history[-1].value == pytest.approx(finished.hypervolume)
+    trials = Ledger(finished.out_dir / "trials.jsonl").load()  # the curve is the trials', before the polish
+    assert history[-1].value == pytest.approx(
+        normalised_hypervolume(finished.config, trials, finished.baseline)
+    )
+    assert parent.data.metrics["hypervolume_final"] == pytest.approx(finished.hypervolume)
     assert finished.registered_model == "models:/e2e/1"
     version = client.get_model_version("e2e", "1")
     assert version.tags["adacomp.plan_hash"] == finished.best.plan.hash  # type: ignore[union-attr]
+
+
+def test_the_front_is_polished_and_the_polished_model_is_registered(finished: SearchResult) -> None:
+    """The best three of the trials' front are fine-tuned again (3 x 5 steps, distilled): their
+    polished numbers are the search's records, front and registered model; each child run
+    keeps the trial's own numbers and gains the polished ones."""
+    from mlflow import MlflowClient
+
+    trials = Ledger(finished.out_dir / "trials.jsonl").load()
+    polished = Ledger(finished.out_dir / "polished.jsonl").load()
+    front_before = pareto_front(finished.config, trials)
+    assert len(polished) == min(3, len(front_before)) >= 1
+    assert {p.number for p in polished} <= {r.number for r in front_before}
+    by_number = {r.number: r for r in finished.records}
+    for record in polished:
+        assert record.polished and record.metrics["finetune_steps"] == 15.0
+        assert by_number[record.number] == record, "the search's records carry the polished numbers"
+        assert (
+            finished.model_path(record)
+            == finished.out_dir / "models" / "polished" / f"{record.plan.hash}.onnx"
+        )
+    best = finished.best
+    assert best is not None
+    client = MlflowClient(finished.tracking_uri)
+    version = client.get_model_version("e2e", "1")
+    assert version.tags["adacomp.polished"] == str(best.polished).lower()
+    child = client.search_runs(
+        [client.get_run(finished.run_id).info.experiment_id],
+        filter_string=f"tags.`adacomp.trial` = '{polished[0].number}'",
+    )[0]
+    trial = next(r for r in trials if r.number == polished[0].number)
+    assert child.data.metrics["accuracy"] == pytest.approx(trial.metrics["accuracy"])
+    assert child.data.metrics["polished_accuracy"] == pytest.approx(polished[0].metrics["accuracy"])
+    assert child.data.tags["adacomp.polished"] == "true"
 
 
 def test_best_model_file_runs_in_onnx_runtime(finished: SearchResult) -> None:

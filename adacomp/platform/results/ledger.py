@@ -37,6 +37,7 @@ class TrialRecord:
     finished_at: float = field(default_factory=time.time)
     rungs: tuple[RungResult, ...] = ()  # its multi-fidelity stages, scored (all but the last)
     stopped_at: int | None = None  # stopped early after this rung: never on a front
+    polished: bool = False  # numbers after the polish at the end of the search (polished.jsonl)
 
     @classmethod
     def from_result(cls, number: int, result: TrialResult) -> TrialRecord:
@@ -88,6 +89,7 @@ class TrialRecord:
             "finished_at": self.finished_at,
             "rungs": [r.to_dict() for r in self.rungs],
             "stopped_at": self.stopped_at,
+            "polished": self.polished,
         }
 
     @classmethod
@@ -105,6 +107,7 @@ class TrialRecord:
             finished_at=float(data["finished_at"]),
             rungs=tuple(RungResult.from_dict(r) for r in data.get("rungs", ())),
             stopped_at=data.get("stopped_at"),
+            polished=bool(data.get("polished", False)),
         )
 
 

@@ -7,6 +7,7 @@ No Ray, Tune or Optuna here: `adacomp pareto` reads a finished or running search
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -23,11 +24,23 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STATE_FILE = "search.json"
+POLISHED_FILE = "polished.jsonl"  # the front's plans after the polish (search/polish.py)
 
 
 def model_file(out_dir: Path, plan: CompressionPlan) -> Path:
     """Where a search keeps a trial's ONNX model (one file per plan)."""
     return out_dir / "models" / f"{plan.hash}.onnx"
+
+
+def polished_model_file(out_dir: Path, plan: CompressionPlan) -> Path:
+    """Where a search keeps a plan's model after the polish (the trial's stays as it was)."""
+    return out_dir / "models" / "polished" / f"{plan.hash}.onnx"
+
+
+def with_polished(records: Sequence[TrialRecord], polished: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The trials, each polished one with its polished numbers: what a search's front is made of."""
+    by_number = {p.number: p for p in polished}
+    return [by_number.get(r.number, r) for r in sorted(records, key=lambda r: r.number)]
 
 
 @dataclass(frozen=True)
@@ -70,6 +83,8 @@ class SearchSnapshot:
             raise AdacompError(
                 f"search {self.config.name!r} was read from MLflow: its models are artifacts there"
             )
+        if record.polished:
+            return polished_model_file(self.out_dir, record.plan)
         return model_file(self.out_dir, record.plan)
 
     def table(self) -> str:
@@ -101,7 +116,9 @@ def open_search_dir(path: Path) -> SearchSnapshot:
     return SearchSnapshot(
         config=SearchConfig.model_validate(state["config"]),
         baseline=state["baseline"],
-        records=Ledger(directory / "trials.jsonl").load(),
+        records=with_polished(
+            Ledger(directory / "trials.jsonl").load(), Ledger(directory / POLISHED_FILE).load()
+        ),
         run_id=state.get("parent_run_id"),
         tracking_uri=state.get("tracking_uri"),
         out_dir=directory,
@@ -157,11 +174,16 @@ def open_search_run(run_id: str, tracking_uri: str) -> SearchSnapshot:
 def _record_from_run(
     tags: dict[str, str], metrics: dict[str, float], plan: CompressionPlan, run: Any
 ) -> TrialRecord:
+    """A trial as its child run has it; with the polished numbers where the polish logged some."""
+    polished = tags.get("adacomp.polished") == "true"
+    if polished:
+        metrics = {k.removeprefix("polished_"): v for k, v in metrics.items() if k.startswith("polished_")}
     numbered = [
         (int(k.removeprefix("violation_")), v) for k, v in metrics.items() if k.startswith("violation_")
     ]
     violations = tuple(v for _, v in sorted(numbered))
-    skip = {"utility", "feasible", "failed", "trial_seconds"}
+    skip = {"utility", "feasible", "failed", "trial_seconds", "rung_accuracy", "rung_score"}
+    stopped = tags.get("adacomp.stopped_at_rung")
     return TrialRecord(
         number=int(tags["adacomp.trial"]),
         plan=plan,
@@ -169,10 +191,12 @@ def _record_from_run(
         utility=metrics.get("utility"),
         violations=violations,
         failed=tags.get("adacomp.failed") == "true",
-        reason=tags.get("adacomp.failure_reason"),
+        reason=tags.get("adacomp.failure_reason") or tags.get("adacomp.stop_reason"),
         seconds=metrics.get("trial_seconds", 0.0),
         duplicate_of=int(tags["adacomp.duplicate_of"]) if "adacomp.duplicate_of" in tags else None,
         finished_at=run.info.start_time / 1000,
+        stopped_at=int(stopped) if stopped is not None else None,
+        polished=polished,
     )
 
 

@@ -353,6 +353,8 @@ class SearchTracker:
         version = str(info.registered_model_version)
         self.client.set_model_version_tag(model_name, version, "adacomp.plan_hash", record.plan.hash)
         self.client.set_model_version_tag(model_name, version, "adacomp.plan", str(record.plan)[:5000])
+        polished = str(record.polished).lower()  # numbers after the search's polish, or the trial's own
+        self.client.set_model_version_tag(model_name, version, "adacomp.polished", polished)
         registered = f"models:/{model_name}/{version}"
         self.client.set_tag(parent_id, "adacomp.best_trial", str(record.number))
         self.client.set_tag(parent_id, "adacomp.best_model", registered)

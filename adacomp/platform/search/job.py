@@ -21,23 +21,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from ray.tune import Callback
 from ray.tune.logger import JsonLoggerCallback
 
-from adacomp.device_farm import FarmConfig, MeasureSettings
+from adacomp.device_farm import FarmConfig
 from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
 from adacomp.device_farm.cores import available_cores, pin_process
 from adacomp.errors import AdacompError, first_line
-from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, evaluate_plan
+from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics
 from adacomp.platform.results.front import (
     best_by_utility,
     normalised_hypervolume,
@@ -45,11 +43,19 @@ from adacomp.platform.results.front import (
 )
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
-from adacomp.platform.results.snapshot import STATE_FILE, SearchResult, SearchSnapshot, model_file
+from adacomp.platform.results.snapshot import (
+    STATE_FILE,
+    SearchResult,
+    SearchSnapshot,
+    model_file,
+    with_polished,
+)
 from adacomp.platform.search.environment import scoped_environment, search_flags
+from adacomp.platform.search.polish import polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
+from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
@@ -71,89 +77,6 @@ IDENTITY_FIELDS = (
     "space",
     "fidelity",
 )
-
-
-# --- the trial, in a Tune worker -------------------------------------------------------------
-@dataclass(frozen=True)
-class TrialPayload:
-    """What every trial needs, put in Ray's object store once (tune.with_parameters)."""
-
-    key: str
-    config: SearchConfig
-    task: Task
-    weights: dict[str, torch.Tensor]
-    baseline: dict[str, float | None]
-    calibration: list[np.ndarray]
-    settings: MeasureSettings
-    farm: FarmConfig
-    rung_dir: Path  # where staged fine-tunes keep their weights between stages (search/rungs.py)
-
-
-_CONTEXTS: dict[str, TrialContext] = {}
-
-
-def _trial_context(payload: TrialPayload) -> TrialContext:
-    """Built once per worker process and search: the model, the farm's actor handles."""
-    ctx = _CONTEXTS.get(payload.key)
-    if ctx is None:
-        import ray
-
-        from adacomp.device_farm import Farm
-        from adacomp.platform.search.ray_farm import RayFarm
-
-        model = payload.task.build_model()
-        model.load_state_dict(payload.weights)
-        model.eval()
-        farm = RayFarm(payload.farm) if ray.is_initialized() else Farm(payload.farm)
-        ctx = TrialContext(
-            config=payload.config,
-            task=payload.task,
-            model=model,
-            farm=farm,
-            settings=payload.settings,
-            calibration=payload.calibration,
-            baseline=payload.baseline,
-        )
-        _CONTEXTS.clear()
-        _CONTEXTS[payload.key] = ctx
-    return ctx
-
-
-def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
-    """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
-    from ray import tune
-
-    if "cached" in params:  # a plan this search already evaluated: never paid twice
-        record = replace(TrialRecord.from_dict(params["cached"]), finished_at=time.time())
-        tune.report(record.report())
-        return
-    ctx = _trial_context(payload)
-    plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
-    store = RungStore(payload.rung_dir)
-
-    def on_rung(staged: Any, model: torch.nn.Module) -> None:  # may never return: Tune stops it here
-        store.save(plan, staged.rungs, model.state_dict())
-        tune.report(TrialRecord.from_result(number, staged).report())
-
-    staged = payload.config.fidelity.rungs > 1
-    result = evaluate_plan(
-        ctx,
-        plan,
-        seed=int(params["seed"]),
-        on_rung=on_rung if staged else None,
-        resume=store.resume(plan) if staged else None,
-    )
-    report = TrialRecord.from_result(number, result).report()
-    if result.onnx_model is None:
-        tune.report(report)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "model.onnx").write_bytes(result.onnx_model)
-        tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-
-def trial_dirname(trial: Any) -> str:
-    return f"trial_{int(trial.config.get('trial_number', -1)):04d}_{trial.trial_id}"
 
 
 # --- the driver ------------------------------------------------------------------------------
@@ -562,25 +485,26 @@ def _run(
     remaining = config.trials - len(run.records)
     view.progress.done = len(run.records)
     view.progress.failed = sum(r.failed for r in run.records)
+    payload = TrialPayload(
+        key=f"{out_dir}:{time.time_ns()}",
+        config=config,
+        task=task,
+        weights={k: v.detach().clone() for k, v in model.state_dict().items()},
+        baseline=baseline,
+        calibration=calibration,
+        settings=config.measure,
+        farm=farm_config,
+        rung_dir=run.rungs.directory,
+    )
     if remaining > 0:
         # A resume proposes the plans a kill cut short mid-fine-tune first: they go on from their last stage.
         first = run.rungs.unfinished(set(run.by_hash)) if resume else initial_plans
         if resume and first:
             say(f"resuming: {len(first)} plans continue their fine-tune after their last finished stage")
         setup = _searcher_setup(config, run, prepared, model, task, study, first, out_dir)
-        payload = TrialPayload(
-            key=f"{out_dir}:{time.time_ns()}",
-            config=config,
-            task=task,
-            weights={k: v.detach().clone() for k, v in model.state_dict().items()},
-            baseline=baseline,
-            calibration=calibration,
-            settings=config.measure,
-            farm=farm_config,
-            rung_dir=run.rungs.directory,
-        )
         _tune(config, strategy, setup, run, view, payload, remaining, out_dir, say)
-    return _finish(config, out_dir, run, tracker, parent_id, baseline, tracking_uri, started)
+    polished = polish_front(config, ctx, run.records, out_dir, say) if config.polish.top_k else []
+    return _finish(config, out_dir, run, polished, tracker, parent_id, baseline, tracking_uri, started)
 
 
 def _open_tracker(config: SearchConfig, tracking_uri: str) -> Any:
@@ -713,6 +637,7 @@ def _finish(
     config: SearchConfig,
     out_dir: Path,
     run: _SearchRun,
+    polished: Sequence[TrialRecord],
     tracker: Any,
     parent_id: str,
     baseline: dict[str, float | None],
@@ -724,7 +649,7 @@ def _finish(
     snapshot = SearchSnapshot(
         config=config,
         baseline=baseline,
-        records=sorted(run.records, key=lambda r: r.number),
+        records=with_polished(run.records, polished),
         run_id=parent_id,
         tracking_uri=tracking_uri,
         out_dir=out_dir,
@@ -752,6 +677,7 @@ def _finish(
             },
         ),
     )
+    patient.call("logging the polished numbers", lambda: _log_polished(tracker, children, polished))
     registered = None
     best = snapshot.best
     if best is not None and snapshot.model_path(best).exists():
@@ -767,6 +693,21 @@ def _finish(
         registered_model=registered,
         seconds=time.perf_counter() - started,
     )
+
+
+def _log_polished(tracker: Any, children: Mapping[int, str], polished: Sequence[TrialRecord]) -> None:
+    """Each polished plan's numbers next to its trial's own, in its child run."""
+    for record in polished:
+        if record.number in children:
+            values = {
+                **record.metrics,
+                "utility": record.utility,
+                "trial_seconds": record.seconds,
+                **{f"violation_{i}": v for i, v in enumerate(record.violations)},
+            }
+            metrics = {f"polished_{k}": v for k, v in values.items()}
+            tracker.log_metrics(children[record.number], metrics)
+            tracker.set_tags(children[record.number], {"adacomp.polished": "true"})
 
 
 class _PatientMlflow:

@@ -1,0 +1,98 @@
+"""The polish at the end of a search: the front's plans fine-tuned again, longer and distilled.
+
+A search's trials are fine-tuned briefly (and in stages, most stopped early): enough to rank
+plans, not what a user ships. Here the plans on the front (the best `polish.top_k` by utility
+when there are more) are compressed again from the uncompressed weights, fine-tuned with the
+polish budget (distilled from the uncompressed model by default), exported, evaluated and
+measured again, in the driver (which has the model, the farm and every core to train with; a
+Ray worker per plan would first pay seconds of imports). Each result is appended to
+`polished.jsonl` as it comes (a resumed search polishes only what is missing) and its model
+kept in `models/polished/`; the search's front, files, registered model and summary use these
+numbers (`with_polished`), each trial's child run keeps its own and gains the polished ones as
+`polished_*` metrics.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from adacomp.platform.evaluate.trial import TrialContext, TrialResult, evaluate_plan
+from adacomp.platform.results.front import pareto_front
+from adacomp.platform.results.ledger import Ledger, TrialRecord
+from adacomp.platform.results.snapshot import POLISHED_FILE, polished_model_file
+from adacomp.platform.search_config import Fidelity, Finetune, SearchConfig
+from adacomp.tasks._base import dataset_len
+
+
+def polish_config(config: SearchConfig, ctx: TrialContext) -> SearchConfig:
+    """What a polish evaluates under: its budget (default three times the trials' fine-tune),
+    in one stage, every plan trained (a cost-infeasible plan is never on a front anyway)."""
+    p = config.polish
+    steps, epochs = p.steps, p.epochs
+    if steps is None and epochs is None:
+        budget = ctx.finetune_budget()
+        base = budget.num_steps(dataset_len(ctx.task.data.train)) if budget is not None else 0
+        steps = max(1, 3 * base)
+    return config.model_copy(
+        update={
+            "finetune": Finetune(steps=steps, epochs=epochs, distill=p.distill),
+            "fidelity": Fidelity(rungs=1),
+            "cost_first": False,
+        }
+    )
+
+
+def polish_candidates(config: SearchConfig, records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The front, or its best `top_k` by utility (ties: the earlier trial)."""
+    front = pareto_front(config, records)
+    ranked = sorted(front, key=lambda r: (-(r.utility if r.utility is not None else -math.inf), r.number))
+    return ranked[: config.polish.top_k]
+
+
+def polish_front(
+    config: SearchConfig,
+    ctx: TrialContext,
+    records: Sequence[TrialRecord],
+    out_dir: Path,
+    say: Callable[[str], None],
+) -> list[TrialRecord]:
+    """Polishes what the front lacks and returns every polished record of this search."""
+    ledger: Ledger[TrialRecord] = Ledger(out_dir / POLISHED_FILE)
+    done = {r.number: r for r in ledger.load()}
+    todo = [r for r in polish_candidates(config, records) if r.number not in done]
+    if not todo:
+        return list(done.values())
+    settings = polish_config(config, ctx)
+    budget = settings.finetune
+    say(
+        f"polishing {len(todo)} plans of the front: "
+        + (f"{budget.steps} fine-tune steps" if budget.steps is not None else f"{budget.epochs} epochs")
+        + (", distilled from the uncompressed model" if budget.distill else "")
+    )
+    polish_ctx = replace(ctx, config=settings)
+    for record in todo:
+        result = evaluate_plan(polish_ctx, record.plan, seed=config.seed + record.number)
+        polished = _polished(record, result, out_dir, say)
+        if polished is not None:
+            ledger.append(polished)  # at once: a kill loses at most the plan being polished
+            done[polished.number] = polished
+    return list(done.values())
+
+
+def _polished(
+    record: TrialRecord, result: TrialResult, out_dir: Path, say: Callable[[str], None]
+) -> TrialRecord | None:
+    if result.failed or result.onnx_model is None:
+        say(f"polish of trial {record.number} failed ({result.reason}); its search numbers stand")
+        return None
+    path = polished_model_file(out_dir, record.plan)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(result.onnx_model)
+    polished = replace(TrialRecord.from_result(record.number, result), polished=True)
+    before, after = record.metrics.get("accuracy"), polished.metrics.get("accuracy")
+    if isinstance(before, float) and isinstance(after, float):
+        say(f"trial {record.number} polished: accuracy {100 * before:.2f}% -> {100 * after:.2f}%")
+    return polished

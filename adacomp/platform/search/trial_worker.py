@@ -1,0 +1,106 @@
+"""The trial's side of a search, in a Ray worker: what every trial needs (put in the object
+store once), the per-worker context built from it, and Tune's trainable.
+
+Kept apart from the driver (job.py): this is all a worker process imports and runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adacomp.device_farm import FarmConfig, MeasureSettings
+from adacomp.platform.evaluate.trial import TrialContext, evaluate_plan
+from adacomp.platform.results.ledger import TrialRecord
+from adacomp.platform.search.rungs import RungStore
+from adacomp.platform.search_config import SearchConfig
+from adacomp.search_spaces import CompressionPlan
+from adacomp.tasks import Task
+
+
+@dataclass(frozen=True)
+class TrialPayload:
+    """What every trial needs, put in Ray's object store once (tune.with_parameters)."""
+
+    key: str
+    config: SearchConfig
+    task: Task
+    weights: dict[str, torch.Tensor]
+    baseline: dict[str, float | None]
+    calibration: list[np.ndarray]
+    settings: MeasureSettings
+    farm: FarmConfig
+    rung_dir: Path  # where staged fine-tunes keep their weights between stages (search/rungs.py)
+
+
+_CONTEXTS: dict[str, TrialContext] = {}
+
+
+def trial_context(payload: TrialPayload) -> TrialContext:
+    """Built once per worker process and search: the model, the farm's actor handles."""
+    ctx = _CONTEXTS.get(payload.key)
+    if ctx is None:
+        import ray
+
+        from adacomp.device_farm import Farm
+        from adacomp.platform.search.ray_farm import RayFarm
+
+        model = payload.task.build_model()
+        model.load_state_dict(payload.weights)
+        model.eval()
+        farm = RayFarm(payload.farm) if ray.is_initialized() else Farm(payload.farm)
+        ctx = TrialContext(
+            config=payload.config,
+            task=payload.task,
+            model=model,
+            farm=farm,
+            settings=payload.settings,
+            calibration=payload.calibration,
+            baseline=payload.baseline,
+        )
+        _CONTEXTS.clear()
+        _CONTEXTS[payload.key] = ctx
+    return ctx
+
+
+def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
+    """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
+    from ray import tune
+
+    if "cached" in params:  # a plan this search already evaluated: never paid twice
+        record = replace(TrialRecord.from_dict(params["cached"]), finished_at=time.time())
+        tune.report(record.report())
+        return
+    ctx = trial_context(payload)
+    plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
+    store = RungStore(payload.rung_dir)
+
+    def on_rung(staged: Any, model: torch.nn.Module) -> None:  # may never return: Tune stops it here
+        store.save(plan, staged.rungs, model.state_dict())
+        tune.report(TrialRecord.from_result(number, staged).report())
+
+    staged = payload.config.fidelity.rungs > 1
+    result = evaluate_plan(
+        ctx,
+        plan,
+        seed=int(params["seed"]),
+        on_rung=on_rung if staged else None,
+        resume=store.resume(plan) if staged else None,
+    )
+    report = TrialRecord.from_result(number, result).report()
+    if result.onnx_model is None:
+        tune.report(report)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.onnx").write_bytes(result.onnx_model)
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def trial_dirname(trial: Any) -> str:
+    return f"trial_{int(trial.config.get('trial_number', -1)):04d}_{trial.trial_id}"
