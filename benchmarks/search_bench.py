@@ -5,6 +5,7 @@ benchmarks/results/search_bench.json.
 
     python benchmarks/search_bench.py                 # 16 trials x 3 seeds x 4 strategies, ~20 min on 2 cores
     python benchmarks/search_bench.py --trials 8 --seeds 1
+    python benchmarks/search_bench.py --compare        # today's flat search vs the new one, MobileNetV2
 
 Every search uses the digits task, emulated targets only (so both cores train), one Ray
 instance for all runs, and its own MLflow store under benchmarks/results/search_runs/.
@@ -200,6 +201,131 @@ def speedup_table(trials: int) -> dict[str, Any]:
     return {str(c): walls[c] for c in walls}
 
 
+# --- today's flat search against the new one, at equal compute --------------------------------
+def compare_config(task: str, name: str, seed: int, trials: int, steps: int, flat: bool) -> SearchConfig:
+    """The MobileNetV2 example's usage (two phones, accuracy floor, latency budget); `flat` is the
+    search as it was: one choice per layer, no sensitivity bounds, every plan fine-tuned in full."""
+    changes: dict[str, Any] = {
+        "targets": ["pixel4", "snapdragon450"],  # emulated: both cores train
+        "objectives": [
+            {"metric": "accuracy"},
+            {"metric": "latency", "target": "snapdragon450"},
+            {"metric": "storage"},
+        ],
+        "constraints": [
+            {"metric": "accuracy_drop", "max": 3.0},
+            {"metric": "latency", "target": "snapdragon450", "max": 15},
+        ],
+        "utility": {"accuracy": 1.0, "latency": 0.5, "storage": 0.2},
+        "finetune": {"steps": steps, "distill": True},
+        "polish": {"top_k": 0},  # the search alone; the polish is measured apart
+    }
+    if flat:
+        changes.update(
+            space={"grouping": "layer", "sensitivity": False}, cost_first=False, fidelity={"rungs": 1}
+        )
+    cfg = config(name, "nsga2", trials, seed, 2, **changes)
+    return cfg.model_copy(update={"task": task})
+
+
+def compute_curve(result: Any, started: float) -> list[tuple[float, float]]:
+    """(seconds since the search was called, hypervolume) after each finished trial: startup, the
+    sensitivity analysis and every trial are compute; both arms are timed the same way."""
+    ordered = sorted(result.records, key=lambda r: r.finished_at)
+    history = hypervolume_history(result.config, ordered, result.baseline)
+    return [(r.finished_at - started, hv) for r, hv in zip(ordered, history, strict=True)]
+
+
+def hv_at(curve: list[tuple[float, float]], seconds: float) -> float:
+    """The hypervolume a search had reached `seconds` into its run (0 before its first trial)."""
+    return max((hv for t, hv in curve if t <= seconds), default=0.0)
+
+
+def infeasible_share(records: list[TrialRecord]) -> float:
+    """Share of trial compute spent on plans that did not end feasible (failed, stopped early,
+    over a budget): the work a search threw away."""
+    total = sum(r.seconds for r in records if r.duplicate_of is None)
+    wasted = sum(r.seconds for r in records if r.duplicate_of is None and not r.feasible)
+    return wasted / total if total else 0.0
+
+
+def compare_table(task: str, seeds: int, new_trials: int, flat_trials: int, steps: int) -> dict[str, Any]:
+    pretrained_model(load_task(task), seed=0)  # trained once, before any clock starts
+    rows, data = [], []
+    for seed in range(seeds):
+        runs: dict[str, dict[str, Any]] = {}
+        for arm, trials in (("new", new_trials), ("flat", flat_trials)):
+            cfg = compare_config(task, f"cmp-{arm}-{seed}", seed, trials, steps, flat=arm == "flat")
+            started = time.time()
+            result = search(cfg, progress=False)
+            curve = compute_curve(result, started)
+            runs[arm] = {
+                "curve": curve,
+                "seconds": result.seconds,
+                "hypervolume": result.hypervolume,
+                "infeasible_share": infeasible_share(result.records),
+                "stopped_early": sum(r.stopped_at is not None for r in result.records),
+                "cost_infeasible": sum(
+                    (r.reason or "").startswith("cost-infeasible") for r in result.records
+                ),
+                "trials": len(result.records),
+            }
+            print(f"  {arm} seed {seed}: hv {result.hypervolume:.4f}, {result.seconds:.0f} s", flush=True)
+        t_new = runs["new"]["curve"][-1][0]
+        flat_curve = runs["flat"]["curve"]
+        row = {
+            "seed": seed,
+            "new_seconds": t_new,
+            "new_hv": runs["new"]["hypervolume"],
+            "flat_hv_same_compute": hv_at(flat_curve, t_new),
+            "flat_hv_3x_compute": hv_at(flat_curve, 3 * t_new),
+            "flat_seconds": flat_curve[-1][0],
+            "flat_reached_3x": flat_curve[-1][0] >= 3 * t_new,
+            "new_infeasible_share": runs["new"]["infeasible_share"],
+            "flat_infeasible_share": runs["flat"]["infeasible_share"],
+        }
+        data.append({**row, "runs": runs})
+        rows.append(
+            [seed, f"{t_new:.0f}", f"{row['new_hv']:.4f}", f"{row['flat_hv_same_compute']:.4f}",
+             f"{row['flat_hv_3x_compute']:.4f}" + ("" if row["flat_reached_3x"] else " (ran out)"),
+             f"{100 * row['new_infeasible_share']:.0f}%", f"{100 * row['flat_infeasible_share']:.0f}%",
+             f"{runs['new']['stopped_early']}/{runs['new']['cost_infeasible']}"]
+        )  # fmt: skip
+    mean = {k: statistics.mean(float(d[k]) for d in data) for k in data[0] if k not in ("seed", "runs")}
+    rows.append(
+        ["mean", f"{mean['new_seconds']:.0f}", f"{mean['new_hv']:.4f}", f"{mean['flat_hv_same_compute']:.4f}",
+         f"{mean['flat_hv_3x_compute']:.4f}", f"{100 * mean['new_infeasible_share']:.0f}%",
+         f"{100 * mean['flat_infeasible_share']:.0f}%", ""]
+    )  # fmt: skip
+    headers = ["seed", "new s", "new hv", "flat hv @1x", "flat hv @3x", "new wasted", "flat wasted",
+               "new stopped/over budget"]  # fmt: skip
+    print(format_table(headers, rows))
+    _plot_curves(data, RESULTS / "search_curves.png")
+    return {"task": task, "new_trials": new_trials, "flat_trials": flat_trials, "steps": steps,
+            "seeds": data, "mean": mean}  # fmt: skip
+
+
+def _plot_curves(data: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    for d in data:
+        for arm, colour in (("new", "tab:blue"), ("flat", "tab:grey")):
+            t, hv = zip(*d["runs"][arm]["curve"], strict=True)
+            label = f"{arm} (grouped, cost first, multi-fidelity)" if arm == "new" else "flat NSGA-II (today)"
+            axes.step(t, hv, where="post", color=colour, alpha=0.8, label=label if d["seed"] == 0 else None)
+    axes.set_xlabel("compute: wall-clock seconds since the search started (2 cores)")
+    axes.set_ylabel("hypervolume (normalised)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    print(f"  curves: {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
@@ -211,13 +337,33 @@ def main() -> None:
     )
     parser.add_argument("--ablation", action="store_true", help="add the rl agent without reward shaping")
     parser.add_argument("--arms", help="comma-separated rows to run (default: all of nsga2,tpe,random,rl)")
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="only today's flat search against the new one, at equal compute",
+    )
+    parser.add_argument("--compare-task", default="mobilenet_digits")
+    parser.add_argument("--compare-trials", type=int, default=24, help="trials of the new search")
+    parser.add_argument("--compare-flat-trials", type=int, default=48, help="trials of the flat search")
+    parser.add_argument("--compare-steps", type=int, default=60, help="fine-tune steps per plan")
     args = parser.parse_args()
     shutil.rmtree(RUNS, ignore_errors=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if args.compare:
+        print(
+            f"## flat NSGA-II (today) against grouped + cost first + multi-fidelity, on {args.compare_task}"
+            f" ({args.seeds} seeds): hypervolume at the new search's compute and at three times it"
+        )
+        report = {"compare": compare_table(args.compare_task, args.seeds, args.compare_trials,
+                                           args.compare_flat_trials, args.compare_steps)}  # fmt: skip
+        ray.shutdown()
+        (RESULTS / "search_compare.json").write_text(json.dumps(report, indent=2))
+        print(f"\nwritten to {RESULTS / 'search_compare.json'}")
+        return
     checkpoints = sorted({max(1, args.trials // 4), args.trials // 2, 3 * args.trials // 4, args.trials})
-    report: dict[str, Any] = {"trials": args.trials, "seeds": args.seeds}
+    report = {"trials": args.trials, "seeds": args.seeds}
     print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
     arms = ["nsga2", "tpe", "random", "rl", *(["rl-noshaping"] if args.ablation else [])]
     if args.arms:
