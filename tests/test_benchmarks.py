@@ -152,3 +152,29 @@ def test_results_table_prints_a_task_with_no_trial_within_the_drop_and_its_close
     lines = capsys.readouterr().out.splitlines()
     assert "no trial within the drop allowed" in lines[2] and lines[2].split()[-1] == "-"
     assert lines[3].split()[:4] == ["t", "99.00", "closest", "+4.17"] and "12.9x" in lines[3]
+
+
+@pytest.mark.slow
+def test_search_bench_compares_the_flat_search_with_the_new_one() -> None:
+    """`search_bench.py --compare` (README), on the tiny task: both arms run, the table and the
+    curves come out, the JSON holds each seed's hypervolume at 1x and 3x the new search's compute."""
+    out = _run(
+        "search_bench.py",
+        "--compare",
+        "--compare-task",
+        "tests.platform.tiny_task:tiny_digits",
+        "--seeds",
+        "1",
+        "--compare-trials",
+        "4",
+        "--compare-flat-trials",
+        "5",
+        "--compare-steps",
+        "9",
+    )
+    assert "flat hv @3x" in out and "new wasted" in out
+    report = json.loads((REPO / "benchmarks" / "results" / "search_compare.json").read_text())["compare"]
+    (seed,) = report["seeds"]
+    assert seed["flat_hv_3x_compute"] >= seed["flat_hv_same_compute"] >= 0.0
+    assert 0.0 <= seed["new_infeasible_share"] <= 1.0 and seed["runs"]["new"]["trials"] == 4
+    assert (REPO / "benchmarks" / "results" / "search_curves.png").stat().st_size > 0

@@ -67,12 +67,15 @@ def open_session(
     optimization: str = "all",
     quiet: bool = False,
     config: Mapping[str, str] | None = None,
+    spin: bool = True,
 ) -> Any:
     """An `onnxruntime.InferenceSession` on the CPU provider, run sequentially on `threads`
     intra-op threads (ORT's default when None), with the session config entries the artifact
     declares. Options are made afresh for each session: entries one artifact declares never
     leak into the next one's. `config`, when given, is what `declared_session_config` already
-    read from this model (no second probe)."""
+    read from this model (no second probe). `spin=False` keeps idle intra-op threads from
+    busy-waiting between runs (ORT spins by default): what a process that shares its cores with
+    others (a search's trial workers) wants; a latency measurement keeps ORT's default."""
     import onnxruntime as ort
 
     levels = {
@@ -87,6 +90,8 @@ def open_session(
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if quiet:
         options.log_severity_level = 3  # errors only
     entries = declared_session_config(model) if config is None else config

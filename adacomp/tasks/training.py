@@ -189,9 +189,12 @@ def evaluate_onnx(onnx_model: bytes, data: Dataset[tuple[Tensor, Tensor]], batch
     return correct / size
 
 
-def _session(onnx_model: bytes) -> ort.InferenceSession:  # the artifact's declared options too
+def _session(onnx_model: bytes) -> ort.InferenceSession:
+    """A session for scoring (the artifact's declared options too) on the threads torch was given
+    (a Tune trial's worker: 1): ORT's default, one spinning thread per core, let one trial's
+    accuracy pass take the cores of the trials beside it."""
     try:
-        return open_session(onnx_model)
+        return open_session(onnx_model, threads=torch.get_num_threads(), spin=False)
     except Exception as error:  # onnxruntime raises its own unexported exception types
         raise TaskError(f"onnxruntime cannot load the model: {error}") from error
 

@@ -59,3 +59,13 @@ def test_declared_entries_are_read_from_bytes_and_from_a_file(tmp_path: Path) ->
 def test_a_malformed_entry_is_refused_naming_the_key(raw: str, expected: str) -> None:
     with pytest.raises(ValueError, match=f"{SESSION_CONFIG_KEY}: {expected}"):
         declared_session_config(_matmul_model({SESSION_CONFIG_KEY: raw}))
+
+
+def test_a_session_that_shares_its_cores_does_not_spin() -> None:
+    """spin=False turns off ORT's busy-waiting intra-op threads; the default keeps ORT's own."""
+    quiet = open_session(_matmul_model(), threads=1, spin=False).get_session_options()
+    assert quiet.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert quiet.intra_op_num_threads == 1
+    default = open_session(_matmul_model(), threads=1).get_session_options()
+    with pytest.raises(RuntimeError, match="allow_spinning"):  # never set: ORT's default
+        default.get_session_config_entry("session.intra_op.allow_spinning")

@@ -189,3 +189,17 @@ def test_augmentation_is_seeded_and_leaves_the_data_untouched() -> None:
     train(b, task.data.train, budget, seed=3, augment=RandomCrop(padding=2))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
     assert torch.equal(task.data.train.inputs, before)  # type: ignore[attr-defined]
+
+
+def test_scoring_an_artifact_uses_the_threads_torch_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial worker gets one core (Tune sets torch to one thread): its accuracy pass must not
+    start one spinning ORT thread per core of the machine, on the cores of the trials beside it."""
+    from adacomp.search_spaces import export_onnx
+    from adacomp.tasks.training import _session
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    onnx_model = export_onnx(model, torch.zeros(1, 4))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    options = _session(onnx_model).get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
 
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search_config import SearchConfig
@@ -75,6 +76,14 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
         staged.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # a template build that failed half-way
             scratch.unlink(missing_ok=True)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """A hard link where the file system allows one (no copy of a large model), else a copy."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _now_ms() -> int:
@@ -198,18 +207,34 @@ class SearchTracker:
         series: Sequence[tuple[str, float, int]] = (),
     ) -> str:
         """One evaluated candidate (a trial, a supernet configuration) as a finished child run.
-        `COMPLETE_TAG` is set last: a child cut short has none and `child_runs` redoes it."""
+        `COMPLETE_TAG` is set last: a child cut short has none and `child_runs` redoes it.
+
+        Four store calls (run, artifacts, end, values): the driver logs every trial while the
+        trials train on the same cores, and each call to a sqlite store costs a transaction."""
         start_ms = int(finished_at * 1000)
-        run_id = self.start_run(
-            name, {**tags, TRIAL_TAG: str(number)}, params, parent_id=parent_id, start_ms=start_ms
-        )
-        self.log_metrics(run_id, metrics)
-        self.log_series(run_id, series)
-        for file_name, text in texts.items():
-            self.log_text(run_id, file_name, text)
-        self.log_files(run_id, [f for f in files if f.exists()])
+        tags = {**tags, TRIAL_TAG: str(number), MLFLOW_RUN_NAME: name, MLFLOW_PARENT_RUN_ID: parent_id}
+        run_id: str = self.client.create_run(self.experiment_id, tags=tags, start_time=start_ms).info.run_id
+        present = [f for f in files if f.exists()]
+        if texts or present:
+            with tempfile.TemporaryDirectory() as tmp:
+                for file_name, text in texts.items():
+                    (Path(tmp) / file_name).write_text(text)
+                for path in present:
+                    _link_or_copy(path, Path(tmp) / path.name)
+                self.client.log_artifacts(run_id, tmp)
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED", end_time=start_ms + 1)
-        self.client.set_tag(run_id, COMPLETE_TAG, "true")
+        now = _now_ms()
+        points = [
+            *_metrics(metrics),
+            *(Metric(k, float(v), now, step) for k, v, step in series if math.isfinite(v)),
+        ]
+        param_list = [Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()]
+        complete = [RunTag(COMPLETE_TAG, "true")]
+        if len(param_list) < MAX_PARAMS_TAGS_PER_BATCH and len(points) + len(param_list) < 900:
+            self.client.log_batch(run_id, metrics=points, params=param_list, tags=complete)  # one transaction
+        else:  # MLflow splits a large batch: the tag that says "complete" goes after all of it
+            self.client.log_batch(run_id, metrics=points, params=param_list)
+            self.client.log_batch(run_id, tags=complete)
         return run_id
 
     # --- the parent run of a search ----------------------------------------------------------

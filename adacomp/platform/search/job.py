@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -123,7 +125,9 @@ def job_baseline(
 class _SearchRun:
     """Driver-side state of one run of a search: ledger, tracker, progress.
 
-    The ledger is written first and is the truth; MLflow is a copy that may lag. When the store
+    The ledger is written first and is the truth; MLflow is a copy that may lag. The copy is
+    made on one background thread, in order: Tune's loop (which starts the next trial) never
+    waits for the store, so a trial's logging costs the search no wall-clock time. When the store
     does not answer (a server restarting, a network cut), finished trials wait in `unlogged`
     and go out, oldest first, with the next trial or at the end of the search; nothing is
     lost and, because a half-logged child is deleted before it is logged again, nothing is
@@ -153,6 +157,8 @@ class _SearchRun:
         self.rungs = RungStore(out_dir / "rungs")
         self.unlogged: list[TrialRecord] = []
         self.mlflow_down_since: float | None = None
+        self._lock = threading.Lock()  # `unlogged` is appended here and drained by the logger
+        self._logger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adacomp-mlflow")
 
     def record(self, record: TrialRecord, model_path: Path | None) -> None:
         if any(r.number == record.number for r in self.records):
@@ -163,9 +169,14 @@ class _SearchRun:
             self.by_hash.setdefault(record.plan.hash, record)
         if record.duplicate_of is None:
             self.rungs.settle(record.plan.hash)
-        self.unlogged.append(record)
-        self.flush()
+        with self._lock:
+            self.unlogged.append(record)
+        self._logger.submit(self.flush)
         self._progress(record)
+
+    def drain(self) -> None:
+        """Waits until the logger has tried every trial and progress point handed to it."""
+        self._logger.shutdown(wait=True)
 
     def flush(self, strict: bool = False) -> bool:
         """Logs the trials MLflow lacks, oldest first; False while the store does not answer
@@ -173,11 +184,13 @@ class _SearchRun:
         try:
             if self.mlflow_down_since is not None:  # what made it before the cut, and tidy up
                 logged = self.tracker.child_runs(self.parent_id)
-                self.unlogged = [r for r in self.unlogged if r.number not in logged]
+                with self._lock:
+                    self.unlogged = [r for r in self.unlogged if r.number not in logged]
             while self.unlogged:
                 record = self.unlogged[0]
                 self.tracker.log_trial(self.parent_id, record, self._model(record))
-                self.unlogged.pop(0)
+                with self._lock:
+                    self.unlogged.pop(0)
         except Exception as exc:  # the store is away: keep the trials, say so once
             if self.mlflow_down_since is None:
                 self.mlflow_down_since = time.time()
@@ -195,6 +208,10 @@ class _SearchRun:
         return True
 
     def log_progress(self, step: int, values: Mapping[str, float | None]) -> None:
+        """A point of the progress curves, logged in turn by the logger thread."""
+        self._logger.submit(self._log_progress, step, dict(values))
+
+    def _log_progress(self, step: int, values: Mapping[str, float | None]) -> None:
         """Progress curves are derived from the ledger: a point lost while MLflow is away is skipped."""
         if self.mlflow_down_since is not None:
             return
@@ -496,13 +513,16 @@ def _run(
         farm=farm_config,
         rung_dir=run.rungs.directory,
     )
-    if remaining > 0:
-        # A resume proposes the plans a kill cut short mid-fine-tune first: they go on from their last stage.
-        first = run.rungs.unfinished(set(run.by_hash)) if resume else initial_plans
-        if resume and first:
-            say(f"resuming: {len(first)} plans continue their fine-tune after their last finished stage")
-        setup = _searcher_setup(config, run, prepared, model, task, study, first, out_dir)
-        _tune(config, strategy, setup, run, view, payload, remaining, out_dir, say)
+    try:
+        if remaining > 0:
+            # A resume first proposes plans a kill cut short mid-fine-tune (on from their last stage).
+            first = run.rungs.unfinished(set(run.by_hash)) if resume else initial_plans
+            if resume and first:
+                say(f"resuming: {len(first)} plans continue their fine-tune after their last finished stage")
+            setup = _searcher_setup(config, run, prepared, model, task, study, first, out_dir)
+            _tune(config, strategy, setup, run, view, payload, remaining, out_dir, say)
+    finally:
+        run.drain()  # every trial handed to MLflow's logger was tried before the search goes on
     polished = polish_front(config, ctx, run.records, out_dir, say) if config.polish.top_k else []
     return _finish(config, out_dir, run, polished, tracker, parent_id, baseline, tracking_uri, started)
 
