@@ -256,9 +256,9 @@ def infeasible_share(records: list[TrialRecord]) -> float:
 
 
 def compare_table(task: str, seeds: int, new_trials: int, flat_trials: int, steps: int) -> dict[str, Any]:
-    pretrained_model(load_task(task), seed=0)  # trained once, before any clock starts
     rows, data = [], []
     for seed in range(seeds):
+        pretrained_model(load_task(task), seed=seed)  # each seed's baseline, before any clock starts
         runs: dict[str, dict[str, Any]] = {}
         for arm, trials in (("new", new_trials), ("flat", flat_trials)):
             cfg = compare_config(task, f"cmp-{arm}-{seed}", seed, trials, steps, flat=arm == "flat")

@@ -52,7 +52,9 @@ class _GatedTracker(SearchTracker):
 def test_a_finished_trial_is_logged_off_the_tune_loop_and_in_order(tmp_path: Path) -> None:
     tracker = _GatedTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "logging", tmp_path / "artifacts")
     parent = tracker.start_search(CONFIG, tmp_path, BASELINE)
-    run = _SearchRun(CONFIG, tmp_path, tracker, parent, BASELINE, ProgressView(SearchProgress(2), enabled=False))
+    run = _SearchRun(
+        CONFIG, tmp_path, tracker, parent, BASELINE, ProgressView(SearchProgress(2), enabled=False)
+    )
 
     run.record(_record(0), None)  # returns while the store is still busy: Tune starts the next trial
     run.record(_record(1), None)
