@@ -6,6 +6,7 @@ benchmarks/results/search_bench.json.
     python benchmarks/search_bench.py                 # 16 trials x 3 seeds x 4 strategies, ~20 min on 2 cores
     python benchmarks/search_bench.py --trials 8 --seeds 1
     python benchmarks/search_bench.py --compare        # today's flat search vs the new one, MobileNetV2
+    python benchmarks/search_bench.py --platform-only  # per-trial overhead and 1 -> 2 trials' speed-up
 
 Every search uses the digits task, emulated targets only (so both cores train), one Ray
 instance for all runs, and its own MLflow store under benchmarks/results/search_runs/.
@@ -341,6 +342,9 @@ def main() -> None:
     parser.add_argument(
         "--strategies-only", action="store_true", help="only the hypervolume table (skip overhead, speed-up)"
     )
+    parser.add_argument(
+        "--platform-only", action="store_true", help="only the overhead and speed-up tables (skip strategies)"
+    )
     parser.add_argument("--ablation", action="store_true", help="add the rl agent without reward shaping")
     parser.add_argument("--arms", help="comma-separated rows to run (default: all of nsga2,tpe,random,rl)")
     parser.add_argument(
@@ -370,11 +374,13 @@ def main() -> None:
         return
     checkpoints = sorted({max(1, args.trials // 4), args.trials // 2, 3 * args.trials // 4, args.trials})
     report = {"trials": args.trials, "seeds": args.seeds}
-    print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
+    if not args.platform_only:
+        print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
     arms = ["nsga2", "tpe", "random", "rl", *(["rl-noshaping"] if args.ablation else [])]
     if args.arms:
         arms = [arm for arm in args.arms.split(",") if arm in ARMS]
-    report["strategies"] = strategies_table(arms, args.trials, args.seeds, checkpoints)
+    if not args.platform_only:
+        report["strategies"] = strategies_table(arms, args.trials, args.seeds, checkpoints)
     if not args.strategies_only:
         print(f"\n## per-trial overhead ({args.overhead_trials} trials, random sampler, 1 at a time)")
         report["overhead"] = overhead_table(args.overhead_trials)
