@@ -43,9 +43,11 @@ class _GatedTracker(SearchTracker):
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.gate = threading.Event()
+        self.logged: list[int] = []
 
     def log_trial(self, parent_id: str, record: TrialRecord, model_path: Path | None) -> str:
         assert self.gate.wait(60), "the test never opened the gate"
+        self.logged.append(record.number)
         return super().log_trial(parent_id, record, model_path)
 
 
@@ -65,6 +67,7 @@ def test_a_finished_trial_is_logged_off_the_tune_loop_and_in_order(tmp_path: Pat
     run.drain()
     children = tracker.child_runs(parent)
     assert sorted(children) == [0, 1] and run.unlogged == []
+    assert tracker.logged == [0, 1]  # oldest first, each once
     starts = [MlflowClient(tracker.tracking_uri).get_run(children[n]).info.start_time for n in (0, 1)]
     assert starts[0] <= starts[1]
 

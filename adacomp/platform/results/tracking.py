@@ -22,7 +22,7 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
-from mlflow.utils.validation import MAX_PARAMS_TAGS_PER_BATCH
+from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search_config import SearchConfig
@@ -86,6 +86,17 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def _params(params: Mapping[str, object]) -> list[Param]:
+    """Params as MLflow takes them, each value cut to its limit."""
+    return [Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()]
+
+
+def _series(points: Sequence[tuple[str, float, int]]) -> list[Metric]:
+    """(key, value, step) points as metrics, non-finite ones left out."""
+    now = _now_ms()
+    return [Metric(k, float(v), now, step) for k, v, step in points if math.isfinite(v)]
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -140,7 +151,7 @@ class SearchTracker:
         run = self.client.create_run(self.experiment_id, tags=tags, start_time=start_ms)
         run_id: str = run.info.run_id
         if params:
-            self.client.log_batch(run_id, params=[Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()])
+            self.client.log_batch(run_id, params=_params(params))
         return run_id
 
     def log_metrics(self, run_id: str, values: Mapping[str, float | None], step: int = 0) -> None:
@@ -151,8 +162,7 @@ class SearchTracker:
 
     def log_series(self, run_id: str, points: Sequence[tuple[str, float, int]]) -> None:
         """(key, value, step) points in one call: a loss curve, a checkpoint's accuracies."""
-        now = _now_ms()
-        metrics = [Metric(k, float(v), now, step) for k, v, step in points if math.isfinite(v)]
+        metrics = _series(points)
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 
@@ -212,25 +222,25 @@ class SearchTracker:
         Four store calls (run, artifacts, end, values): the driver logs every trial while the
         trials train on the same cores, and each call to a sqlite store costs a transaction."""
         start_ms = int(finished_at * 1000)
-        tags = {**tags, TRIAL_TAG: str(number), MLFLOW_RUN_NAME: name, MLFLOW_PARENT_RUN_ID: parent_id}
-        run_id: str = self.client.create_run(self.experiment_id, tags=tags, start_time=start_ms).info.run_id
+        tags = {**tags, TRIAL_TAG: str(number)}
+        run_id = self.start_run(name, tags, parent_id=parent_id, start_ms=start_ms)
         present = [f for f in files if f.exists()]
         if texts or present:
-            with tempfile.TemporaryDirectory() as tmp:
+            # Staged beside the first file, where a hard link (not a copy) can stage the model.
+            staging = present[0].parent if present else None
+            with tempfile.TemporaryDirectory(dir=staging, prefix=".adacomp-child-") as tmp:
                 for file_name, text in texts.items():
                     (Path(tmp) / file_name).write_text(text)
                 for path in present:
                     _link_or_copy(path, Path(tmp) / path.name)
                 self.client.log_artifacts(run_id, tmp)
         self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED", end_time=start_ms + 1)
-        now = _now_ms()
-        points = [
-            *_metrics(metrics),
-            *(Metric(k, float(v), now, step) for k, v, step in series if math.isfinite(v)),
-        ]
-        param_list = [Param(k, str(v)[:MAX_PARAM]) for k, v in params.items()]
+        points, param_list = [*_metrics(metrics), *_series(series)], _params(params)
         complete = [RunTag(COMPLETE_TAG, "true")]
-        if len(param_list) < MAX_PARAMS_TAGS_PER_BATCH and len(points) + len(param_list) < 900:
+        if (
+            len(param_list) + len(complete) <= MAX_PARAMS_TAGS_PER_BATCH
+            and len(points) + len(param_list) + len(complete) <= MAX_ENTITIES_PER_BATCH
+        ):
             self.client.log_batch(run_id, metrics=points, params=param_list, tags=complete)  # one transaction
         else:  # MLflow splits a large batch: the tag that says "complete" goes after all of it
             self.client.log_batch(run_id, metrics=points, params=param_list)
