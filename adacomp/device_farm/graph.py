@@ -51,16 +51,33 @@ class OpKind(StrEnum):
 # Kinds whose time is MACs over throughput; every other kind is priced by bytes moved.
 COMPUTE_KINDS: tuple[OpKind, ...] = (OpKind.CONV, OpKind.DEPTHWISE_CONV, OpKind.GEMM)
 
-_CONV_OPS = frozenset({"Conv", "ConvTranspose", "QLinearConv", "ConvInteger"})
-_GEMM_OPS = frozenset({"Gemm", "MatMul", "QGemm", "QLinearMatMul", "MatMulInteger", "MatMulIntegerToFloat"})
+# ONNX ops and the contrib ops ONNX Runtime's optimised graphs contain (FusedConv, nchwc Conv).
+_CONV_OPS = frozenset({"Conv", "ConvTranspose", "QLinearConv", "ConvInteger", "FusedConv"})
+_GEMM_OPS = frozenset(
+    {
+        "Gemm",
+        "MatMul",
+        "QGemm",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "MatMulIntegerToFloat",
+        "FusedGemm",
+        "FusedMatMul",
+        "DynamicQuantizeMatMul",
+    }
+)
 _NATIVE_INT8_OPS = frozenset({"QLinearConv", "ConvInteger", "QGemm", "QLinearMatMul", "MatMulInteger"})
 # Index of the weight input of each weighted op (the activation is input 0 everywhere).
 _WEIGHT_INDEX = {
     "Conv": 1,
+    "FusedConv": 1,
     "ConvTranspose": 1,
     "ConvInteger": 1,
     "QLinearConv": 3,
     "Gemm": 1,
+    "FusedGemm": 1,
+    "FusedMatMul": 1,
+    "DynamicQuantizeMatMul": 1,
     "MatMul": 1,
     "MatMulInteger": 1,
     "MatMulIntegerToFloat": 1,
@@ -81,6 +98,7 @@ _POOL_OPS = frozenset(
         "ReduceL2",
         "QLinearAveragePool",
         "QLinearGlobalAveragePool",
+        "NhwcMaxPool",
     }
 )
 _ELEMENTWISE_OPS = frozenset(
@@ -130,6 +148,9 @@ _ELEMENTWISE_OPS = frozenset(
         "LogSoftmax",
         "Dropout",
         "QLinearAdd",
+        "BiasGelu",
+        "FastGelu",
+        "QLinearSoftmax",
         "QLinearMul",
         "QLinearSigmoid",
         "QLinearLeakyRelu",
@@ -161,6 +182,9 @@ _RESHAPE_OPS = frozenset(
         "Range",
         "DepthToSpace",
         "SpaceToDepth",
+        "QLinearConcat",
+        "ReorderInput",  # ORT's NCHWc layout transforms (com.microsoft.nchwc)
+        "ReorderOutput",
     }
 )
 # Activations ORT's ConvActivationFusion folds into a float Conv (conv_activation_fusion.cc).
@@ -184,6 +208,18 @@ _ITEMSIZE: dict[int, int] = {
 
 
 @dataclass(frozen=True)
+class Geometry:
+    """The shape of a conv or gemm kernel (a gemm is a 1x1 conv over `out_pixels` rows)."""
+
+    in_channels: int
+    out_channels: int
+    kernel_area: int
+    stride: int
+    groups: int
+    out_pixels: int  # output positions per image
+
+
+@dataclass(frozen=True)
 class OpCost:
     """What one node asks of the device. Byte counts are at the size the runtime reads them."""
 
@@ -198,6 +234,9 @@ class OpCost:
     # Removed by the runtime at session creation (constant folding, or fused into a neighbouring
     # QLinearConv/QGemm): costs nothing at inference time.
     fused: bool = False
+    # Conv and gemm kernels only: what a learned per-kernel model reads beyond MACs and bytes
+    # (a 1x1 and a 3x3 conv of equal MACs run at different speeds).
+    geometry: Geometry | None = None
 
     @property
     def bytes_moved(self) -> int:
@@ -240,15 +279,31 @@ class _Tensor:
         return None if numel is None else numel * _ITEMSIZE.get(self.elem_type, 4)
 
 
-def analyze(proto: onnx.ModelProto, batch_size: int = 1) -> GraphSummary:
-    """Per-node costs of `proto` run on a batch of `batch_size`; refuses what it cannot price."""
+def analyze(proto: onnx.ModelProto, batch_size: int = 1, *, shapes_given: bool = False) -> GraphSummary:
+    """Per-node costs of `proto` run on a batch of `batch_size`; refuses what it cannot price.
+
+    `shapes_given=True` trusts the shapes the file carries (its value_info, with symbolic dims
+    set to `batch_size`): what an optimised graph saved by ONNX Runtime needs, since ONNX's own
+    inference does not know its contrib ops (``kernels.py`` completes the few it leaves out)."""
     if batch_size < 1:
         raise AdacompError(f"batch_size must be >= 1, got {batch_size}")
-    graph = _infer_shapes(proto, batch_size).graph
-    return _Analysis(graph, batch_size).summary()
+    model = _given_shapes(proto, batch_size) if shapes_given else infer_shapes(proto, batch_size)
+    return _Analysis(model.graph, batch_size).summary()
 
 
-def _infer_shapes(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
+def _given_shapes(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
+    model = onnx.ModelProto()
+    model.CopyFrom(proto)
+    graph = model.graph
+    for value in [*graph.input, *graph.value_info, *graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") or dim.dim_value <= 0:
+                dim.Clear()
+                dim.dim_value = batch_size
+    return model
+
+
+def infer_shapes(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
     """A copy with symbolic input dims set to `batch_size` and every intermediate shape inferred."""
     model = onnx.ModelProto()
     model.CopyFrom(proto)
@@ -398,10 +453,11 @@ class _Analysis:
     def _is_depthwise(self, node: onnx.NodeProto) -> bool:
         """group == input channels > 1 (one filter per channel)."""
         group = _int_attr(node, "group", 1)
-        if group <= 1 or node.op_type not in ("Conv", "QLinearConv", "ConvInteger"):
+        if group <= 1 or node.op_type not in ("Conv", "FusedConv", "QLinearConv", "ConvInteger"):
             return False
         shape = self._shape(node.input[0], node)
-        return len(shape) >= 2 and shape[1] == group
+        channels = shape[-1] if _int_attr(node, "channels_last", 0) else shape[1] if len(shape) >= 2 else 0
+        return len(shape) >= 2 and channels == group
 
     # --- shapes and bytes -------------------------------------------------------------------
     def _shape(self, name: str, node: onnx.NodeProto) -> tuple[int, ...]:
@@ -483,6 +539,36 @@ class _Analysis:
             return _prod(out) * k  # M * N * K
         return _prod(out) * a_shape[-1]  # MatMul: every output element is a K-long dot product
 
+    def _geometry(self, node: onnx.NodeProto, kind: OpKind) -> Geometry | None:
+        """Channels, kernel area, stride, groups and output positions of a conv or gemm."""
+        if kind not in COMPUTE_KINDS:
+            return None
+        w_shape = self._shape(node.input[_WEIGHT_INDEX[node.op_type]], node)
+        out = self._shape(node.output[0], node)
+        if node.op_type in _CONV_OPS:
+            groups = _int_attr(node, "group", 1)
+            out_channels = w_shape[1] * groups if node.op_type == "ConvTranspose" else w_shape[0]
+            in_channels = w_shape[0] if node.op_type == "ConvTranspose" else w_shape[1] * groups
+            strides = _ints_attr(node, "strides")
+            return Geometry(
+                in_channels=int(in_channels),
+                out_channels=int(out_channels),
+                kernel_area=_prod(w_shape[2:]),
+                stride=max(strides) if strides else 1,
+                groups=groups,
+                out_pixels=_prod(out) // max(1, self.batch_size * int(out_channels)),
+            )
+        transposed = node.op_type in ("Gemm", "FusedGemm", "QGemm") and _int_attr(node, "transB", 0)
+        k, n = (w_shape[-1], w_shape[-2]) if transposed and len(w_shape) >= 2 else (w_shape[0], w_shape[-1])
+        return Geometry(
+            in_channels=int(k),
+            out_channels=int(n),
+            kernel_area=1,
+            stride=1,
+            groups=1,
+            out_pixels=_prod(out) // max(1, self.batch_size * int(n)),
+        )
+
     def _dtype(self, node: onnx.NodeProto, kind: OpKind, int8: bool) -> Precision:
         if int8 or kind is OpKind.QUANTIZE:
             return "int8"
@@ -505,7 +591,8 @@ class _Analysis:
             name = node.name or f"{node.op_type}_{len(ops)}"
             kind = self._kind(node)
             if self._is_fused(node):
-                ops.append(OpCost(name, node.op_type, kind, self._dtype(node, kind, False), 0, 0, 0, 0, True))
+                dtype = self._dtype(node, kind, False)
+                ops.append(OpCost(name, _qualified(node), kind, dtype, 0, 0, 0, 0, True))
                 continue
             int8 = id(node) in self.int8_ops
             node_weights = self._weight_inputs(node, int8)
@@ -516,13 +603,14 @@ class _Analysis:
             ops.append(
                 OpCost(
                     name=name,
-                    op_type=node.op_type,
+                    op_type=_qualified(node),
                     kind=kind,
                     dtype=self._dtype(node, kind, int8),
                     macs=self._macs(node, kind),
                     weight_bytes=sum(node_weights.values()),
                     activation_bytes_in=sum(self._nbytes(n) for n in reads),
                     activation_bytes_out=sum(self._nbytes(n) for n in writes),
+                    geometry=self._geometry(node, kind),
                 )
             )
         return GraphSummary(
@@ -622,6 +710,19 @@ def _broadcast_along(values: np.ndarray, ndim: int, axis: int) -> np.ndarray:
     shape = [1] * ndim
     shape[axis % ndim] = values.size
     return values.reshape(shape)
+
+
+def _qualified(node: onnx.NodeProto) -> str:
+    """The op type with its domain when it is not ONNX's own (``nchwc.Conv``, ``microsoft.FusedConv``)."""
+    domain = node.domain.removeprefix("com.")
+    return f"{domain}.{node.op_type}" if domain and domain != "ai.onnx" else node.op_type
+
+
+def _ints_attr(node: onnx.NodeProto, name: str) -> list[int]:
+    for attr in node.attribute:
+        if attr.name == name:
+            return [int(v) for v in attr.ints]
+    return []
 
 
 def _int_attr(node: onnx.NodeProto, name: str, default: int) -> int:

@@ -68,6 +68,8 @@ def open_session(
     quiet: bool = False,
     config: Mapping[str, str] | None = None,
     spin: bool = True,
+    optimized_model_path: str | Path | None = None,
+    profile_prefix: str | Path | None = None,
 ) -> Any:
     """An `onnxruntime.InferenceSession` on the CPU provider, run sequentially on `threads`
     intra-op threads (ORT's default when None), with the session config entries the artifact
@@ -75,7 +77,9 @@ def open_session(
     leak into the next one's. `config`, when given, is what `declared_session_config` already
     read from this model (no second probe). `spin=False` keeps idle intra-op threads from
     busy-waiting between runs (ORT spins by default): what a process that shares its cores with
-    others (a search's trial workers) wants; a latency measurement keeps ORT's default."""
+    others (a search's trial workers) wants; a latency measurement keeps ORT's default.
+    `optimized_model_path` saves the graph ORT will run (after its fusions); `profile_prefix`
+    turns on ORT's per-kernel profiler (``end_profiling()`` returns its JSON file)."""
     import onnxruntime as ort
 
     levels = {
@@ -94,6 +98,11 @@ def open_session(
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if quiet:
         options.log_severity_level = 3  # errors only
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     entries = declared_session_config(model) if config is None else config
     for key, value in entries.items():
         options.add_session_config_entry(key, value)
