@@ -118,6 +118,18 @@ def _roofline(op: OpCost, profile: DeviceProfile, threads: int) -> _Roofline:
     )
 
 
+def roofline_terms(op: OpCost, profile: DeviceProfile, threads: int = 1) -> tuple[float, float]:
+    """(compute ms, memory ms incl. conversions) of one kernel at efficiency 1: learned features."""
+    roof = _roofline(op, profile, threads)
+    return roof.compute_ms, roof.memory_ms + roof.conversion_ms
+
+
+def kernel_prior_ms(op: OpCost, profile: DeviceProfile, threads: int = 1) -> float:
+    """The roofline's time for one kernel at efficiency 1, plus a microsecond: the learned model's
+    prior. Overheads and fitted efficiencies are left out so refitting them never moves it."""
+    return _roofline(op, profile, threads).base_ms + 1e-3
+
+
 def predict(summary: GraphSummary, profile: DeviceProfile, *, threads: int = 1) -> Prediction:
     """Latency, energy and peak memory of one inference of `summary` on `profile`."""
     if threads < 1:

@@ -159,11 +159,64 @@ def measure(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def profile_kernels(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
+    """Per-kernel times from ORT's profiler: the median over runs of each node of the graph it runs.
+
+    The profiler's own cost (a few microseconds a node) is in these numbers; the whole-model
+    latency is measured without it, and calibration fits how the two relate."""
+    import tempfile
+    from statistics import median
+
+    cores = pin(settings.get("cores"))
+    import onnxruntime as ort
+
+    from adacomp.runtime.session import declared_session_config, open_session
+
+    config = declared_session_config(model)
+    with tempfile.TemporaryDirectory(prefix="adacomp-profile-") as tmp:
+        session = open_session(
+            model,
+            threads=int(settings["intra_op_threads"]),
+            config=config,
+            quiet=True,
+            profile_prefix=Path(tmp) / "profile",
+        )
+        feeds = _inputs(session, int(settings["batch_size"]))
+        warmup = max(1, int(settings["warmup_runs"]))
+        started = time.perf_counter()
+        runs = 0
+        while runs < warmup + int(settings["min_runs"]) or (
+            runs < warmup + int(settings["max_runs"]) and time.perf_counter() - started < 0.5
+        ):
+            session.run(None, feeds)
+            runs += 1
+        events = json.loads(Path(session.end_profiling()).read_text())
+    times: dict[str, list[float]] = {}
+    ops: dict[str, str] = {}
+    for event in events:
+        name = str(event.get("name", ""))
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        node = name.removesuffix("_kernel_time")
+        times.setdefault(node, []).append(float(event["dur"]) / 1000)
+        ops[node] = str(event.get("args", {}).get("op_name", ""))
+    return {
+        # The first `warmup` runs of each node are its warm-up.
+        "kernel_ms": {node: median(values[warmup:] or values) for node, values in times.items()},
+        "kernel_ops": ops,
+        "kernel_runs": runs - warmup,
+        "cores": cores,
+        "onnxruntime": ort.__version__,
+    }
+
+
 def main() -> int:
     settings = json.loads(sys.argv[1])
     model = sys.stdin.buffer.read()
     try:
         result = measure(model, settings)
+        if settings.get("profile_kernels"):  # same process, after the timed runs
+            result.update(profile_kernels(model, settings))
     except Exception as exc:  # reported to the parent as data, one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(json.dumps({"error": f"{type(exc).__name__}: {first_line}"}))

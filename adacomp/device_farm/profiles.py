@@ -23,6 +23,24 @@ from adacomp.yaml_config import describe_validation_error
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
 ComputeKind = Literal["conv", "depthwise_conv", "gemm"]
+KernelGraph = Literal["replay", "extended", "all"]
+
+
+class PublishedLatency(BaseModel):
+    """A latency someone measured on this device, and what the profile predicts for that graph."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(min_length=1)
+    model: str = Field(min_length=1)  # one of `adacomp.device_farm.reference_models` names
+    precision: Literal["fp32", "int8"]
+    runtime: str = Field(min_length=1)  # e.g. "TFLite 2.1 benchmark_model, 1 thread"
+    threads: int = Field(ge=1, le=64)
+    published_ms: float = Field(gt=0, lt=1e6)
+    predicted_ms: float = Field(gt=0, lt=1e6)  # this profile's prediction when the entry was written
+    note: str = ""
+
+
 COMPUTE_KIND_NAMES: tuple[ComputeKind, ...] = ("conv", "depthwise_conv", "gemm")
 
 
@@ -52,6 +70,15 @@ class DeviceProfile(BaseModel):
     dram_pj_per_byte: float = Field(ge=0)
     memory_mb: float = Field(gt=0)  # RAM an app can use before it is killed
     runtime_arena_mb: float = Field(0.0, ge=0)  # fixed memory of the runtime itself, added to peaks
+    # Which graph is priced: ONNX Runtime's optimised graph at level "all" (this machine's ISA)
+    # or "extended" (the fusions every CPU gets), or the portable replay (`graph.py`).
+    kernel_graph: KernelGraph = "extended"
+    # A learned per-kernel model (JSON written by `farm calibrate`); relative to the profile file.
+    kernel_model: str | None = None
+    # What calibration measured (held-out accuracy, noise floor): a record, not used to predict.
+    calibration: dict[str, float | int | str] = Field(default_factory=dict)
+    # Published measurements of standard models on this device, with the profile's prediction.
+    published: tuple[PublishedLatency, ...] = ()
 
     @field_validator("throughput_gmacs")
     @classmethod
@@ -128,9 +155,17 @@ def load_profile(name_or_path: str | Path) -> DeviceProfile:
     if not isinstance(data, dict):
         raise AdacompError(f"profile {str(path)!r}: expected a mapping of fields, got {type(data).__name__}")
     try:
-        return DeviceProfile.model_validate(data)
+        profile = DeviceProfile.model_validate(data)
     except ValidationError as exc:
         raise AdacompError(f"profile {str(path)!r}: field {describe_validation_error(exc)}") from None
+    if profile.kernel_model is not None:
+        model_path = (path.parent / profile.kernel_model).resolve()
+        if not model_path.is_file():
+            raise AdacompError(
+                f"profile {str(path)!r}: field kernel_model: file {profile.kernel_model!r} does not exist"
+            )
+        profile = profile.model_copy(update={"kernel_model": str(model_path)})
+    return profile
 
 
 def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
@@ -138,6 +173,13 @@ def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
     path = Path(path)
     data = profile.model_dump(mode="json")
     data["sources"] = list(data["sources"])
+    data["published"] = list(data["published"])
+    if profile.kernel_model is not None:  # stored relative, so the pair can be moved together
+        model_path = Path(profile.kernel_model).resolve()
+        try:
+            data["kernel_model"] = str(model_path.relative_to(path.parent.resolve()))
+        except ValueError:
+            data["kernel_model"] = str(model_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path

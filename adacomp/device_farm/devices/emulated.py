@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from adacomp.device_farm.cost_model import predict
 from adacomp.device_farm.devices._base import Device, DeviceError, Health
-from adacomp.device_farm.graph import analyze
+from adacomp.device_farm.emulator import predict_summary, summarize
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.profiles import DeviceProfile, load_profile
@@ -31,8 +30,8 @@ class EmulatedDevice(Device):
 
     def measure(self, model: OnnxModel, settings: MeasureSettings) -> Measurement:
         try:
-            summary = analyze(model.proto(), batch_size=settings.batch_size)
-            prediction = predict(summary, self.profile, threads=settings.intra_op_threads)
+            summary = summarize(model, self.profile, settings.batch_size)
+            prediction = predict_summary(summary, self.profile, settings.intra_op_threads)
         except AdacompError as exc:
             raise DeviceError(f"{self.name}: cannot emulate {model.name}: {exc}") from None
         if prediction.peak_memory_mb > self.profile.memory_mb:
@@ -41,7 +40,8 @@ class EmulatedDevice(Device):
                 f"{self.name}: {model.name} needs {prediction.peak_memory_mb:.1f} MB at peak, "
                 f"more than the {self.profile.memory_mb:.0f} MB an app gets on {self.profile.name}"
             )
-        notes = f"analytic cost model, profile {self.profile.name}"
+        method = "learned kernel model" if self.profile.kernel_model else "roofline cost model"
+        notes = f"{method} over {self.profile.kernel_graph} kernels, profile {self.profile.name}"
         if summary.sparsity > 0:
             notes += f"; weight sparsity {summary.sparsity:.1%} reported, dense kernels do not skip zeros"
         return Measurement(

@@ -45,10 +45,28 @@ class HostDevice(Device):
         return Health(True, f"{self.runtime()}, cores {list(self.cores) if self.cores else 'any'}")
 
     def measure(self, model: OnnxModel, settings: MeasureSettings) -> Measurement:
+        return self._measured(model, settings, self._run(model, settings, profile_kernels=False))
+
+    def measure_kernels(
+        self, model: OnnxModel, settings: MeasureSettings
+    ) -> tuple[Measurement, dict[str, float]]:
+        """The measurement, and the median ms of each kernel (node of ORT's optimised graph) as
+        ORT's profiler times it in a second session of the same process (calibration's data)."""
+        result = self._run(model, settings, profile_kernels=True)
+        kernels = {str(name): float(ms) for name, ms in result["kernel_ms"].items()}
+        return self._measured(model, settings, result), kernels
+
+    def _run(self, model: OnnxModel, settings: MeasureSettings, *, profile_kernels: bool) -> dict[str, Any]:
         model.proto()  # refuse non-ONNX before starting a process
         cores = settings.cores if settings.cores is not None else self.cores
-        payload = {**settings.model_dump(), "cores": list(cores) if cores else None}
-        result = run_worker(model.data, payload, self.timeout_s, self.name)
+        payload = {
+            **settings.model_dump(),
+            "cores": list(cores) if cores else None,
+            "profile_kernels": profile_kernels,
+        }
+        return run_worker(model.data, payload, self.timeout_s, self.name)
+
+    def _measured(self, model: OnnxModel, settings: MeasureSettings, result: dict[str, Any]) -> Measurement:
         samples = result["samples_ms"]
         cv = result["cv"]
         if cv > settings.max_cv:
