@@ -109,7 +109,12 @@ def runtime_summary(model: OnnxModel, graph: KernelGraph, batch_size: int = 1) -
     else:
         optimized = with_batch_size(runtime_graph(model.data, graph), batch_size)
         complete_shapes(optimized.graph, known=inferred_shapes(model.proto(), batch_size))
-        summary = analyze(optimized, batch_size=batch_size, shapes_given=True)
+        try:
+            summary = analyze(optimized, batch_size=batch_size, shapes_given=True)
+        except AdacompError:
+            # A shape ORT did not record and no rule here derives: price the replay instead
+            # (the same kernels for the fusions it knows) rather than refuse the model.
+            summary = analyze(model.proto(), batch_size=batch_size)
     with _lock:
         _cache[key] = summary
         while len(_cache) > _CACHE_SIZE:
@@ -168,18 +173,36 @@ def complete_shapes(graph: onnx.GraphProto, known: onnx.GraphProto | None = None
         types[init.name] = init.data_type
         if init.data_type == onnx.TensorProto.INT64 and len(init.dims) == 1:
             values[init.name] = [int(v) for v in onnx.numpy_helper.to_array(init)]
-    for node in graph.node:
-        missing = [out for out in node.output if out and out not in shapes]
-        if not missing:
-            continue
-        shape = _output_shape(node, shapes, values)
-        if shape is None:
-            continue
-        elem_type = next((types[name] for name in node.input if name in types), onnx.TensorProto.FLOAT)
-        for out in missing[:1]:  # the ops completed here have one output
+    progress = True
+    while progress:  # until nothing more can be derived (ORT's node order is not guaranteed)
+        progress = False
+        for node in graph.node:
+            missing = [out for out in node.output if out and out not in shapes]
+            if not missing:
+                continue
+            shape = _output_shape(node, shapes, values)
+            if shape is None:
+                continue
+            elem_type = _output_type(node, types)
+            out = missing[0]  # the ops completed here have one output
             shapes[out] = shape
             types[out] = elem_type
             graph.value_info.append(onnx.helper.make_tensor_value_info(out, elem_type, list(shape)))
+            progress = True
+
+
+def _output_type(node: onnx.NodeProto, types: dict[str, int]) -> int:
+    for attr in node.attribute:
+        if node.op_type == "Cast" and attr.name == "to":
+            return int(attr.i)
+    if node.op_type in ("QuantizeLinear", "QLinearConv", "QLinearAdd", "QLinearMul", "QGemm"):
+        zero_point = node.input[-1] if node.op_type != "QuantizeLinear" else (node.input[2:3] or [""])[0]
+        if zero_point in types:
+            return types[zero_point]
+        return onnx.TensorProto.UINT8
+    if node.op_type == "DequantizeLinear":
+        return onnx.TensorProto.FLOAT
+    return next((types[name] for name in node.input if name in types), onnx.TensorProto.FLOAT)
 
 
 def _output_shape(

@@ -63,6 +63,22 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     )
     calibrate.add_argument("--store", type=Path, default=DEFAULT_STORE)
     calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--threads", type=int, default=1, help="intra-op threads the device runs with")
+    calibrate.add_argument(
+        "--rounds", type=int, default=3, help="adaptive-sampling rounds (more models where the fit is worst)"
+    )
+    calibrate.add_argument(
+        "--held-out", type=int, default=None, help="models measured only to check (default: a quarter of --models)"
+    )
+    calibrate.add_argument(
+        "--from",
+        dest="transfer_from",
+        help="few-shot: a calibrated profile (name or YAML) whose learned model is transferred to this device",
+    )
+    calibrate.add_argument("--shots", type=int, default=10, help="few-shot: how many models to measure")
+    calibrate.add_argument(
+        "--no-repeat", action="store_true", help="skip measuring the held-out models twice (no noise floor)"
+    )
     farm.set_defaults(run=run_farm)
 
 
@@ -146,6 +162,12 @@ def _calibrate(args: argparse.Namespace) -> int:
         out_dir=args.out,
         store=args.store,
         seed=args.seed,
+        threads=args.threads,
+        rounds=args.rounds,
+        held_out=args.held_out,
+        transfer_from=args.transfer_from,
+        shots=args.shots,
+        repeat=not args.no_repeat,
         log=lambda message: print(message, file=sys.stderr),
     )
     print(report.table())

@@ -1,44 +1,85 @@
 """`adacomp farm calibrate`: fit an emulator profile to a real device, and say how good it is.
 
-Generates a varied set of models (the built-in models under random compression plans, plus
-random conv/linear stacks), measures them on the device, fits the cost model's per-op-kind
-efficiency factors on three quarters of them and reports, on the held-out quarter, the share
-of predictions within +-10 % and +-20 % of measured and Kendall's tau, next to a
-FLOPs-proportional predictor fitted on the same data (the baseline the emulator must beat).
+Full calibration (a device that reports per-kernel times: this host): generated models
+(``calibration_models.py``) are measured on a reserved core, whole-model latency and ORT's
+per-kernel profile; the learned kernel model is fitted in rounds, each round adding models rich
+in the kernel kinds the previous fit predicted worst (nn-Meter's adaptive sampling); a quarter
+of the models, drawn before any fitting, is held out. The report puts the learned emulator
+next to the fitted roofline and a FLOPs-proportional predictor, and next to the noise floor:
+the held-out models measured a second time. No accuracy tighter than that floor is claimed.
+
+Few-shot calibration (`transfer_from`): a device measured only `shots` times gets the source
+profile's learned kernel model with its four whole-model scales refitted (HELP's idea).
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import optuna
-import torch
-from torch import nn
 
 from adacomp.device_farm import MeasureSettings, OnnxModel, open_farm
+from adacomp.device_farm.cores import available_cores, reserve_cores
 from adacomp.device_farm.cost_model import accuracy_report, fit_efficiency, flops_baseline_fit, predict
-from adacomp.device_farm.graph import analyze
-from adacomp.device_farm.profiles import load_profile, save_profile
-from adacomp.platform.strategies.plan_space import plan_from_params, suggest
+from adacomp.device_farm.devices.host import HostDevice
+from adacomp.device_farm.emulator import summarize
+from adacomp.device_farm.farm import Farm
+from adacomp.device_farm.graph import GraphSummary
+from adacomp.device_farm.kernel_model import (
+    KernelModel,
+    ModelSample,
+    fit_kernel_model,
+    load_kernel_model,
+    refit_scales,
+    save_kernel_model,
+)
+from adacomp.device_farm.profiles import DeviceProfile, load_profile, save_profile
+from adacomp.errors import AdacompError
+from adacomp.platform.ops.calibration_models import BLOCKS, CalibrationModel, calibration_models
 from adacomp.platform.table import format_table
-from adacomp.search_spaces import CompressionPlan, build_space, compress, export_onnx
-from adacomp.tasks import load_task
+
+MIN_MODELS = 8
+MAX_MODELS = 2000
+# Kernel kinds -> the generator blocks rich in them (adaptive sampling's lever).
+_BLOCKS_OF_KIND = {
+    "conv": ("conv", "basic_residual"),
+    "depthwise_conv": ("depthwise", "inverted_residual"),
+    "gemm": ("pointwise",),
+    "pool": ("pool",),
+    "elementwise": ("inverted_residual", "basic_residual"),
+}
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Measured:
+    name: str
+    family: str
+    summary: GraphSummary
+    latency_ms: float
+    kernel_ms: dict[str, float] | None
+
+    def sample(self) -> ModelSample:
+        return ModelSample(self.summary, self.latency_ms, self.kernel_ms)
 
 
 @dataclass(frozen=True)
 class CalibrationReport:
     device: str
-    models: int
+    mode: str  # "full", "few-shot" or "roofline" (a device without per-kernel times)
+    models: int  # measured to fit (all rounds)
     held_out: int
     emulator: dict[str, float]
+    roofline: dict[str, float]
     flops_baseline: dict[str, float]
+    noise_floor: dict[str, float]
     profile_path: Path
     rows: list[dict[str, Any]]
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> str:
         keys = [
@@ -47,81 +88,115 @@ class CalibrationReport:
             ("kendall_tau", "Kendall's tau"),
             ("mape", "MAPE"),
         ]
+        columns = [
+            ("emulator", self.emulator),
+            ("fitted roofline", self.roofline),
+            ("FLOPs-proportional", self.flops_baseline),
+        ]
         rows = [
-            [label, _fmt(key, self.emulator[key]), _fmt(key, self.flops_baseline[key])]
-            for key, label in keys
-            if key in self.emulator
+            [label, *(_fmt(key, found[key], self.noise_floor) for _, found in columns)] for key, label in keys
         ]
-        fitted = self.models - self.held_out
-        title = f"calibration on {self.device!r}: fitted on {fitted} models, held out {self.held_out}"
-        return title + "\n" + format_table(["held-out metric", "emulator", "FLOPs-proportional"], rows)
+        if self.noise_floor:
+            rows.append(["noise floor", _floor(self.noise_floor), "same models measured twice", ""])
+        title = (
+            f"{self.mode} calibration of {self.device!r}: fitted on {self.models} models, "
+            f"checked on {self.held_out} held out"
+        )
+        return title + "\n" + format_table(["held-out metric", *(name for name, _ in columns)], rows)
 
 
-def _fmt(key: str, value: float) -> str:
-    return f"{value:.3f}" if key == "kendall_tau" else f"{100 * value:.1f} %"
+def _floor(noise: dict[str, float]) -> str:
+    within, gap = 100 * noise["within_10"], 100 * noise["median_gap"]
+    return f"repeats within +-10 %: {within:.1f} %, median gap {gap:.1f} %"
 
 
-def random_plan(model: nn.Module, example: torch.Tensor, rng: random.Random) -> CompressionPlan:
-    """A random valid plan, drawn from the same space the search samples (`plan_space`)."""
-    space = build_space(model, example)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=rng.randrange(2**31)))
-    trial = study.ask()
-    suggest(trial, space)
-    return plan_from_params(trial.params, space)
+def _fmt(key: str, value: float, noise: dict[str, float]) -> str:
+    """A metric, capped at what the noise floor allows: a prediction cannot agree with the device
+    more often than the device agrees with itself."""
+    if key == "kendall_tau":
+        if noise and value > noise["kendall_tau"]:
+            return f"~{noise['kendall_tau']:.3f} (noise floor)"
+        return f"{value:.3f}"
+    if key in ("within_10", "within_20") and noise and value > noise[key]:
+        return f"~{100 * noise[key]:.1f} % (noise floor)"
+    if key == "mape" and noise and value < noise["mape"]:
+        return f"~{100 * noise['mape']:.1f} % (noise floor)"
+    return f"{100 * value:.1f} %"
 
 
-def random_stack(rng: random.Random) -> tuple[nn.Module, torch.Tensor]:
-    """A random conv stack with a linear head, or an MLP: shapes nothing in the zoo has."""
-    if rng.random() < 0.25:
-        widths = [rng.choice([32, 64, 128, 256, 512]) for _ in range(rng.randint(2, 4))]
-        layers: list[nn.Module] = []
-        for a, b in zip([64, *widths], widths, strict=False):
-            layers += [nn.Linear(a, b), nn.ReLU()]
-        layers.append(nn.Linear(widths[-1], 10))
-        return nn.Sequential(*layers).eval(), torch.randn(2, 64)
-    size = rng.choice([16, 24, 32, 48, 64])
-    channels = rng.choice([1, 3])
-    layers = []
-    c = channels
-    for _ in range(rng.randint(2, 5)):
-        out = rng.choice([8, 16, 32, 48, 64, 96])
-        k = rng.choice([1, 3, 5])
-        stride = rng.choice([1, 1, 2]) if size >= 8 else 1
-        groups = c if (rng.random() < 0.25 and out % c == 0 and c > 1) else 1
-        layers += [
-            nn.Conv2d(c, out, k, stride=stride, padding=k // 2, groups=groups),
-            nn.BatchNorm2d(out),
-            nn.ReLU(),
-        ]
-        size = (size + stride - 1) // stride
-        c = out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 10)]
-    return nn.Sequential(*layers).eval(), torch.randn(2, channels, size, size)
+def calibration_settings(threads: int) -> MeasureSettings:
+    """Warm-up, repeated medians, and a core of its own when the machine has one to spare."""
+    cores = available_cores()
+    reserved = reserve_cores(cores, threads).measurement if len(cores) > threads else None
+    return MeasureSettings(
+        warmup_runs=5, min_runs=20, max_runs=200, target_cv=0.03, intra_op_threads=threads, cores=reserved
+    )
 
 
-def calibration_models(count: int, seed: int) -> Iterator[tuple[str, bytes]]:
-    """`count` varied ONNX models: zoo models under random plans and random stacks, alternating."""
-    rng = random.Random(seed)
-    torch.manual_seed(seed)
-    zoo = [load_task(name) for name in ("digits", "mnist1d", "mobilenet_digits")]
-    calibration_rng = np.random.default_rng(seed)
-    for i in range(count):
-        if i % 2 == 0:
-            task = zoo[(i // 2) % len(zoo)]
-            model = task.build_model().eval()
-            example = task.example_input(2)
-            plan = random_plan(model, example, rng)
-            name = f"{task.name}:{plan.hash}"
-            model = compress(model, plan, example)
+def measure_models(
+    farm: Farm,
+    device: str,
+    models: Iterable[CalibrationModel],
+    profile: DeviceProfile,
+    settings: MeasureSettings,
+    log: Log,
+    *,
+    kernels: bool,
+    label: str = "",
+) -> list[Measured]:
+    """Measure each model (fresh: calibration never reuses a stored number); per-kernel times
+    too when `kernels` (the device must be this host)."""
+    measured = []
+    target = farm.devices[device]
+    for i, generated in enumerate(models):
+        model = OnnxModel(generated.data, generated.name)
+        kernel_ms = None
+        if kernels and isinstance(target, HostDevice):
+            measurement, kernel_ms = target.measure_kernels(model, settings)
+            if farm.store is not None:
+                farm.store.add(measurement)
         else:
-            model, example = random_stack(rng)
-            plan = CompressionPlan()
-            name = f"stack{i}"
-        batches = [
-            calibration_rng.standard_normal((8, *example.shape[1:])).astype(np.float32) for _ in range(2)
-        ]
-        yield name, export_onnx(model, example, plan=plan, calibration=batches)
+            measurement = farm.measure(model, device, settings, fresh=True)
+        summary = summarize(model, profile, settings.batch_size)
+        measured.append(
+            Measured(generated.name, generated.family, summary, measurement.latency.median_ms, kernel_ms)
+        )
+        log(
+            f"{label}[{i + 1}] {generated.name}: {measurement.latency.median_ms:.3f} ms ({summary.macs} MACs)"
+        )
+    return measured
+
+
+def noise_floor(first: Sequence[float], second: Sequence[float]) -> dict[str, float]:
+    """How well the device agrees with itself: the second measurement as a 'prediction' of the first."""
+    report = accuracy_report(list(second), list(first))
+    gaps = np.abs(np.asarray(second) - np.asarray(first)) / np.asarray(first)
+    return {**report, "median_gap": float(np.median(gaps))}
+
+
+def kind_errors(model: KernelModel, samples: Sequence[Measured], profile: DeviceProfile) -> dict[str, float]:
+    """Median |log(predicted / measured)| per kernel kind over profiled kernels."""
+    errors: dict[str, list[float]] = {}
+    for sample in samples:
+        if not sample.kernel_ms:
+            continue
+        ops = sample.summary.executed
+        predicted = model.kernel_ms(ops, profile)
+        for op, ms in zip(ops, predicted, strict=True):
+            real = sample.kernel_ms.get(op.name)
+            if real and real > 0:
+                errors.setdefault(op.kind.value, []).append(abs(math.log(ms / real)))
+    return {kind: float(np.median(values)) for kind, values in errors.items()}
+
+
+def block_weights(errors: dict[str, float]) -> dict[str, float]:
+    """Generator weights that favour blocks rich in the worst-predicted kinds."""
+    weights = dict.fromkeys(BLOCKS, 1.0)
+    worst = max(errors.values(), default=0.0) or 1.0
+    for kind, error in errors.items():
+        for block in _BLOCKS_OF_KIND.get(kind, ()):
+            weights[block] += 4.0 * error / worst
+    return weights
 
 
 def run_calibration(
@@ -132,49 +207,170 @@ def run_calibration(
     out_dir: Path,
     store: Path | None,
     seed: int = 0,
+    threads: int = 1,
+    rounds: int = 3,
+    base: str | Path = "host",
+    transfer_from: str | Path | None = None,
+    shots: int = 10,
+    held_out: int | None = None,
+    repeat: bool = True,
     settings: MeasureSettings | None = None,
-    log: Callable[[str], None] = print,
+    log: Log = print,
 ) -> CalibrationReport:
-    if models < 8:
-        from adacomp.errors import AdacompError
-
+    if not MIN_MODELS <= models <= MAX_MODELS:
         raise AdacompError(
-            f"models: calibration needs at least 8 models (6 to fit, 2 to check), got {models}"
+            f"models: calibration needs {MIN_MODELS} to {MAX_MODELS} models (6 to fit, 2 to check), "
+            f"got {models}"
         )
+    if transfer_from is not None and not 2 <= shots <= 1000:
+        raise AdacompError(f"shots: few-shot calibration needs 2 to 1000 measurements, got {shots}")
+    if not 1 <= threads <= 256:
+        raise AdacompError(f"threads: expected 1 to 256 intra-op threads, got {threads}")
+    if held_out is not None and not 2 <= held_out <= MAX_MODELS:
+        raise AdacompError(f"held_out: expected 2 to {MAX_MODELS} models to check on, got {held_out}")
+    if not 1 <= rounds <= 20:
+        raise AdacompError(f"rounds: expected 1 to 20 rounds of adaptive sampling, got {rounds}")
     farm = open_farm(config, store=store)
     farm.device(device)
-    settings = settings or MeasureSettings(warmup_runs=3, min_runs=15, max_runs=100, target_cv=0.03)
-    samples = []
-    for i, (name, data) in enumerate(calibration_models(models, seed)):
-        model = OnnxModel(data, name)
-        measured = farm.measure(model, device, settings)
-        summary = analyze(model.proto(), batch_size=settings.batch_size)
-        samples.append((name, summary, measured.latency.median_ms))
-        log(f"[{i + 1}/{models}] {name}: {measured.latency.median_ms:.3f} ms ({summary.macs} MACs)")
-    order = list(range(len(samples)))
-    random.Random(seed).shuffle(order)
-    held = set(order[: max(2, len(order) // 4)])
-    fit = [(s, ms) for i, (_, s, ms) in enumerate(samples) if i not in held]
-    check = [(n, s, ms) for i, (n, s, ms) in enumerate(samples) if i in held]
-    profile = fit_efficiency(fit, load_profile("host"))
-    profile = profile.model_copy(update={"name": device, "device_class": farm.devices[device].device_class})
-    a, b = flops_baseline_fit([(s, ms) for s, ms in fit])
-    measured_ms = [ms for _, _, ms in check]
-    emulated = [predict(s, profile).latency_ms for _, s, _ in check]
-    flops = [a * s.macs + b for _, s, _ in check]
+    source = load_profile(transfer_from if transfer_from is not None else base)
+    if transfer_from is not None and source.kernel_model is None:
+        raise AdacompError(
+            f"profile {str(transfer_from)!r} has no learned kernel model to transfer; "
+            "calibrate a device fully first"
+        )
+    settings = settings or calibration_settings(threads)
+    kernels = isinstance(farm.devices[device], HostDevice) and transfer_from is None
+    held = held_out if held_out is not None else max(2, models // 4)
+    # The held-out models come first and are never fitted on (a seed of their own).
+    held_models = list(calibration_models(held, seed + 1_000_003))
+    check = measure_models(farm, device, held_models, source, settings, log, kernels=False, label="held-out ")
+    noise: dict[str, float] = {}
+    if repeat:
+        again = measure_models(
+            farm, device, held_models, source, settings, log, kernels=False, label="repeat "
+        )
+        noise = noise_floor([m.latency_ms for m in check], [m.latency_ms for m in again])
+    history: list[dict[str, Any]] = []
+    if transfer_from is not None:
+        mode = "few-shot"
+        fit = measure_models(
+            farm, device, calibration_models(shots, seed), source, settings, log, kernels=False
+        )
+        learned = refit_scales(
+            load_kernel_model(str(source.kernel_model)), [m.sample() for m in fit], source, threads=threads
+        )
+    elif kernels:
+        mode = "full"
+        fit, learned = _adaptive_fit(
+            farm, device, models, source, settings, seed, threads, rounds, log, history
+        )
+    else:
+        mode = "roofline"
+        fit = measure_models(
+            farm, device, calibration_models(models, seed), source, settings, log, kernels=False
+        )
+        learned = None
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{device}.yaml"
-    save_profile(profile, path)
+    totals = [(m.summary, m.latency_ms) for m in fit]
+    roofline_profile = (
+        fit_efficiency(totals, source.model_copy(update={"efficiency": {}})) if len(fit) >= 3 else source
+    )
+    a, b = flops_baseline_fit(totals)
+    measured_ms = [m.latency_ms for m in check]
+    roofline_ms = [predict(m.summary, roofline_profile, threads=threads).latency_ms for m in check]
+    flops_ms = [a * m.summary.macs + b for m in check]
+    emulated_ms = (
+        [learned.latency_ms(m.summary, source) for m in check] if learned is not None else roofline_ms
+    )
+    emulator = accuracy_report(emulated_ms, measured_ms)
+    kernel_path = out_dir / f"{device}.kernels.json"
+    if learned is not None:
+        save_kernel_model(learned, kernel_path)
+    profile = roofline_profile.model_copy(
+        update={
+            "name": device,
+            "device_class": farm.devices[device].device_class,
+            "description": f"{mode} calibration of {device} ({threads} thread(s)) from {source.name}",
+            "kernel_model": str(kernel_path) if learned is not None else None,
+            "calibration": {
+                "mode": mode,
+                "models": len(fit),
+                "held_out": len(check),
+                "threads": threads,
+                **{
+                    f"held_out_{k}": round(v, 4) for k, v in emulator.items() if k != "n" and math.isfinite(v)
+                },
+                **{f"noise_{k}": round(v, 4) for k, v in noise.items() if k != "n" and math.isfinite(v)},
+            },
+            "published": (),
+        }
+    )
+    path = save_profile(profile, out_dir / f"{device}.yaml")
     rows = [
-        {"model": n, "measured_ms": m, "emulated_ms": e, "flops_ms": f}
-        for (n, _, m), e, f in zip(check, emulated, flops, strict=True)
+        {
+            "model": m.name,
+            "family": m.family,
+            "measured_ms": m.latency_ms,
+            "emulated_ms": e,
+            "roofline_ms": r,
+            "flops_ms": f,
+        }
+        for m, e, r, f in zip(check, emulated_ms, roofline_ms, flops_ms, strict=True)
     ]
     return CalibrationReport(
         device=device,
-        models=len(samples),
+        mode=mode,
+        models=len(fit),
         held_out=len(check),
-        emulator=accuracy_report(emulated, measured_ms),
-        flops_baseline=accuracy_report(flops, measured_ms),
+        emulator=emulator,
+        roofline=accuracy_report(roofline_ms, measured_ms),
+        flops_baseline=accuracy_report(flops_ms, measured_ms),
+        noise_floor=noise,
         profile_path=path,
         rows=rows,
+        rounds=history,
     )
+
+
+def _adaptive_fit(
+    farm: Farm,
+    device: str,
+    models: int,
+    profile: DeviceProfile,
+    settings: MeasureSettings,
+    seed: int,
+    threads: int,
+    rounds: int,
+    log: Log,
+    history: list[dict[str, Any]],
+) -> tuple[list[Measured], KernelModel]:
+    """Fit on a first half, then add models rich in the worst-predicted kinds, round by round."""
+    first = max(MIN_MODELS - 2, models // 2) if rounds > 1 else models
+    fit = measure_models(farm, device, calibration_models(first, seed), profile, settings, log, kernels=True)
+    learned = fit_kernel_model([m.sample() for m in fit], profile, threads=threads, seed=seed)
+    remaining = models - first
+    for round_index in range(1, rounds):
+        if remaining <= 0:
+            break
+        # Errors of a model fitted without this half, on this half: where more data pays.
+        half = len(fit) // 2
+        probe = fit_kernel_model([m.sample() for m in fit[:half]], profile, threads=threads, seed=seed)
+        errors = kind_errors(probe, fit[half:], profile)
+        weights = block_weights(errors)
+        batch = remaining if round_index == rounds - 1 else max(1, remaining // (rounds - round_index))
+        history.append({"round": round_index, "errors": errors, "weights": weights, "added": batch})
+        worst = ", ".join(f"{kind} {error:.2f}" for kind, error in sorted(errors.items()))
+        log(f"round {round_index}: median kernel error per kind {worst}")
+        fit += measure_models(
+            farm,
+            device,
+            calibration_models(batch, seed, weights=weights, start=len(fit)),
+            profile,
+            settings,
+            log,
+            kernels=True,
+            label=f"round {round_index} ",
+        )
+        remaining -= batch
+        learned = fit_kernel_model([m.sample() for m in fit], profile, threads=threads, seed=seed)
+    return fit, learned
