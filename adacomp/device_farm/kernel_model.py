@@ -436,7 +436,7 @@ def refit_scales(
     if prior is not None and prior > 0:
         # Pull each scale towards its current value in relative terms (a row per scale).
         weight = math.sqrt(prior)
-        scale_rows = np.diag(np.where(current > 0, weight / np.maximum(current, 1e-12), 0.0)) * norms
+        scale_rows = np.diag(np.where(current > 0, weight / np.maximum(current, 1e-12), 0.0))
         matrix = np.vstack([matrix / norms, scale_rows / norms])
         target = np.concatenate([target, np.where(current > 0, weight, 0.0)])
         solution, _ = nnls(matrix, target)

@@ -68,7 +68,10 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
         "--rounds", type=int, default=3, help="adaptive-sampling rounds (more models where the fit is worst)"
     )
     calibrate.add_argument(
-        "--held-out", type=int, default=None, help="models measured only to check (default: a quarter of --models)"
+        "--held-out",
+        type=int,
+        default=None,
+        help="models measured only to check (default: a quarter of --models)",
     )
     calibrate.add_argument(
         "--from",
