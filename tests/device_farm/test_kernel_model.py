@@ -210,7 +210,7 @@ def test_a_profile_naming_a_missing_kernel_model_is_refused(host: DeviceProfile,
     path = save_profile(
         host.model_copy(update={"kernel_model": str(tmp_path / "gone.json")}), tmp_path / "p.yaml"
     )
-    with pytest.raises(AdacompError, match="field kernel_model: file .* does not exist"):
+    with pytest.raises(AdacompError, match=r"field kernel_model: file .* does not exist"):
         load_profile(path)
 
 
