@@ -240,6 +240,8 @@ def run_calibration(
         )
     settings = settings or calibration_settings(threads)
     kernels = isinstance(farm.devices[device], HostDevice) and transfer_from is None
+    if kernels:  # ORT's profiler names the kernels of the graph this host runs: level "all"
+        source = source.model_copy(update={"kernel_graph": "all"})
     held = held_out if held_out is not None else max(2, models // 4)
     # The held-out models come first and are never fitted on (a seed of their own).
     held_models = list(calibration_models(held, seed + 1_000_003))
