@@ -76,7 +76,7 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     calibrate.add_argument(
         "--from",
         dest="transfer_from",
-        help="few-shot: a calibrated profile (name or YAML) whose learned model is transferred to this device",
+        help="few-shot: a calibrated profile (name or YAML) whose learned model is transferred here",
     )
     calibrate.add_argument("--shots", type=int, default=10, help="few-shot: how many models to measure")
     calibrate.add_argument(
