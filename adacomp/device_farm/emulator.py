@@ -8,6 +8,8 @@ peak memory stay the roofline's (power x latency + DRAM energy per byte moved).
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import replace
 
 from adacomp.device_farm.cost_model import Prediction, predict
@@ -43,8 +45,40 @@ def predict_summary(summary: GraphSummary, profile: DeviceProfile, threads: int 
     return replace(roofline, latency_ms=latency_ms, energy_mj=energy_mj, ops=op_times)
 
 
+_CACHE_SIZE = 8192
+_predictions: OrderedDict[tuple[str, str, int, int], Prediction] = OrderedDict()
+_profile_keys: dict[int, tuple[DeviceProfile, str]] = {}
+_lock = threading.Lock()
+
+
+def _profile_key(profile: DeviceProfile) -> str:
+    """The profile's full content (two profiles of one name may differ), computed once per object."""
+    with _lock:
+        found = _profile_keys.get(id(profile))
+        if found is not None and found[0] is profile:
+            return found[1]
+    key = profile.model_dump_json()
+    with _lock:
+        if len(_profile_keys) > 256:
+            _profile_keys.clear()
+        _profile_keys[id(profile)] = (profile, key)
+    return key
+
+
 def predict_model(
     model: OnnxModel, profile: DeviceProfile, *, threads: int = 1, batch_size: int = 1
 ) -> Prediction:
-    """Latency, energy and peak memory of one inference of `model` on `profile`."""
-    return predict_summary(summarize(model, profile, batch_size), profile, threads)
+    """Latency, energy and peak memory of one inference of `model` on `profile` (cached: a
+    search asks the same device about the same model many times)."""
+    key = (model.sha256, _profile_key(profile), threads, batch_size)
+    with _lock:
+        found = _predictions.get(key)
+        if found is not None:
+            _predictions.move_to_end(key)
+            return found
+    prediction = predict_summary(summarize(model, profile, batch_size), profile, threads)
+    with _lock:
+        _predictions[key] = prediction
+        while len(_predictions) > _CACHE_SIZE:
+            _predictions.popitem(last=False)
+    return prediction

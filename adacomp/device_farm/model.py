@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import onnx
@@ -19,8 +20,8 @@ class OnnxModel:
     data: bytes = field(repr=False)
     name: str = "model.onnx"
 
-    @property
-    def sha256(self) -> str:
+    @cached_property
+    def sha256(self) -> str:  # computed once: the emulator keys its caches on it
         return hashlib.sha256(self.data).hexdigest()
 
     @property

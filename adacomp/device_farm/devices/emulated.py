@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from adacomp.device_farm.devices._base import Device, DeviceError, Health
-from adacomp.device_farm.emulator import predict_summary, summarize
+from adacomp.device_farm.emulator import predict_model, summarize
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.profiles import DeviceProfile, load_profile
@@ -30,8 +30,10 @@ class EmulatedDevice(Device):
 
     def measure(self, model: OnnxModel, settings: MeasureSettings) -> Measurement:
         try:
-            summary = summarize(model, self.profile, settings.batch_size)
-            prediction = predict_summary(summary, self.profile, settings.intra_op_threads)
+            prediction = predict_model(
+                model, self.profile, threads=settings.intra_op_threads, batch_size=settings.batch_size
+            )
+            summary = summarize(model, self.profile, settings.batch_size)  # cached by the call above
         except AdacompError as exc:
             raise DeviceError(f"{self.name}: cannot emulate {model.name}: {exc}") from None
         if prediction.peak_memory_mb > self.profile.memory_mb:
