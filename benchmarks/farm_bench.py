@@ -1,8 +1,18 @@
-"""Device-farm numbers: emulator speed, host measurement cost, agent overhead, calibration accuracy.
+"""Emulator accuracy and speed against the issue's targets, in one run on this machine.
 
-Run: `.venv/bin/python benchmarks/farm_bench.py [--calibration-models N]`. Prints tables and
-writes JSON beside them (benchmarks/results/farm_bench.json). Everything is measured in the same
-run on this machine, side by side.
+Run: `.venv/bin/python benchmarks/farm_bench.py` (about 30 minutes on 2 cores; nothing else
+should run meanwhile: the host's measurements are the ground truth). Prints tables and writes
+benchmarks/results/farm_bench.json. Side by side, from the same measurements:
+
+1. Host calibration (at most 300 calibration models): on held-out models, the learned emulator,
+   the fitted roofline and a FLOPs-proportional predictor; the noise floor (held-out models
+   measured twice).
+2. Architectures calibration never generated (MobileNetV1/V2 at other widths and resolutions,
+   VGG stacks, SqueezeNet fire modules with Concat, ResNet bottlenecks, DenseNet-style concat),
+   measured on the host and predicted by the profile step 1 wrote.
+3. Few-shot: this CPU with 2 intra-op threads treated as a new device; the learned model of
+   step 1 transferred from `--shots` measurements, checked on held-out models.
+4. Emulator throughput on repeated (cached) and new graphs.
 """
 
 from __future__ import annotations
@@ -10,204 +20,289 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
-import subprocess
+import random
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from adacomp.device_farm import MeasureSettings, OnnxModel
-from adacomp.device_farm.cost_model import predict
-from adacomp.device_farm.devices.agent import AgentDevice
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from adacomp.device_farm import OnnxModel
+from adacomp.device_farm.cost_model import accuracy_report, predict
 from adacomp.device_farm.devices.host import HostDevice
-from adacomp.device_farm.graph import analyze
+from adacomp.device_farm.emulator import clear_caches, predict_model, summarize
 from adacomp.device_farm.profiles import builtin_profile_names, load_profile
-from adacomp.platform.ops.calibrate import run_calibration
+from adacomp.platform.ops.calibrate import CalibrationReport, calibration_settings, run_calibration
+from adacomp.platform.ops.reference_models import mobilenet_v1
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import export_onnx
 from adacomp.tasks import load_task
+from adacomp.tasks.mobile import MobileNetV2
 
-SETTINGS = MeasureSettings(warmup_runs=3, min_runs=20, max_runs=200, target_cv=0.05)
+OUT = Path(__file__).parent / "results" / "farm_bench.json"
 
 
-def zoo() -> dict[str, OnnxModel]:
-    models = {}
-    for name in ("digits", "mnist1d", "mobilenet_digits"):
-        task = load_task(name)
-        models[name] = OnnxModel(
-            export_onnx(task.build_model().eval(), task.example_input(2)), f"{name}.onnx"
+# --- architectures calibration never generates -------------------------------------------------
+class _Fire(nn.Module):
+    """SqueezeNet's fire module: squeeze 1x1, then 1x1 and 3x3 expands concatenated."""
+
+    def __init__(self, c_in: int, squeeze: int, expand: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Sequential(nn.Conv2d(c_in, squeeze, 1), nn.ReLU())
+        self.e1 = nn.Sequential(nn.Conv2d(squeeze, expand, 1), nn.ReLU())
+        self.e3 = nn.Sequential(nn.Conv2d(squeeze, expand, 3, padding=1), nn.ReLU())
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.squeeze(x)
+        return torch.cat([self.e1(s), self.e3(s)], dim=1)
+
+
+class _Bottleneck(nn.Module):
+    def __init__(self, c: int, stride: int) -> None:
+        super().__init__()
+        mid = c // 4
+        self.body = nn.Sequential(
+            nn.Conv2d(c, mid, 1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+            nn.Conv2d(mid, mid, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(),
+            nn.Conv2d(mid, c, 1, bias=False),
+            nn.BatchNorm2d(c),
         )
+        self.skip = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+class _DenseLayer(nn.Module):
+    def __init__(self, c: int, growth: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.Conv2d(c, growth, 3, padding=1, bias=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([x, self.body(x)], dim=1)
+
+
+def unseen_network(rng: random.Random) -> tuple[str, nn.Module, Tensor]:
+    family = rng.choice(["mobilenet_v2", "mobilenet_v1", "vgg", "squeezenet", "resnet", "densenet"])
+    size = rng.choice([64, 96, 128, 160])
+    if family == "mobilenet_v2":
+        width = rng.choice([0.35, 0.5, 0.75])
+        return f"{family}x{width}@{size}", MobileNetV2(1000, width), torch.randn(1, 3, size, size)
+    if family == "mobilenet_v1":
+        return f"{family}@{size}", mobilenet_v1(), torch.randn(1, 3, size, size)
+    layers: list[nn.Module] = []
+    c = 3
+    if family == "vgg":
+        for width in [rng.choice([16, 32, 64]) * 2**i for i in range(rng.randint(2, 4))]:
+            for _ in range(rng.randint(1, 2)):
+                layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
+                c = width
+            layers.append(nn.MaxPool2d(2))
+    elif family == "squeezenet":
+        layers += [nn.Conv2d(3, 64, 3, stride=2), nn.ReLU(), nn.MaxPool2d(3, 2)]
+        c = 64
+        for squeeze in [16, 16, 32, 32, 48][: rng.randint(2, 5)]:
+            layers.append(_Fire(c, squeeze, 4 * squeeze))
+            c = 8 * squeeze
+    elif family == "resnet":
+        c = rng.choice([32, 64])
+        layers += [nn.Conv2d(3, c, 7, stride=2, padding=3), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        for i in range(rng.randint(2, 5)):
+            layers.append(_Bottleneck(c, 2 if i % 2 else 1))
+    else:  # densenet
+        c = 32
+        layers += [nn.Conv2d(3, c, 3, stride=2, padding=1)]
+        for _ in range(rng.randint(3, 6)):
+            layers.append(_DenseLayer(c, 12))
+            c += 12
+        layers.append(nn.AvgPool2d(2))
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1000)]
+    return f"{family}@{size}", nn.Sequential(*layers), torch.randn(1, 3, size, size)
+
+
+def unseen_models(count: int, seed: int) -> list[OnnxModel]:
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    models = []
+    for i in range(count):
+        name, model, example = unseen_network(rng)
+        models.append(OnnxModel(export_onnx(model.eval(), example), f"{name}#{i}"))
     return models
 
 
-def emulator_speed(models: dict[str, OnnxModel]) -> list[dict[str, Any]]:
-    rows = []
-    profiles = [load_profile(n) for n in builtin_profile_names()]
-    for name, model in models.items():
-        proto = model.proto()
-        n = 0
-        started = time.perf_counter()
-        while time.perf_counter() - started < 1.0:
-            summary = analyze(proto)
-            for profile in profiles:
-                predict(summary, profile)
-            n += 1
-        full = n * len(profiles) / (time.perf_counter() - started)
-        summary = analyze(proto)
-        n = 0
-        started = time.perf_counter()
-        while time.perf_counter() - started < 1.0:
-            for profile in profiles:
-                predict(summary, profile)
-            n += 1
-        rows.append(
-            {
-                "model": name,
-                "ops": len(summary.ops),
-                "analyze+predict_per_s": full,
-                "predict_per_s": n * len(profiles) / (time.perf_counter() - started),
-            }
-        )
-    return rows
-
-
-def host_cost(models: dict[str, OnnxModel]) -> list[dict[str, Any]]:
-    rows = []
-    device = HostDevice()
-    for name, model in models.items():
-        started = time.perf_counter()
-        m = device.measure(model, SETTINGS)
-        rows.append(
-            {
-                "model": name,
-                "wall_s": time.perf_counter() - started,
-                "median_ms": m.latency.median_ms,
-                "cv": m.latency.cv,
-                "runs": m.latency.runs,
-                "peak_memory_mb": m.peak_memory_mb,
-            }
-        )
-    return rows
-
-
-def agent_overhead(models: dict[str, OnnxModel]) -> list[dict[str, Any]]:
-    tmp = Path(tempfile.mkdtemp())
-    token = tmp / "token"
-    token.write_text("benchmark-token-0123456789abcdef")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "adacomp", "farm", "agent", "--port", "0", "--token-file", str(token)],
-        stdout=subprocess.PIPE,
-        text=True,
+# --- the sections -------------------------------------------------------------------------------
+def calibrate(args: argparse.Namespace, out_dir: Path) -> CalibrationReport:
+    return run_calibration(
+        device="host",
+        config=None,
+        models=args.calibration_models,
+        held_out=args.held_out,
+        rounds=args.rounds,
+        out_dir=out_dir,
+        store=None,
+        seed=args.seed,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
     )
-    try:
-        assert process.stdout is not None
-        port = re.search(r":(\d+)$", process.stdout.readline().strip())
-        assert port is not None
-        agent = AgentDevice("agent", "host", url=f"http://127.0.0.1:{port.group(1)}", token_file=token)
-        host = HostDevice()
-        fixed = SETTINGS.model_copy(update={"min_runs": 50, "max_runs": 50})  # same work both ways
-        rows = []
-        for name, model in models.items():
-            walls = {}
-            for label, device in (("in_process", host), ("agent", agent)):
-                times = []
-                for _ in range(3):
-                    started = time.perf_counter()
-                    device.measure(model, fixed)
-                    times.append(time.perf_counter() - started)
-                walls[label] = sorted(times)[1]
-            rows.append(
-                {
-                    "model": name,
-                    "in_process_s": walls["in_process"],
-                    "agent_s": walls["agent"],
-                    "overhead_ms": 1000 * (walls["agent"] - walls["in_process"]),
-                    "ratio": walls["agent"] / walls["in_process"],
-                }
-            )
-        return rows
-    finally:
-        process.kill()
+
+
+def unseen(args: argparse.Namespace, report: CalibrationReport) -> dict[str, Any]:
+    profile = load_profile(report.profile_path)
+    roofline = profile.model_copy(update={"kernel_model": None})
+    a, b = report.flops_fit
+    settings = calibration_settings(1)
+    host = HostDevice()
+    rows = []
+    for model in unseen_models(args.unseen, args.seed + 17):
+        measured = host.measure(model, settings).latency.median_ms
+        summary = summarize(model, profile)
+        rows.append(
+            {
+                "model": model.name,
+                "measured_ms": measured,
+                "emulated_ms": predict_model(model, profile).latency_ms,
+                "roofline_ms": predict(summary, roofline).latency_ms,
+                "flops_ms": a * summary.macs + b,
+            }
+        )
+        print(f"unseen {model.name}: {measured:.3f} ms, emulated {rows[-1]['emulated_ms']:.3f}", file=sys.stderr)
+    measured_ms = [r["measured_ms"] for r in rows]
+    return {
+        "emulator": accuracy_report([r["emulated_ms"] for r in rows], measured_ms),
+        "roofline": accuracy_report([r["roofline_ms"] for r in rows], measured_ms),
+        "flops_baseline": accuracy_report([r["flops_ms"] for r in rows], measured_ms),
+        "rows": rows,
+    }
+
+
+def few_shot(args: argparse.Namespace, report: CalibrationReport, out_dir: Path) -> CalibrationReport:
+    return run_calibration(
+        device="host",
+        config=None,
+        models=max(8, args.shots),
+        threads=2,
+        transfer_from=report.profile_path,
+        shots=args.shots,
+        held_out=args.fewshot_held_out,
+        out_dir=out_dir / "two_threads",
+        store=None,
+        seed=args.seed + 101,
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+
+
+def emulator_speed(profile_path: Path) -> list[dict[str, Any]]:
+    zoo = {}
+    for name in ("digits", "mnist1d", "mobilenet_digits"):
+        task = load_task(name)
+        zoo[name] = export_onnx(task.build_model().eval(), task.example_input(2))
+    profiles = {"pixel4": load_profile("pixel4"), "host (calibrated)": load_profile(profile_path)}
+    rows = []
+    for name, data in zoo.items():
+        for label, profile in profiles.items():
+            new_count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 2.0:
+                clear_caches()
+                predict_model(OnnxModel(data, name), profile)
+                new_count += 1
+            new_rate = new_count / (time.perf_counter() - started)
+            model = OnnxModel(data, name)
+            predict_model(model, profile)
+            cached_count, started = 0, time.perf_counter()
+            while time.perf_counter() - started < 1.0:
+                for _ in range(100):
+                    predict_model(model, profile)
+                cached_count += 100
+            cached_rate = cached_count / (time.perf_counter() - started)
+            rows.append({"model": name, "profile": label, "new_per_s": new_rate, "cached_per_s": cached_rate})
+    return rows
+
+
+def _metrics(found: dict[str, float]) -> list[str]:
+    return [
+        f"{100 * found['within_10']:.1f} %",
+        f"{100 * found['within_20']:.1f} %",
+        f"{found['kendall_tau']:.3f}",
+        f"{100 * found['mape']:.1f} %",
+    ]
+
+
+def _report_json(report: CalibrationReport) -> dict[str, Any]:
+    return {
+        "mode": report.mode,
+        "models": report.models,
+        "held_out": report.held_out,
+        "emulator": report.emulator,
+        "roofline": report.roofline,
+        "flops_baseline": report.flops_baseline,
+        "noise_floor": report.noise_floor,
+        "rounds": report.rounds,
+        "rows": report.rows,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calibration-models", type=int, default=40)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "farm_bench.json")
+    parser.add_argument("--calibration-models", type=int, default=240, help="fitted on (at most 300)")
+    parser.add_argument("--held-out", type=int, default=60)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--unseen", type=int, default=30, help="architectures calibration never generates")
+    parser.add_argument("--shots", type=int, default=10, help="measurements of the few-shot device")
+    parser.add_argument("--fewshot-held-out", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
-    models = zoo()
     results: dict[str, Any] = {
         "meta": {
             "command": " ".join(["python benchmarks/farm_bench.py", *sys.argv[1:]]),
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "profiles": builtin_profile_names(),
         }
     }
-    results["emulator"] = emulator_speed(models)
-    print(
-        format_table(
-            ["model", "ops", "analyze+predict / s", "predict / s"],
-            [
-                [r["model"], r["ops"], f"{r['analyze+predict_per_s']:.0f}", f"{r['predict_per_s']:.0f}"]
-                for r in results["emulator"]
-            ],
-        )
-    )
-    results["host"] = host_cost(models)
-    print()
-    print(
-        format_table(
-            ["model", "wall s", "median ms", "cv", "runs", "peak MB"],
-            [
-                [
-                    r["model"],
-                    f"{r['wall_s']:.2f}",
-                    f"{r['median_ms']:.3f}",
-                    f"{r['cv']:.1%}",
-                    r["runs"],
-                    r["peak_memory_mb"],
-                ]
-                for r in results["host"]
-            ],
-        )
-    )
-    results["agent"] = agent_overhead(models)
-    print()
-    print(
-        format_table(
-            ["model", "in-process s", "via agent s", "overhead ms", "ratio"],
-            [
-                [
-                    r["model"],
-                    f"{r['in_process_s']:.3f}",
-                    f"{r['agent_s']:.3f}",
-                    f"{r['overhead_ms']:.0f}",
-                    f"{r['ratio']:.2f}",
-                ]
-                for r in results["agent"]
-            ],
-        )
-    )
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_calibration(
-            device="host",
-            config=None,
-            models=args.calibration_models,
-            out_dir=Path(tmp),
-            store=Path(tmp) / "store",
-            log=lambda m: print(m, file=sys.stderr),
-        )
-        results["calibration"] = {
-            "emulator": report.emulator,
-            "flops_baseline": report.flops_baseline,
-            "models": report.models,
-            "held_out": report.held_out,
-            "rows": report.rows,
-        }
+        out_dir = Path(tmp)
+        report = calibrate(args, out_dir)
+        results["calibration"] = _report_json(report)
+        results["unseen"] = unseen(args, report)
+        shots = few_shot(args, report, out_dir)
+        results["few_shot"] = _report_json(shots)
+        results["emulator_speed"] = emulator_speed(report.profile_path)
+    rows = []
+    for label, found in (
+        ("host held-out", results["calibration"]),
+        ("host unseen architectures", results["unseen"]),
+        ("few-shot: 2 threads", results["few_shot"]),
+    ):
+        for predictor in ("emulator", "roofline", "flops_baseline"):
+            rows.append([label, predictor, *_metrics(found[predictor])])
+    print(format_table(["set", "predictor", "within 10 %", "within 20 %", "Kendall tau", "MAPE"], rows))
+    noise = results["calibration"]["noise_floor"]
+    print(
+        f"noise floor (held-out models measured twice): within +-10 % {100 * noise['within_10']:.1f} %, "
+        f"median gap {100 * noise['median_gap']:.1f} %, Kendall tau {noise['kendall_tau']:.3f}"
+    )
+    print(
+        f"calibration: {report.models} models fitted, {report.held_out} held out; few-shot: "
+        f"{shots.models} measurements, {shots.held_out} held out"
+    )
     print()
-    print(report.table())
+    print(
+        format_table(
+            ["model", "profile", "new graphs / s", "cached / s"],
+            [
+                [r["model"], r["profile"], f"{r['new_per_s']:.0f}", f"{r['cached_per_s']:.0f}"]
+                for r in results["emulator_speed"]
+            ],
+        )
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"written {args.out}", file=sys.stderr)

@@ -178,3 +178,17 @@ def test_search_bench_compares_the_flat_search_with_the_new_one() -> None:
     assert seed["flat_hv_3x_compute"] >= seed["flat_hv_same_compute"] >= 0.0
     assert 0.0 <= seed["new_infeasible_share"] <= 1.0 and seed["runs"]["new"]["trials"] == 4
     assert (REPO / "benchmarks" / "results" / "search_curves.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_farm_bench_reports_calibration_unseen_few_shot_and_speed(tmp_path: Path) -> None:
+    out = _run(
+        "farm_bench.py",
+        *("--calibration-models", "8", "--held-out", "2", "--rounds", "1", "--unseen", "2"),
+        *("--shots", "2", "--fewshot-held-out", "2", "--out", str(tmp_path / "f.json")),
+    )
+    assert "host unseen architectures" in out and "few-shot: 2 threads" in out and "noise floor" in out
+    report = json.loads((tmp_path / "f.json").read_text())
+    assert report["calibration"]["models"] == 8 and report["calibration"]["held_out"] == 2
+    assert len(report["unseen"]["rows"]) == 2 and report["few_shot"]["mode"] == "few-shot"
+    assert all(row["cached_per_s"] > 0 and row["new_per_s"] > 0 for row in report["emulator_speed"])

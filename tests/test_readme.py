@@ -80,8 +80,14 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "registered as models:/digits-bundle/1" in outputs["adacomp export examples/digits.yaml"]
     assert (tmp_path / "runs" / "digits" / "adaptive.png").stat().st_size > 1000
     # calibration (run once, here; test_farm_cli covers its bad input): a report and a profile
-    calibrated = outputs["adacomp farm calibrate --device host --models 16"]
+    calibrated = outputs["adacomp farm calibrate --device host --models 12 --held-out 4 --rounds 2"]
     assert "within +-10 %" in calibrated and "FLOPs-proportional" in calibrated and "Kendall" in calibrated
+    assert "noise floor" in calibrated and "full calibration" in calibrated
     from adacomp.device_farm.profiles import load_profile
 
-    assert load_profile(tmp_path / ".adacomp" / "profiles" / "host.yaml").name == "host"
+    host = load_profile(tmp_path / ".adacomp" / "profiles" / "host.yaml")
+    assert host.name == "host" and host.kernel_model is not None and host.kernel_graph == "all"
+    few_shot = next(out for command, out in outputs.items() if "--from .adacomp/profiles/host.yaml" in command)
+    assert "few-shot calibration" in few_shot and "fitted on 6 models" in few_shot
+    two = load_profile(tmp_path / ".adacomp" / "profiles" / "two_threads" / "host.yaml")
+    assert two.calibration["threads"] == 2 and two.calibration["mode"] == "few-shot"

@@ -65,6 +65,16 @@ def _profile_key(profile: DeviceProfile) -> str:
     return key
 
 
+def clear_caches() -> None:
+    """Forget every analysed graph and prediction (benchmarks timing new graphs)."""
+    from adacomp.device_farm import kernels
+
+    with _lock:
+        _predictions.clear()
+        _profile_keys.clear()
+    kernels.clear_cache()
+
+
 def predict_model(
     model: OnnxModel, profile: DeviceProfile, *, threads: int = 1, batch_size: int = 1
 ) -> Prediction:

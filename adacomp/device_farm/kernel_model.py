@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import nnls
+from scipy.optimize import lsq_linear
 
 from adacomp.device_farm.cost_model import kernel_prior_ms, roofline_terms
 from adacomp.device_farm.graph import COMPUTE_KINDS, GraphSummary, OpCost, OpKind
@@ -62,6 +62,7 @@ _PRECISION_CODE = {"fp32": 0.0, "fp16": 1.0, "int8": 2.0}
 # A kind needs this many measured kernels before its trees are fitted; below, its median ratio.
 MIN_KERNELS_TO_FIT = 24
 SCALE_NAMES = ("run_ms", "per_kernel_ms", "compute", "memory")
+_SCALE_LOWER = np.array([0.0, -0.05, 0.0, 0.0])  # per_kernel_ms: down to -50 us (profiler overhead)
 _MAX_FILE_BYTES = 64 * 1024 * 1024
 
 
@@ -251,7 +252,8 @@ class KernelModel:
         """Each kernel's share of the whole-model latency (the run overhead excluded)."""
         compute = np.array([op.kind in COMPUTE_KINDS for op in ops], dtype=bool)
         factor = np.where(compute, self.scales.compute, self.scales.memory)
-        return kernel_ms * factor + self.scales.per_kernel_ms
+        scaled = kernel_ms * factor
+        return np.maximum(scaled + self.scales.per_kernel_ms, 0.1 * scaled)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -294,7 +296,9 @@ class KernelModel:
             not all(math.isfinite(v) and v >= 0 for v in values)
             or not 1 <= min(threads, tree_threads) <= max(threads, tree_threads) <= 1024
         ):
-            raise AdacompError(f"{where}: scales must be finite and >= 0, threads in 1..1024")
+            raise AdacompError(
+                f"{where}: scales must be finite and >= 0 (per_kernel_ms >= -0.05), threads in 1..1024"
+            )
         if not all(math.isfinite(v) for v in fallback_values.values()):
             raise AdacompError(f"{where}: fallback log-ratios must be finite")
         return cls(
@@ -410,7 +414,8 @@ def refit_scales(
     prior: float | None = 1.0,
     threads: int | None = None,
 ) -> KernelModel:
-    """`model` with its four scales fitted to whole-model latencies (relative error, NNLS).
+    """`model` with its four scales fitted to whole-model latencies (relative error, bounded
+    least squares).
 
     `prior` > 0 adds that weight of pull towards the model's current scales (few-shot
     transfer: ten measurements cannot pin four free numbers against noise); None fits freely.
@@ -431,18 +436,15 @@ def refit_scales(
         targets.append(1.0)
     matrix, target = np.asarray(rows), np.asarray(targets)
     current = np.asarray(model.scales.as_list())
-    norms = np.linalg.norm(matrix, axis=0)
-    norms[norms == 0] = 1.0
     if prior is not None and prior > 0:
-        # Pull each scale towards its current value in relative terms (a row per scale).
+        # Pull each scale towards its current value, relative to its size (a row per scale).
         weight = math.sqrt(prior)
-        scale_rows = np.diag(np.where(current > 0, weight / np.maximum(current, 1e-12), 0.0))
-        matrix = np.vstack([matrix / norms, scale_rows / norms])
-        target = np.concatenate([target, np.where(current > 0, weight, 0.0)])
-        solution, _ = nnls(matrix, target)
-    else:
-        solution, _ = nnls(matrix / norms, target)
-    solution = solution / norms
+        size = np.maximum(np.abs(current), [1e-3, 1e-3, 1e-2, 1e-2])
+        matrix = np.vstack([matrix, np.diag(weight / size)])
+        target = np.concatenate([target, weight * current / size])
+    # The per-kernel term may be negative: the profiled kernel times the trees learned include
+    # the profiler's own few microseconds per kernel, which the whole-model latency does not.
+    solution = lsq_linear(matrix, target, bounds=(_SCALE_LOWER, np.inf)).x
     fitted = model.threads if threads is None else threads
     return KernelModel(
         tree_threads=model.tree_threads,

@@ -122,6 +122,11 @@ def runtime_summary(model: OnnxModel, graph: KernelGraph, batch_size: int = 1) -
     return summary
 
 
+def clear_cache() -> None:
+    with _lock:
+        _cache.clear()
+
+
 def has_fp16(model: OnnxModel) -> bool:
     """Whether any activation of `model` is float16 (the fp16 converter's output)."""
     graph = model.proto().graph

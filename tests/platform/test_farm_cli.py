@@ -105,4 +105,24 @@ def test_agent_refuses_a_short_token(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_calibrate_needs_enough_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["farm", "calibrate", "--models", "3", "--out", str(tmp_path)]) == 2
     # The library names the option as Python does ("models: ..."); the CLI as the flag typed.
-    assert "adacomp: error: --models: calibration needs at least 8 models" in capsys.readouterr().err
+    assert "adacomp: error: --models: calibration needs 8 to 2000 models" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--threads", "0"], "--threads: expected 1 to 256 intra-op threads, got 0"),
+        (["--rounds", "0"], "--rounds: expected 1 to 20 rounds"),
+        (["--held-out", "1"], "--held-out: expected 2 to 2000 models"),
+        (["--from", "host", "--shots", "1"], "--shots: few-shot calibration needs 2 to 1000"),
+        (["--from", "pixel4"], "profile 'pixel4' has no learned kernel model to transfer"),
+        (["--from", "nowhere.yaml"], "profile file 'nowhere.yaml' does not exist"),
+    ],
+)
+def test_calibrate_refuses_bad_options_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    assert main(["farm", "calibrate", "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not list(tmp_path.iterdir())  # nothing written

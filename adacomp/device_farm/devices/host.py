@@ -48,13 +48,14 @@ class HostDevice(Device):
         return self._measured(model, settings, self._run(model, settings, profile_kernels=False))
 
     def measure_kernels(
-        self, model: OnnxModel, settings: MeasureSettings
-    ) -> tuple[Measurement, dict[str, float]]:
-        """The measurement, and the median ms of each kernel (node of ORT's optimised graph) as
-        ORT's profiler times it in a second session of the same process (calibration's data)."""
-        result = self._run(model, settings, profile_kernels=True)
-        kernels = {str(name): float(ms) for name, ms in result["kernel_ms"].items()}
-        return self._measured(model, settings, result), kernels
+        self, model: OnnxModel, settings: MeasureSettings, *, kernels: bool = True
+    ) -> tuple[Measurement, float, dict[str, float]]:
+        """Calibration's data: the measurement, the 10th percentile of its timed runs (the speed
+        of an undisturbed core), and, when `kernels`, each kernel's (node of ORT's optimised
+        graph) 10th-percentile ms as ORT's profiler times it in a second session of the process."""
+        result = self._run(model, settings, profile_kernels=kernels)
+        kernel_ms = {str(name): float(ms) for name, ms in result.get("kernel_ms", {}).items()}
+        return self._measured(model, settings, result), float(result["low_ms"]), kernel_ms
 
     def _run(self, model: OnnxModel, settings: MeasureSettings, *, profile_kernels: bool) -> dict[str, Any]:
         model.proto()  # refuse non-ONNX before starting a process

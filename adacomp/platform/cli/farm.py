@@ -80,6 +80,12 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     )
     calibrate.add_argument("--shots", type=int, default=10, help="few-shot: how many models to measure")
     calibrate.add_argument(
+        "--passes",
+        type=int,
+        default=2,
+        help="measure every model this many times, apart, and keep the fastest",
+    )
+    calibrate.add_argument(
         "--no-repeat", action="store_true", help="skip measuring the held-out models twice (no noise floor)"
     )
     farm.set_defaults(run=run_farm)
@@ -171,6 +177,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         transfer_from=args.transfer_from,
         shots=args.shots,
         repeat=not args.no_repeat,
+        passes=args.passes,
         log=lambda message: print(message, file=sys.stderr),
     )
     print(report.table())

@@ -14,8 +14,10 @@ profile's learned kernel model with its four whole-model scales refitted (HELP's
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from adacomp.device_farm import MeasureSettings, OnnxModel, open_farm
-from adacomp.device_farm.cores import available_cores, reserve_cores
+from adacomp.device_farm.cores import available_cores, pin_process, reserve_cores
 from adacomp.device_farm.cost_model import accuracy_report, fit_efficiency, flops_baseline_fit, predict
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.device_farm.emulator import summarize
@@ -60,8 +62,9 @@ class Measured:
     name: str
     family: str
     summary: GraphSummary
-    latency_ms: float
+    latency_ms: float  # the fastest pass
     kernel_ms: dict[str, float] | None
+    passes_ms: tuple[float, ...] = ()
 
     def sample(self) -> ModelSample:
         return ModelSample(self.summary, self.latency_ms, self.kernel_ms)
@@ -79,6 +82,7 @@ class CalibrationReport:
     noise_floor: dict[str, float]
     profile_path: Path
     rows: list[dict[str, Any]]
+    flops_fit: tuple[float, float] = (0.0, 0.0)  # (ms per MAC, ms) fitted on the calibration models
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def table(self) -> str:
@@ -142,29 +146,40 @@ def measure_models(
     log: Log,
     *,
     kernels: bool,
+    passes: int = 1,
     label: str = "",
 ) -> list[Measured]:
-    """Measure each model (fresh: calibration never reuses a stored number); per-kernel times
-    too when `kernels` (the device must be this host)."""
-    measured = []
+    """Measure each model in `passes` separate passes over all of them (fresh: calibration never
+    reuses a stored number) and keep the fastest: on a shared machine a slow spell lasts seconds
+    and slows a whole measurement, so the fastest of a few, taken apart in time, is the one that
+    repeats. On this host each pass reports the 10th percentile of its timed runs and, when
+    `kernels`, of each kernel's profiled runs; other devices report their median."""
+    generated = list(models)
     target = farm.devices[device]
-    for i, generated in enumerate(models):
-        model = OnnxModel(generated.data, generated.name)
-        kernel_ms = None
-        if kernels and isinstance(target, HostDevice):
-            measurement, kernel_ms = target.measure_kernels(model, settings)
-            if farm.store is not None:
-                farm.store.add(measurement)
-        else:
-            measurement = farm.measure(model, device, settings, fresh=True)
-        summary = summarize(model, profile, settings.batch_size)
-        measured.append(
-            Measured(generated.name, generated.family, summary, measurement.latency.median_ms, kernel_ms)
-        )
-        log(
-            f"{label}[{i + 1}] {generated.name}: {measurement.latency.median_ms:.3f} ms ({summary.macs} MACs)"
-        )
-    return measured
+    host = target if isinstance(target, HostDevice) else None
+    latencies: list[list[float]] = [[] for _ in generated]
+    kernel_times: list[dict[str, float]] = [{} for _ in generated]
+    summaries = []
+    for one_pass in range(passes):
+        for i, item in enumerate(generated):
+            model = OnnxModel(item.data, item.name)
+            if host is not None:
+                measurement, low_ms, kernel_ms = host.measure_kernels(model, settings, kernels=kernels)
+                if farm.store is not None:
+                    farm.store.add(measurement)
+                for name, ms in kernel_ms.items():
+                    kernel_times[i][name] = min(ms, kernel_times[i].get(name, ms))
+            else:
+                low_ms = farm.measure(model, device, settings, fresh=True).latency.median_ms
+            latencies[i].append(low_ms)
+            if one_pass == 0:
+                summaries.append(summarize(model, profile, settings.batch_size))
+            where = f"{label}[{i + 1}/{len(generated)}] pass {one_pass + 1}"
+            log(f"{where}: {item.name}: {low_ms:.4f} ms, {summaries[i].macs} MACs")
+    return [
+        Measured(item.name, item.family, summary, min(times), kernel_ms or None, tuple(times))
+        for item, summary, times, kernel_ms in zip(generated, summaries, latencies, kernel_times, strict=True)
+    ]
 
 
 def noise_floor(first: Sequence[float], second: Sequence[float]) -> dict[str, float]:
@@ -214,6 +229,7 @@ def run_calibration(
     shots: int = 10,
     held_out: int | None = None,
     repeat: bool = True,
+    passes: int = 2,
     settings: MeasureSettings | None = None,
     log: Log = print,
 ) -> CalibrationReport:
@@ -228,35 +244,93 @@ def run_calibration(
         raise AdacompError(f"threads: expected 1 to 256 intra-op threads, got {threads}")
     if held_out is not None and not 2 <= held_out <= MAX_MODELS:
         raise AdacompError(f"held_out: expected 2 to {MAX_MODELS} models to check on, got {held_out}")
+    if not 1 <= passes <= 20:
+        raise AdacompError(f"passes: expected 1 to 20 measurement passes, got {passes}")
     if not 1 <= rounds <= 20:
         raise AdacompError(f"rounds: expected 1 to 20 rounds of adaptive sampling, got {rounds}")
-    farm = open_farm(config, store=store)
-    farm.device(device)
     source = load_profile(transfer_from if transfer_from is not None else base)
     if transfer_from is not None and source.kernel_model is None:
         raise AdacompError(
             f"profile {str(transfer_from)!r} has no learned kernel model to transfer; "
             "calibrate a device fully first"
         )
+    farm = open_farm(config, store=store)
+    farm.device(device)
     settings = settings or calibration_settings(threads)
+    with _off_the_measurement_cores(settings):
+        return _calibrate(
+            farm,
+            device,
+            models,
+            out_dir,
+            source,
+            settings,
+            seed,
+            threads,
+            rounds,
+            transfer_from,
+            shots,
+            held_out,
+            repeat,
+            passes,
+            log,
+        )
+
+
+@contextlib.contextmanager
+def _off_the_measurement_cores(settings: MeasureSettings) -> Iterator[None]:
+    """Keep this process (exporting the next model) off the cores the timing worker is pinned to."""
+    if not settings.cores or not hasattr(os, "sched_getaffinity"):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    others = before - set(settings.cores)
+    if others:
+        pin_process(sorted(others))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _calibrate(
+    farm: Farm,
+    device: str,
+    models: int,
+    out_dir: Path,
+    source: DeviceProfile,
+    settings: MeasureSettings,
+    seed: int,
+    threads: int,
+    rounds: int,
+    transfer_from: str | Path | None,
+    shots: int,
+    held_out: int | None,
+    repeat: bool,
+    passes: int,
+    log: Log,
+) -> CalibrationReport:
     kernels = isinstance(farm.devices[device], HostDevice) and transfer_from is None
     if kernels:  # ORT's profiler names the kernels of the graph this host runs: level "all"
         source = source.model_copy(update={"kernel_graph": "all"})
     held = held_out if held_out is not None else max(2, models // 4)
     # The held-out models come first and are never fitted on (a seed of their own).
     held_models = list(calibration_models(held, seed + 1_000_003))
-    check = measure_models(farm, device, held_models, source, settings, log, kernels=False, label="held-out ")
+    # Held out: twice the passes when the noise floor is wanted, so that it compares the
+    # protocol with itself (fastest of the first half against fastest of the second half).
+    held_passes = 2 * passes if repeat else passes
+    check = measure_models(
+        farm, device, held_models, source, settings, log, kernels=False, passes=held_passes, label="held-out "
+    )
     noise: dict[str, float] = {}
     if repeat:
-        again = measure_models(
-            farm, device, held_models, source, settings, log, kernels=False, label="repeat "
-        )
-        noise = noise_floor([m.latency_ms for m in check], [m.latency_ms for m in again])
+        first, second = [min(m.passes_ms[:passes]) for m in check], [min(m.passes_ms[passes:]) for m in check]
+        noise = {**noise_floor(first, second), "passes": float(passes)}
     history: list[dict[str, Any]] = []
     if transfer_from is not None:
         mode = "few-shot"
         fit = measure_models(
-            farm, device, calibration_models(shots, seed), source, settings, log, kernels=False
+            farm, device, calibration_models(shots, seed), source, settings, log, kernels=False, passes=passes
         )
         learned = refit_scales(
             load_kernel_model(str(source.kernel_model)), [m.sample() for m in fit], source, threads=threads
@@ -264,12 +338,19 @@ def run_calibration(
     elif kernels:
         mode = "full"
         fit, learned = _adaptive_fit(
-            farm, device, models, source, settings, seed, threads, rounds, log, history
+            farm, device, models, source, settings, seed, threads, rounds, passes, log, history
         )
     else:
         mode = "roofline"
         fit = measure_models(
-            farm, device, calibration_models(models, seed), source, settings, log, kernels=False
+            farm,
+            device,
+            calibration_models(models, seed),
+            source,
+            settings,
+            log,
+            kernels=False,
+            passes=passes,
         )
         learned = None
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -330,6 +411,7 @@ def run_calibration(
         noise_floor=noise,
         profile_path=path,
         rows=rows,
+        flops_fit=(a, b),
         rounds=history,
     )
 
@@ -343,12 +425,15 @@ def _adaptive_fit(
     seed: int,
     threads: int,
     rounds: int,
+    passes: int,
     log: Log,
     history: list[dict[str, Any]],
 ) -> tuple[list[Measured], KernelModel]:
     """Fit on a first half, then add models rich in the worst-predicted kinds, round by round."""
     first = max(MIN_MODELS - 2, models // 2) if rounds > 1 else models
-    fit = measure_models(farm, device, calibration_models(first, seed), profile, settings, log, kernels=True)
+    fit = measure_models(
+        farm, device, calibration_models(first, seed), profile, settings, log, kernels=True, passes=passes
+    )
     learned = fit_kernel_model([m.sample() for m in fit], profile, threads=threads, seed=seed)
     remaining = models - first
     for round_index in range(1, rounds):
@@ -371,6 +456,7 @@ def _adaptive_fit(
             settings,
             log,
             kernels=True,
+            passes=passes,
             label=f"round {round_index} ",
         )
         remaining -= batch
