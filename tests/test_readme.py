@@ -87,7 +87,9 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     host = load_profile(tmp_path / ".adacomp" / "profiles" / "host.yaml")
     assert host.name == "host" and host.kernel_model is not None and host.kernel_graph == "all"
-    few_shot = next(out for command, out in outputs.items() if "--from .adacomp/profiles/host.yaml" in command)
+    few_shot = next(
+        out for command, out in outputs.items() if "--from .adacomp/profiles/host.yaml" in command
+    )
     assert "few-shot calibration" in few_shot and "fitted on 6 models" in few_shot
     two = load_profile(tmp_path / ".adacomp" / "profiles" / "two_threads" / "host.yaml")
     assert two.calibration["threads"] == 2 and two.calibration["mode"] == "few-shot"

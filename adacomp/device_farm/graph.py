@@ -294,13 +294,27 @@ def analyze(proto: onnx.ModelProto, batch_size: int = 1, *, shapes_given: bool =
 def _given_shapes(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
     model = onnx.ModelProto()
     model.CopyFrom(proto)
-    graph = model.graph
+    return with_batch_size(model, batch_size)
+
+
+def with_batch_size(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
+    """`proto` with its batch dimension set to `batch_size` wherever its recorded shapes carry it:
+    the symbolic first dim of the inputs, by name, in every shape. Other symbolic dims (a
+    data-dependent height) stay unknown, so the node that needs them is refused by name."""
+    graph = proto.graph
+    initializers = {init.name for init in graph.initializer}
+    batch_names = set()
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name not in initializers and dims and dims[0].HasField("dim_param"):
+            batch_names.add(dims[0].dim_param)
     for value in [*graph.input, *graph.value_info, *graph.output]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.HasField("dim_param") or dim.dim_value <= 0:
+        for index, dim in enumerate(value.type.tensor_type.shape.dim):
+            unnamed_batch = index == 0 and not dim.HasField("dim_param") and dim.dim_value <= 0
+            if unnamed_batch or (dim.HasField("dim_param") and dim.dim_param in batch_names):
                 dim.Clear()
                 dim.dim_value = batch_size
-    return model
+    return proto
 
 
 def infer_shapes(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import onnx
 
-from adacomp.device_farm.graph import GraphSummary, analyze, infer_shapes
+from adacomp.device_farm.graph import GraphSummary, analyze, infer_shapes, with_batch_size
 from adacomp.device_farm.model import OnnxModel
 from adacomp.errors import AdacompError
 
@@ -134,16 +134,6 @@ def has_fp16(model: OnnxModel) -> bool:
     return any(
         v.type.tensor_type.elem_type == fp16 for v in [*graph.input, *graph.value_info, *graph.output]
     ) or any(init.data_type == fp16 for init in graph.initializer)
-
-
-def with_batch_size(proto: onnx.ModelProto, batch_size: int) -> onnx.ModelProto:
-    """`proto` with every symbolic or unknown dim of its recorded shapes set to `batch_size`."""
-    for value in [*proto.graph.input, *proto.graph.value_info, *proto.graph.output]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.HasField("dim_param") or dim.dim_value <= 0:
-                dim.Clear()
-                dim.dim_value = batch_size
-    return proto
 
 
 def inferred_shapes(proto: onnx.ModelProto, batch_size: int) -> onnx.GraphProto:

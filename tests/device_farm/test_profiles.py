@@ -97,6 +97,26 @@ def _write(tmp_path: Path, **changes: object) -> Path:
         ({"throughput_gmacs": {"fp64": {"conv": 1, "depthwise_conv": 1, "gemm": 1}}}, "throughput_gmacs"),
         ({"efficiency": {"conv": 0}}, "efficiency"),
         ({"efficiency": {"convolution": 1.0}}, "efficiency"),
+        ({"kernel_graph": "fastest"}, "kernel_graph"),
+        ({"kernel_model": "nowhere.kernels.json"}, "kernel_model"),
+        ({"published": [{"source": "x", "model": "m", "precision": "fp64"}]}, "published"),
+        (
+            {
+                "published": [
+                    {
+                        "source": "x",
+                        "model": "m",
+                        "precision": "fp32",
+                        "runtime": "r",
+                        "threads": 1,
+                        "published_ms": -3,
+                        "predicted_ms": 1,
+                    }
+                ]
+            },
+            "published",
+        ),
+        ({"calibration": {"held_out_within_10": [1, 2]}}, "calibration"),
     ],
 )
 def test_bad_profile_names_file_and_field(tmp_path: Path, changes: dict[str, object], field: str) -> None:
