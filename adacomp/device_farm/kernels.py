@@ -250,6 +250,15 @@ def _output_shape(
             rest = _numel([d for d in target if d != -1])
             target[target.index(-1)] = _numel(first) // max(1, rest)
         return tuple(target)
+    if op.startswith("Reduce") or op in ("Squeeze", "Unsqueeze"):
+        given = values.get(node.input[1]) if len(node.input) > 1 and node.input[1] else attrs.get("axes")
+        return _reduced(op, first, list(given) if given is not None else None, attrs)
+    if op == "Concat":
+        known = [shape for shape in inputs if shape is not None]
+        if len(known) != len(inputs):
+            return None
+        axis = int(attrs.get("axis", 0)) % len(first)
+        return tuple(sum(s[axis] for s in known) if i == axis else d for i, d in enumerate(first))
     if op == "Flatten":
         axis = int(attrs.get("axis", 1)) % max(1, len(first))
         return (_numel(first[:axis]), _numel(first[axis:]))
@@ -259,6 +268,27 @@ def _output_shape(
     rank = max(len(shape) for shape in known)
     padded = [(1,) * (rank - len(shape)) + shape for shape in known]
     return tuple(max(dims) for dims in zip(*padded, strict=True))
+
+
+def _reduced(
+    op: str, shape: tuple[int, ...], axes: list[int] | None, attrs: dict[str, Any]
+) -> tuple[int, ...]:
+    """Output shape of a Reduce*, Squeeze or Unsqueeze over `axes` (None: every axis)."""
+    if op == "Unsqueeze":
+        rank = len(shape) + len(axes or [])
+        where = {a % rank for a in axes or []}
+        rest = iter(shape)
+        return tuple(1 if i in where else next(rest) for i in range(rank))
+    rank = len(shape)
+    if op == "Squeeze":
+        where = {a % rank for a in axes} if axes else {i for i, d in enumerate(shape) if d == 1}
+        return tuple(d for i, d in enumerate(shape) if i not in where)
+    if not axes and attrs.get("noop_with_empty_axes"):
+        return shape
+    where = {a % rank for a in axes} if axes else set(range(rank))
+    if attrs.get("keepdims", 1):
+        return tuple(1 if i in where else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in where)
 
 
 def _numel(dims: Sequence[int]) -> int:
