@@ -292,10 +292,8 @@ class KernelModel:
             raise AdacompError(
                 f"{where}: scales need {', '.join(SCALE_NAMES)} as numbers, and threads, tree_threads"
             ) from None
-        if (
-            not all(math.isfinite(v) and v >= 0 for v in values)
-            or not 1 <= min(threads, tree_threads) <= max(threads, tree_threads) <= 1024
-        ):
+        in_range = all(math.isfinite(v) and v >= low for v, low in zip(values, _SCALE_LOWER, strict=True))
+        if not in_range or not 1 <= min(threads, tree_threads) <= max(threads, tree_threads) <= 1024:
             raise AdacompError(
                 f"{where}: scales must be finite and >= 0 (per_kernel_ms >= -0.05), threads in 1..1024"
             )
