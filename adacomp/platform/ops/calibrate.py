@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from adacomp.device_farm import MeasureSettings, OnnxModel, open_farm
+from adacomp.device_farm import DeviceError, MeasureSettings, OnnxModel, open_farm
 from adacomp.device_farm.cores import available_cores, pin_process, reserve_cores
 from adacomp.device_farm.cost_model import accuracy_report, fit_efficiency, flops_baseline_fit, predict
 from adacomp.device_farm.devices.host import HostDevice
@@ -173,20 +173,30 @@ def measure_models(
         for i in pending:
             item = generated[i]
             model = OnnxModel(item.data, item.name)
-            if host is not None:
-                measurement, low_ms, kernel_ms = host.measure_kernels(model, settings, kernels=kernels)
-                if farm.store is not None:
-                    farm.store.add(measurement)
-                for name, ms in kernel_ms.items():
-                    kernel_times[i][name] = min(ms, kernel_times[i].get(name, ms))
-            else:
-                low_ms = farm.measure(model, device, settings, fresh=True).latency.median_ms
+            try:
+                if host is not None:
+                    measurement, low_ms, kernel_ms = host.measure_kernels(model, settings, kernels=kernels)
+                    if farm.store is not None:
+                        farm.store.add(measurement)
+                    for name, ms in kernel_ms.items():
+                        kernel_times[i][name] = min(ms, kernel_times[i].get(name, ms))
+                else:
+                    low_ms = farm.measure(model, device, settings, fresh=True).latency.median_ms
+            except DeviceError as exc:  # too noisy this time: the next pass measures it again
+                log(f"{label}[{i + 1}/{len(generated)}] {item.name}: {exc}")
+                continue
             latencies[i].append(low_ms)
             where = f"{label}[{i + 1}/{len(generated)}] pass {one_pass + 1}"
             log(f"{where}: {item.name}: {low_ms:.4f} ms, {summaries[i].macs} MACs")
+    unmeasured = [item.name for item, times in zip(generated, latencies, strict=True) if not times]
+    if len(unmeasured) == len(generated):
+        raise AdacompError(f"device {device!r} measured none of the {len(generated)} calibration models")
+    if unmeasured:
+        log(f"{label}left out, never measured without noise: {', '.join(unmeasured)}")
     return [
         Measured(item.name, item.family, summary, min(times), kernel_ms or None, tuple(times))
         for item, summary, times, kernel_ms in zip(generated, summaries, latencies, kernel_times, strict=True)
+        if times
     ]
 
 
@@ -337,13 +347,15 @@ def _calibrate(
         again = measure_models(
             farm, device, held_models, source, settings, log, kernels=False, passes=passes, label="repeat "
         )
+        repeated = {m.name: m for m in again}
+        check = [m for m in check if m.name in repeated]
         noise = {
-            **noise_floor([m.latency_ms for m in check], [m.latency_ms for m in again]),
+            **noise_floor([m.latency_ms for m in check], [repeated[m.name].latency_ms for m in check]),
             "passes": float(passes),
         }
         check = [
             replace(m, latency_ms=min(m.latency_ms, r.latency_ms), passes_ms=m.passes_ms + r.passes_ms)
-            for m, r in zip(check, again, strict=True)
+            for m, r in ((m, repeated[m.name]) for m in check)
         ]
     history: list[dict[str, Any]] = []
     if transfer_from is not None:
