@@ -271,6 +271,9 @@ def main() -> int:
     parser.add_argument("--fewshot-held-out", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument(
+        "--profile-out", type=Path, help="keep the calibrated profiles here (default: discarded)"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {
         "meta": {
@@ -281,7 +284,7 @@ def main() -> int:
         }
     }
     with tempfile.TemporaryDirectory() as tmp:
-        out_dir = Path(tmp)
+        out_dir = args.profile_out or Path(tmp)
         report = calibrate(args, out_dir)
         results["calibration"] = _report_json(report)
         results["unseen"] = unseen(args, report)

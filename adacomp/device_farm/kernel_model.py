@@ -435,6 +435,10 @@ def refit_scales(
     matrix, target = np.asarray(rows), np.asarray(targets)
     current = np.asarray(model.scales.as_list())
     if prior is not None and prior > 0:
+        # First the one number a few measurements pin down well: how much faster or slower the
+        # new device is overall (median ratio); the four scales then move around that.
+        predicted = matrix @ current  # relative to each measured latency
+        current = current / float(np.median(predicted[predicted > 0])) if np.any(predicted > 0) else current
         # Pull each scale towards its current value, relative to its size (a row per scale).
         weight = math.sqrt(prior)
         size = np.maximum(np.abs(current), [1e-3, 1e-3, 1e-2, 1e-2])
