@@ -10,7 +10,6 @@ from adacomp.device_farm.cost_model import predict
 from adacomp.device_farm.devices._base import DeviceError
 from adacomp.device_farm.devices.emulated import EmulatedDevice
 from adacomp.device_farm.farm import build_device
-from adacomp.device_farm.graph import analyze
 from adacomp.device_farm.kernels import runtime_summary
 from adacomp.device_farm.profiles import builtin_profile_names, load_profile
 from tests.device_farm.test_graph import data_dependent_conv, exported
