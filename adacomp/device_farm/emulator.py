@@ -15,9 +15,9 @@ from dataclasses import replace
 from adacomp.device_farm.cost_model import Prediction, predict
 from adacomp.device_farm.graph import GraphSummary
 from adacomp.device_farm.kernel_model import load_kernel_model
-from adacomp.device_farm.kernels import KernelGraph, has_fp16, runtime_summary
+from adacomp.device_farm.kernels import has_fp16, runtime_summary
 from adacomp.device_farm.model import OnnxModel
-from adacomp.device_farm.profiles import DeviceProfile
+from adacomp.device_farm.profiles import DeviceProfile, KernelGraph
 
 
 def kernel_graph_for(model: OnnxModel, profile: DeviceProfile) -> KernelGraph:

@@ -27,7 +27,7 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +142,7 @@ class TreeEnsemble:
         )
         # sklearn's starting value (mean, or median for robust losses), recovered exactly.
         base = float(model.predict(sample[:1])[0] - ensemble.predict(sample[:1])[0])
-        return cls(**{**ensemble.__dict__, "base": base})
+        return replace(ensemble, base=base)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if len(self.roots) == 0:

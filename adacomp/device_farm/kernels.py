@@ -33,10 +33,9 @@ import onnx
 
 from adacomp.device_farm.graph import GraphSummary, analyze, infer_shapes, with_batch_size
 from adacomp.device_farm.model import OnnxModel
+from adacomp.device_farm.profiles import KernelGraph
 from adacomp.errors import AdacompError
 
-KernelGraph = Literal["replay", "extended", "all"]
-KERNEL_GRAPHS: tuple[KernelGraph, ...] = ("replay", "extended", "all")
 _CACHE_SIZE = 4096
 # Convolutions whose output shape ORT may leave unrecorded, and where their weight is.
 _WEIGHT_INPUT = {"Conv": 1, "FusedConv": 1, "QLinearConv": 3}
