@@ -1,21 +1,67 @@
 """Loading a YAML config into a pydantic model, with one-line errors naming the file and field.
 
-Shared by the farm config and the search config: safe_load only, a mapping at the top, the first
+Shared by the farm config and the search config: read through the loading guard
+(`safe_load.py`: size, depth, number length, finite numbers), safe_load only, a mapping at the top, the first
 validation error reported as `file: field.path: message`.
 """
 
 from __future__ import annotations
 
 import difflib
+import typing
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from adacomp.errors import AdacompError
+from adacomp.safe_load import load_yaml_file
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _mentions_bool(annotation: Any) -> bool:
+    """Whether a field's type accepts a bool anywhere (`bool`, `bool | None`, `tuple[bool, ...]`)."""
+    if annotation is bool:
+        return True
+    if annotation is Any:
+        return True
+    return any(_mentions_bool(arg) for arg in typing.get_args(annotation) if arg is not Ellipsis)
+
+
+def _holds_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, list | tuple):
+        return any(isinstance(item, bool) for item in value)
+    if isinstance(value, dict):
+        return any(isinstance(item, bool) for item in value.values())
+    return False
+
+
+class ConfigModel(BaseModel):
+    """The base of every config the project validates (search, farm, measure settings, profiles).
+
+    Frozen values; unknown keys refused; no NaN or infinity in any float (NaN would make a
+    constraint's comparison always false: a hard limit silently switched off); no `true`/`false`
+    where a number is expected (pydantic's lax mode reads `trials: true` as 1). Every numeric
+    field states its range with `ge`/`gt` and `le`/`lt` (tests/test_config_ranges.py checks that
+    each one does).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, data: Any) -> Any:
+        # A model-level check: pydantic forbids field validators on a union's discriminator field.
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            for key in {name, field.alias or name}:
+                if key in data and _holds_bool(data[key]) and not _mentions_bool(field.annotation):
+                    raise ValueError(f"{key}: expected a number, got {str(data[key]).lower()}")
+        return data
 
 
 def describe_validation_error(exc: ValidationError) -> str:
@@ -40,14 +86,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 def load_yaml_model(path: str | Path, model: type[ModelT], what: str, expected: str) -> ModelT:
     """Read `path` as YAML and validate it as `model`; `what` names it in errors ("farm config")."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise AdacompError(f"{what} {str(path)!r} does not exist") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-        raise AdacompError(f"{what} {str(path)!r} cannot be read: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise AdacompError(f"{what} {str(path)!r}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    data = load_yaml_file(path, what)
     if not isinstance(data, dict):
         raise AdacompError(f"{what} {str(path)!r}: expected a mapping ({expected})")
     try:

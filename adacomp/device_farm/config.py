@@ -9,17 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from adacomp.errors import AdacompError
-from adacomp.yaml_config import load_yaml_model
+from adacomp.yaml_config import ConfigModel, load_yaml_model
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
+Core = Annotated[int, Field(ge=0, le=4095)]  # a CPU number (Linux caps them at 4096 by default)
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-    name: str = Field(pattern=NAME)
+class _Spec(ConfigModel):
+    model_config = ConfigDict(populate_by_name=True)
+    name: str = Field(pattern=NAME, max_length=128)
     # The class a device stands for ("pixel4"); a failed device may be replaced by another of its class.
     device_class: str = Field(alias="class", pattern=NAME)
 
@@ -32,15 +34,15 @@ class EmulatedSpec(_Spec):
 class HostSpec(_Spec):
     kind: Literal["host"]
     device_class: str = Field("host", alias="class", pattern=NAME)
-    cores: tuple[int, ...] | None = None  # reserved for measurements; None = any core
-    timeout_s: float = Field(300.0, gt=0)
+    cores: tuple[Core, ...] | None = None  # reserved for measurements; None = any core
+    timeout_s: float = Field(300.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 class AgentSpec(_Spec):
     kind: Literal["agent"]
     url: str = Field(pattern=r"^https?://")
     token_file: Path
-    timeout_s: float = Field(300.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 class AdbSpec(_Spec):
@@ -51,20 +53,18 @@ class AdbSpec(_Spec):
     adb: str = "adb"
     remote_dir: str = "/data/local/tmp/adacomp"
     energy: bool = True  # sample the battery fuel gauge (see devices/adb.py for the USB caveat)
-    timeout_s: float = Field(300.0, gt=0)
+    timeout_s: float = Field(300.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 DeviceSpec = Annotated[EmulatedSpec | HostSpec | AgentSpec | AdbSpec, Field(discriminator="kind")]
 
 
-class FarmConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    devices: tuple[DeviceSpec, ...]
-    queue_size: int = Field(16, ge=0)  # callers waiting for one device beyond the one measuring
-    lease_timeout_s: float = Field(600.0, gt=0)  # how long a caller waits for its turn
+class FarmConfig(ConfigModel):
+    devices: tuple[DeviceSpec, ...] = Field(max_length=1024)
+    queue_size: int = Field(16, ge=0, le=100_000)  # callers waiting for one device beyond the one measuring
+    lease_timeout_s: float = Field(600.0, gt=0, le=MAX_TIMEOUT_S)  # how long a caller waits for its turn
     retries: int = Field(1, ge=0, le=10)  # a failed measurement is retried this many times
-    quarantine_s: float = Field(300.0, ge=0)  # then the device rests this long
+    quarantine_s: float = Field(300.0, ge=0, le=MAX_TIMEOUT_S)  # then the device rests this long
     fallback_to_class: bool = True  # then another device of the same class may answer
     store: Path | None = None  # measurement store directory; None: no store
 

@@ -38,6 +38,7 @@ from adacomp.device_farm.cost_model import kernel_prior_ms, roofline_terms
 from adacomp.device_farm.graph import COMPUTE_KINDS, GraphSummary, OpCost, OpKind
 from adacomp.device_farm.profiles import DeviceProfile
 from adacomp.errors import AdacompError
+from adacomp.safe_load import LoadLimits, load_json_file
 
 FORMAT = "adacomp.kernel_model/1"
 FEATURES = (
@@ -64,6 +65,8 @@ MIN_KERNELS_TO_FIT = 24
 SCALE_NAMES = ("run_ms", "per_kernel_ms", "compute", "memory")
 _SCALE_LOWER = np.array([0.0, -0.05, 0.0, 0.0])  # per_kernel_ms: down to -50 us (profiler overhead)
 _MAX_FILE_BYTES = 64 * 1024 * 1024
+# Trees are flat arrays: many values, shallow.
+_LIMITS = LoadLimits(max_bytes=_MAX_FILE_BYTES, max_items=20_000_000)
 
 
 def op_code(op_type: str) -> float:
@@ -332,11 +335,9 @@ def load_kernel_model(path: str | Path) -> KernelModel:
             raise AdacompError(
                 f"kernel model {str(path)!r} is {stat.st_size} bytes; at most {_MAX_FILE_BYTES}"
             )
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = load_json_file(path, "kernel model", _LIMITS)
     except OSError as exc:
         raise AdacompError(f"kernel model {str(path)!r} cannot be read: {exc.strerror or exc}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise AdacompError(f"kernel model {str(path)!r} is not valid JSON ({exc})") from None
     model = KernelModel.from_dict(data, f"kernel model {str(path)!r}")
     _loaded[key] = model
     return model

@@ -11,14 +11,15 @@ Files are read with ``yaml.safe_load`` only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from adacomp.device_farm.graph import OpKind, Precision
 from adacomp.errors import AdacompError
-from adacomp.yaml_config import describe_validation_error
+from adacomp.safe_load import load_yaml_file
+from adacomp.yaml_config import ConfigModel, describe_validation_error
 
 PROFILE_DIR = Path(__file__).with_name("profiles")
 
@@ -26,10 +27,15 @@ ComputeKind = Literal["conv", "depthwise_conv", "gemm"]
 KernelGraph = Literal["replay", "extended", "all"]
 
 
-class PublishedLatency(BaseModel):
-    """A latency someone measured on this device, and what the profile predicts for that graph."""
+# Per-unit rates and overheads: far beyond any real device, below what overflows a prediction.
+MAX_RATE = 1e7
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE)]
+Record = Annotated[int, Field(ge=-(10**12), le=10**12)] | Annotated[float, Field(ge=-1e12, le=1e12)]
+
+
+class PublishedLatency(ConfigModel):
+    """A latency someone measured on this device, and what the profile predicts for that graph."""
 
     source: str = Field(min_length=1)
     model: str = Field(min_length=1)  # one of `adacomp.device_farm.reference_models` names
@@ -44,10 +50,8 @@ class PublishedLatency(BaseModel):
 COMPUTE_KIND_NAMES: tuple[ComputeKind, ...] = ("conv", "depthwise_conv", "gemm")
 
 
-class DeviceProfile(BaseModel):
+class DeviceProfile(ConfigModel):
     """One device as the cost model sees it. Absent int8/fp16 throughput means: no such kernels."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1)
     description: str = ""
@@ -56,27 +60,27 @@ class DeviceProfile(BaseModel):
     cores: int = Field(ge=1, le=512)  # cores an inference may use (threads beyond these do not help)
     freq_ghz: float = Field(gt=0, le=10)  # clock of the core the first thread runs on
     # Sustained GMAC/s of ONE thread, per precision and compute kind: peak x kernel efficiency.
-    throughput_gmacs: dict[Precision, dict[ComputeKind, float]]
-    bandwidth_gbs: float = Field(gt=0)  # effective DRAM bandwidth one inference sees
-    op_overhead_us: float = Field(ge=0)  # per executed node: dispatch, allocation, thread wake-up
+    throughput_gmacs: dict[Precision, dict[ComputeKind, Rate]]
+    bandwidth_gbs: float = Field(gt=0, le=MAX_RATE)  # effective DRAM bandwidth one inference sees
+    op_overhead_us: float = Field(ge=0, le=MAX_RATE)  # per executed node: dispatch, allocation, wake-up
     # Per inference, whatever the graph: the runtime's call path (binding inputs, allocating outputs).
-    run_overhead_us: float = Field(0.0, ge=0)
+    run_overhead_us: float = Field(0.0, ge=0, le=MAX_RATE)
     # Per-kind factor on the roofline time of an op (1.0 = as derived; < 1 slower): what calibration fits.
-    efficiency: dict[OpKind, float] = Field(default_factory=dict)
+    efficiency: dict[OpKind, Annotated[float, Field(gt=0, le=1000)]] = Field(default_factory=dict)
     # Each extra thread adds this share of one thread's compute (big.LITTLE, shared caches).
     parallel_efficiency: float = Field(0.75, gt=0, le=1)
-    active_power_w: float = Field(gt=0)  # CPU cluster + uncore while one thread runs
-    extra_core_power_w: float = Field(0.0, ge=0)  # per additional busy core
-    dram_pj_per_byte: float = Field(ge=0)
-    memory_mb: float = Field(gt=0)  # RAM an app can use before it is killed
-    runtime_arena_mb: float = Field(0.0, ge=0)  # fixed memory of the runtime itself, added to peaks
+    active_power_w: float = Field(gt=0, le=10_000)  # CPU cluster + uncore while one thread runs
+    extra_core_power_w: float = Field(0.0, ge=0, le=10_000)  # per additional busy core
+    dram_pj_per_byte: float = Field(ge=0, le=MAX_RATE)
+    memory_mb: float = Field(gt=0, le=1e9)  # RAM an app can use before it is killed
+    runtime_arena_mb: float = Field(0.0, ge=0, le=1e9)  # fixed memory of the runtime, added to peaks
     # Which graph is priced: ONNX Runtime's optimised graph at level "all" (this machine's ISA)
     # or "extended" (the fusions every CPU gets), or the portable replay (`graph.py`).
     kernel_graph: KernelGraph = "extended"
     # A learned per-kernel model (JSON written by `farm calibrate`); relative to the profile file.
     kernel_model: str | None = None
     # What calibration measured (held-out accuracy, noise floor): a record, not used to predict.
-    calibration: dict[str, float | int | str] = Field(default_factory=dict)
+    calibration: dict[str, Record | str] = Field(default_factory=dict)
     # Published measurements of standard models on this device, with the profile's prediction.
     published: tuple[PublishedLatency, ...] = ()
 
@@ -144,14 +148,7 @@ def builtin_profile_names() -> list[str]:
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
     """A built-in profile by name (e.g. "pixel4"), or a profile YAML by path."""
     path = _resolve(name_or_path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AdacompError(f"profile {str(path)!r} cannot be read: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise AdacompError(f"profile {str(path)!r} is not valid YAML{where}") from None
+    data = load_yaml_file(path, "profile")
     if not isinstance(data, dict):
         raise AdacompError(f"profile {str(path)!r}: expected a mapping of fields, got {type(data).__name__}")
     try:

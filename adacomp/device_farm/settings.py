@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from adacomp.yaml_config import ConfigModel
 
 
-class MeasureSettings(BaseModel):
+class MeasureSettings(ConfigModel):
     """Settings of one measurement; part of the store's cache key."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     warmup_runs: int = Field(5, ge=0, le=1000)
     min_runs: int = Field(20, ge=1, le=100_000)
@@ -20,11 +20,11 @@ class MeasureSettings(BaseModel):
     # A measurement whose cv stays above this after max_runs is refused as noise.
     max_cv: float = Field(0.25, gt=0, le=10)
     repeats_when_noisy: int = Field(2, ge=0, le=10)
-    max_seconds: float = Field(60.0, gt=0)  # timed runs stop here even if not yet stable
+    max_seconds: float = Field(60.0, gt=0, le=24 * 3600)  # timed runs stop here even if not yet stable
     batch_size: int = Field(1, ge=1, le=4096)
     intra_op_threads: int = Field(1, ge=1, le=1024)
     # Cores the measuring process is pinned to (Linux); None leaves the OS to choose.
-    cores: tuple[int, ...] | None = None
+    cores: tuple[Annotated[int, Field(ge=0, le=4095)], ...] | None = None
 
     @model_validator(mode="after")
     def _runs_in_order(self) -> MeasureSettings:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from adacomp.device_farm.settings import MeasureSettings
-from adacomp.yaml_config import load_yaml_model
+from adacomp.yaml_config import ConfigModel, load_yaml_model
 
 DeviceMetric = Literal["latency", "energy", "memory"]
 ModelMetric = Literal["accuracy", "accuracy_drop", "storage"]
@@ -31,8 +31,22 @@ UNITS = {
 }
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+# Ranges: far beyond any sensible setting, far below what never ends or overflows. A bound a
+# user meets is one line naming the field and the range.
+MAX_TRIALS = 100_000
+MAX_STEPS = 100_000_000
+MAX_EPOCHS = 100_000.0
+MAX_WEIGHT = 1e6
+MAX_SECONDS = 7 * 24 * 3600.0
+# A constraint's bound: storage in bytes reaches 1e12 (a terabyte); nothing needs more.
+MAX_BOUND = 1e15
+
+Fraction = Annotated[float, Field(gt=0, le=1)]
+Hidden = Annotated[int, Field(ge=1, le=65_536)]
+
+
+class _Frozen(ConfigModel):
+    """Every section of the search config: see ConfigModel (frozen, finite, ranged, no bools)."""
 
 
 class Objective(_Frozen):
@@ -61,13 +75,15 @@ class Objective(_Frozen):
 class Constraint(_Frozen):
     metric: Metric
     target: str | None = None
-    max: float | None = None
-    min: float | None = None
+    max: float | None = Field(None, ge=-MAX_BOUND, le=MAX_BOUND)
+    min: float | None = Field(None, ge=-MAX_BOUND, le=MAX_BOUND)
 
     @model_validator(mode="after")
     def _check(self) -> Constraint:
         if self.max is None and self.min is None:
             raise ValueError("a constraint needs 'max' or 'min'")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min:g}) is above max ({self.max:g}): no value satisfies both")
         if self.metric in PER_DEVICE and self.target is None:
             raise ValueError(f"constraint on {self.metric!r} is per device: give 'target'")
         return self
@@ -96,16 +112,16 @@ class Constraint(_Frozen):
 class UsageWeights(_Frozen):
     """AdaDeep-style utility: weighted normalised accuracy against weighted normalised costs."""
 
-    accuracy: float = Field(1.0, ge=0)
-    latency: float = Field(0.0, ge=0)
-    energy: float = Field(0.0, ge=0)
-    storage: float = Field(0.0, ge=0)
-    memory: float = Field(0.0, ge=0)
+    accuracy: float = Field(1.0, ge=0, le=MAX_WEIGHT)
+    latency: float = Field(0.0, ge=0, le=MAX_WEIGHT)
+    energy: float = Field(0.0, ge=0, le=MAX_WEIGHT)
+    storage: float = Field(0.0, ge=0, le=MAX_WEIGHT)
+    memory: float = Field(0.0, ge=0, le=MAX_WEIGHT)
 
 
 class Finetune(_Frozen):
-    epochs: float | None = Field(None, gt=0)
-    steps: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0, le=MAX_EPOCHS)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     distill: bool = False
 
 
@@ -117,9 +133,9 @@ class Polish(_Frozen):
     the search reports, shows in MLflow and registers; each trial's own numbers stay in its
     child run. `top_k: 0` skips it."""
 
-    top_k: int = Field(3, ge=0)
-    steps: int | None = Field(None, ge=1)
-    epochs: float | None = Field(None, gt=0)
+    top_k: int = Field(3, ge=0, le=1000)
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    epochs: float | None = Field(None, gt=0, le=MAX_EPOCHS)
     distill: bool = True
 
 
@@ -132,7 +148,7 @@ class SpaceSettings(_Frozen):
     sensitivity: bool = True
     # A probed setting whose accuracy drop before fine-tuning passes this (points) bounds its range.
     max_drop: float = Field(15.0, gt=0, le=100)
-    samples: int = Field(512, ge=16)  # validation samples each probe is scored on
+    samples: int = Field(512, ge=16, le=10_000_000)  # validation samples each probe is scored on
 
 
 class Fidelity(_Frozen):
@@ -144,7 +160,7 @@ class Fidelity(_Frozen):
 
     rungs: int = Field(3, ge=1, le=8)
     eta: int = Field(3, ge=2, le=10)
-    min_results: int = Field(3, ge=1)
+    min_results: int = Field(3, ge=1, le=MAX_TRIALS)
 
 
 class Output(_Frozen):
@@ -153,15 +169,15 @@ class Output(_Frozen):
     experiment: str = "adacomp"
     # How long the end of a search waits for an MLflow server that does not answer (the trials
     # are safe in the ledger either way; `--resume` logs what is missing).
-    mlflow_wait_s: float = Field(600.0, ge=0)
+    mlflow_wait_s: float = Field(600.0, ge=0, le=MAX_SECONDS)
 
 
 class SupernetSettings(_Frozen):
     """`adacomp supernet train | search` and `adacomp export` (AdaSpring): what may be elastic,
     the ensemble-training budget, how many configurations to evaluate and to ship."""
 
-    width: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
-    rank: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
+    width: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
+    rank: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
     depth: bool = True  # skippable blocks, where the model has any
     precisions: tuple[Literal["fp32", "fp16", "int8", "int8_weights"], ...] = (
         "fp32",
@@ -169,19 +185,21 @@ class SupernetSettings(_Frozen):
         "int8",
         "int8_weights",
     )
-    steps: int = Field(600, ge=1)  # ensemble-training steps (each: largest, smallest, `sampled`)
-    batch_size: int = Field(64, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    sampled: int = Field(2, ge=0)
+    steps: int = Field(600, ge=1, le=MAX_STEPS)  # ensemble-training steps (largest, smallest, `sampled`)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    lr: float = Field(1e-3, gt=0, le=10)
+    sampled: int = Field(2, ge=0, le=64)
     distill_weight: float = Field(1.0, ge=0, le=1)  # children learn from the largest's soft labels
-    checkpoint_every: int = Field(100, ge=1)
-    workers: int = Field(1, ge=1)  # > 1: data-parallel on Ray Train workers
+    checkpoint_every: int = Field(100, ge=1, le=MAX_STEPS)
+    workers: int = Field(1, ge=1, le=1024)  # > 1: data-parallel on Ray Train workers
     # torch threads while training in this process; None: torch's default (every core). Small
     # models train fastest on 1, and 2 threads on a busy 2-core machine were 40x slower.
-    threads: int | None = Field(None, ge=1)
-    trials: int = Field(40, ge=2)  # configurations `adacomp supernet search` evaluates
-    bundle_size: int = Field(8, ge=1)  # most configurations `adacomp export` ships
-    bn_batches: int = Field(8, ge=1)  # batches that re-estimate BatchNorm statistics per configuration
+    threads: int | None = Field(None, ge=1, le=1024)
+    trials: int = Field(40, ge=2, le=MAX_TRIALS)  # configurations `adacomp supernet search` evaluates
+    bundle_size: int = Field(8, ge=1, le=1024)  # most configurations `adacomp export` ships
+    bn_batches: int = Field(
+        8, ge=1, le=10_000
+    )  # batches that re-estimate BatchNorm statistics per configuration
     # What the device's selector trades at run time (the bundle manifest's utility); None: the
     # search's `utility`. The search weighs costs to pick one model to ship; on the device the
     # context's budgets already bound the costs, so AdaSpring's selector runs the most accurate
@@ -192,10 +210,6 @@ class SupernetSettings(_Frozen):
 
     @model_validator(mode="after")
     def _fractions(self) -> SupernetSettings:
-        for name in ("width", "rank"):
-            values = getattr(self, name)
-            if not all(0 < v <= 1 for v in values):
-                raise ValueError(f"supernet.{name}: {list(values)}; expected fractions in (0, 1]")
         if not self.precisions:
             raise ValueError("supernet.precisions: expected at least one of fp32, fp16, int8, int8_weights")
         return self
@@ -208,18 +222,22 @@ class RLSettings(_Frozen):
     a known plan is answered from the cache, so the agent may run many more episodes than trials.
     """
 
-    env_runners: int | None = Field(None, ge=1)  # parallel episode samplers; None: `concurrency`
-    episodes_per_update: int = Field(8, ge=1)  # PPO batch, in episodes
-    epochs: int = Field(6, ge=1)  # PPO passes over each batch
-    lr: float = Field(1e-3, gt=0)
-    entropy: float = Field(0.01, ge=0)  # entropy bonus: keeps the agent exploring
-    hidden: tuple[int, ...] = Field((64, 64), min_length=1)
-    penalty: float = Field(1.0, ge=0)  # reward lost per relative constraint violation (capped at 1 each)
+    env_runners: int | None = Field(None, ge=1, le=1024)  # parallel episode samplers; None: `concurrency`
+    episodes_per_update: int = Field(8, ge=1, le=MAX_TRIALS)  # PPO batch, in episodes
+    epochs: int = Field(6, ge=1, le=1000)  # PPO passes over each batch
+    lr: float = Field(1e-3, gt=0, le=10)
+    entropy: float = Field(0.01, ge=0, le=100)  # entropy bonus: keeps the agent exploring
+    hidden: tuple[Hidden, ...] = Field((64, 64), min_length=1, max_length=16)
+    penalty: float = Field(
+        1.0, ge=0, le=MAX_WEIGHT
+    )  # reward lost per relative constraint violation (capped at 1 each)
     shaping: bool = True  # reward each layer's choice by its estimated cost saving (potential-based)
     # The untrained agent leaves a layer's technique (and, apart, its weights) alone with this
     # probability: it starts near the uncompressed model (see rl/module.py). 1/12 is uniform.
     initial_keep: float = Field(0.4, gt=0, lt=1)
-    max_episodes: int | None = Field(None, ge=1)  # stop if the agent only repeats itself; None: 50 x trials
+    max_episodes: int | None = Field(
+        None, ge=1, le=100 * MAX_TRIALS
+    )  # stop if the agent only repeats itself; None: 50 x trials
     init_policy: Path | None = None  # a saved agent to start from (a search's `rl_agent/`)
 
 
@@ -229,7 +247,7 @@ SEARCH_MEASURE = MeasureSettings(warmup_runs=3, min_runs=10, max_runs=100, max_c
 
 
 class SearchConfig(_Frozen):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)
     task: str
     targets: tuple[str, ...] = Field(min_length=1)
     objectives: tuple[Objective, ...] = Field(min_length=1)
@@ -241,14 +259,14 @@ class SearchConfig(_Frozen):
     space: SpaceSettings = SpaceSettings()
     fidelity: Fidelity = Fidelity()
     polish: Polish = Polish()  # not part of the identity: it follows the trials, measures none of them
-    trials: int = Field(20, ge=1)
+    trials: int = Field(20, ge=1, le=MAX_TRIALS)
     # Measure costs before fine-tuning and never train a plan that breaks a cost constraint.
     # Not part of a search's identity: such plans are infeasible either way, and the front
     # (feasible plans only) is the same with it on or off.
     cost_first: bool = True
-    concurrency: int = Field(1, ge=1)
+    concurrency: int = Field(1, ge=1, le=1024)
     strategy: str = "nsga2"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's and Optuna's seed range
     farm: Path | None = None  # farm config; None: the built-in default farm
     measure: MeasureSettings = SEARCH_MEASURE
     output: Output = Output()

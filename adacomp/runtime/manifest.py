@@ -26,6 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NoReturn
 
 from adacomp.errors import AdacompError
+from adacomp.safe_load import LoadLimits, parse_json, read_text
 
 SCHEMA_VERSION = 1
 SUPPORTED_VERSIONS = (1,)
@@ -35,6 +36,15 @@ UTILITY_TERMS = ("accuracy", "latency", "energy", "memory", "storage")
 INPUT_DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int32", "int64")
 
 _ID = re.compile(r"^[A-Za-z0-9_-]+$")
+# Bounds far above what `adacomp export` writes (a bundle ships `supernet.bundle_size`
+# configurations, 8 by default) and far below what slows a device's selector or its memory.
+MAX_CONFIGURATIONS = 1024
+MAX_DEVICES = 256
+MAX_STRING = 256  # ids, names, dtypes
+MAX_FILE_NAME = 1024
+MAX_INTEGER = 1 << 50  # bytes and sizes: a petabyte
+MAX_NUMBER = 1e12  # ms, mJ, MB and weights
+MANIFEST_LIMITS = LoadLimits(max_bytes=16 * 1024 * 1024, max_depth=32)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -190,14 +200,16 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
         path = path / MANIFEST_NAME
     if not path.is_file():
         raise ManifestError(f"{path}: no such file (a bundle is a directory with {MANIFEST_NAME})")
+    if path.is_symlink() and not path.resolve().is_relative_to(path.parent.resolve()):
+        # Model files that point out of the bundle are refused (configuration_path); so is this.
+        raise ManifestError(f"{path}: a symlink out of the bundle; the manifest must lie in the bundle")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        text = read_text(path, "manifest", MANIFEST_LIMITS, shown=str(path))
+        data = parse_json(text, str(path), MANIFEST_LIMITS)
+    except ManifestError:
+        raise
+    except AdacompError as exc:
+        raise ManifestError(str(exc)) from None
     return Manifest.from_dict(data, source=str(path))
 
 
@@ -290,30 +302,43 @@ class _Reader:
             self.fail(_join(path, unknown[0]), f"unknown field; expected {', '.join(required)}")
         return value
 
-    def string(self, value: object, path: str, pattern: re.Pattern[str] | None = None) -> str:
+    def string(
+        self,
+        value: object,
+        path: str,
+        pattern: re.Pattern[str] | None = None,
+        max_length: int = MAX_STRING,
+    ) -> str:
         if not isinstance(value, str) or not value:
             self.fail(path, f"expected a non-empty string, got {_shown(value)}")
+        if len(value) > max_length:
+            self.fail(path, f"expected at most {max_length} characters, got {len(value)}")
+        if any(ord(c) < 32 for c in value):
+            self.fail(path, f"expected no control characters (NUL, newline, ...), got {_shown(value)}")
         if pattern is not None and not pattern.match(value):
-            self.fail(path, f"expected a string matching {pattern.pattern}, got {value!r}")
+            self.fail(path, f"expected a string matching {pattern.pattern}, got {_shown(value)}")
         return value
 
     def number(
         self, value: object, path: str, *, positive: bool = False, at_most: float | None = None
     ) -> float:
-        bound = "> 0" if positive else ">= 0"
-        if at_most is not None:
-            bound = f"in [0, {at_most:g}]"
+        low = "> 0" if positive else ">= 0"
+        bound = f"in [0, {at_most:g}]" if at_most is not None else f"{low} and <= {MAX_NUMBER:g}"
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(path, f"expected a number {bound}, got {_shown(value)}")
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer past float's range
+            self.fail(path, f"expected a number {bound}, got an integer past a float's range")
+        high = MAX_NUMBER if at_most is None else at_most
         low_ok = number > 0 if positive else number >= 0
-        if not math.isfinite(number) or not low_ok or (at_most is not None and number > at_most):
+        if not math.isfinite(number) or not low_ok or number > high:
             self.fail(path, f"expected a number {bound}, got {_shown(value)}")
         return number
 
     def integer(self, value: object, path: str) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            self.fail(path, f"expected an integer > 0, got {_shown(value)}")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_INTEGER:
+            self.fail(path, f"expected an integer in [1, {MAX_INTEGER}], got {_shown(value)}")
         return value
 
     def manifest(self, data: object) -> Manifest:
@@ -342,6 +367,8 @@ class _Reader:
         configs = top["configurations"]
         if not isinstance(configs, list) or not configs:
             self.fail("configurations", f"expected a non-empty list, got {_shown(configs)}")
+        if len(configs) > MAX_CONFIGURATIONS:
+            self.fail("configurations", f"{len(configs)} configurations; at most {MAX_CONFIGURATIONS}")
         configurations = tuple(
             self.configuration(c, f"configurations[{i}]", devices) for i, c in enumerate(configs)
         )
@@ -373,6 +400,8 @@ class _Reader:
     def devices(self, value: object) -> tuple[str, ...]:
         if not isinstance(value, list) or not value:
             self.fail("devices", f"expected a non-empty list of device names, got {_shown(value)}")
+        if len(value) > MAX_DEVICES:
+            self.fail("devices", f"{len(value)} devices; at most {MAX_DEVICES}")
         names = tuple(self.string(v, f"devices[{i}]") for i, v in enumerate(value))
         for i, name in enumerate(names):
             if name in names[:i]:
@@ -436,7 +465,7 @@ class _Reader:
         )
 
     def relative_file(self, value: object, path: str) -> str:
-        name = self.string(value, path)
+        name = self.string(value, path, max_length=MAX_FILE_NAME)
         parts = PurePosixPath(name).parts
         if "\\" in name or name.startswith("/") or ".." in parts or re.match(r"^[A-Za-z]:", name):
             self.fail(path, f"expected a relative path inside the bundle (/-separated, no ..), got {name!r}")
@@ -480,4 +509,5 @@ def _shown(value: object) -> str:
         return "an object"
     if isinstance(value, list):
         return "a list" if value else "an empty list"
-    return repr(value)
+    shown = repr(value)
+    return shown if len(shown) <= 60 else f"{shown[:57]}..."

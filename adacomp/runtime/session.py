@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from adacomp.safe_load import parse_json
+
 SESSION_CONFIG_KEY = "adacomp.onnxruntime.session_config"
 PROVIDERS = ["CPUExecutionProvider"]
 
@@ -45,10 +47,7 @@ def declared_session_config(model: bytes | str | Path) -> dict[str, str]:
 
 
 def parse_session_config(raw: str) -> dict[str, str]:
-    try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"model metadata {SESSION_CONFIG_KEY}: not JSON ({error.msg})") from None
+    value = parse_json(raw, f"model metadata {SESSION_CONFIG_KEY}")
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):

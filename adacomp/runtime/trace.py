@@ -9,7 +9,6 @@ cost. No ONNX model runs here: the manifest's measurements are the costs.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 from adacomp.errors import AdacompError
 from adacomp.runtime.manifest import Manifest
 from adacomp.runtime.selector import CONTEXT_FIELDS, Context, Selector, context_value
+from adacomp.safe_load import parse_json
 
 TRACE_COLUMNS = ("t", *CONTEXT_FIELDS)
 _CSV_KEY = "{}, column {!r}"
@@ -103,9 +103,9 @@ def _csv_points(path: Path, text: str) -> list[tuple[str, TracePoint]]:
 
 def _json_points(path: Path, text: str) -> list[tuple[str, TracePoint]]:
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        data = parse_json(text, str(path))
+    except AdacompError as exc:
+        raise TraceError(str(exc)) from None
     if not isinstance(data, list):
         raise TraceError(f'{path}: expected a list of objects like {{"t": 0, "battery": 0.9}}')
     points = []

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from adacomp.errors import AdacompError
+from adacomp.safe_load import parse_json, read_text
 from adacomp.search_spaces.params import ParamValue
 
 PLAN_FORMAT_VERSION = 1
@@ -123,22 +124,12 @@ class CompressionPlan:
 
     @classmethod
     def from_json(cls, text: str, source: str = "plan") -> CompressionPlan:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise AdacompError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_dict(data, source)
+        return cls.from_dict(parse_json(text, source), source)
 
     @classmethod
     def load(cls, path: str | Path) -> CompressionPlan:
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise AdacompError(f"plan file {str(path)!r} does not exist") from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-            raise AdacompError(f"plan file {str(path)!r} cannot be read: {exc}") from None
-        return cls.from_json(text, source=str(path))
+        return cls.from_json(read_text(path, "plan file"), source=str(path))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.to_json() + "\n")

@@ -183,7 +183,10 @@ def _corrupt(fitted: KernelModel, tmp_path: Path, change: object) -> Path:
         (lambda d: d["scales"].pop("memory"), "scales need run_ms, per_kernel_ms, compute, memory"),
         (lambda d: d["ensembles"]["conv"]["left"].__setitem__(0, 10**9), "points outside"),
         (lambda d: d["ensembles"]["conv"]["feature"].__setitem__(0, 99), "feature that does not exist"),
-        (lambda d: d["ensembles"]["conv"]["value"].__setitem__(0, float("nan")), "must be finite"),
+        (
+            lambda d: d["ensembles"]["conv"]["value"].__setitem__(0, float("nan")),
+            "must be finite|not a finite number",
+        ),
         (lambda d: d["ensembles"].update(warp=d["ensembles"]["conv"]), "unknown kernel kinds"),
     ],
 )
@@ -198,7 +201,7 @@ def test_a_bad_kernel_model_is_refused_in_one_line(
 def test_truncated_json_and_missing_files_are_one_line(tmp_path: Path) -> None:
     path = tmp_path / "cut.json"
     path.write_text('{"format": "adacomp.kern')
-    with pytest.raises(AdacompError, match="is not valid JSON"):
+    with pytest.raises(AdacompError, match="not valid JSON"):
         load_kernel_model(path)
     with pytest.raises(AdacompError, match="cannot be read"):
         load_kernel_model(tmp_path / "absent.json")

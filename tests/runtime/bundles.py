@@ -158,7 +158,7 @@ def manifests(draw: st.DrawFn, max_configs: int = 40) -> dict[str, Any]:
     ]
     return {
         "schema_version": 1,
-        "name": draw(st.text(min_size=1, max_size=8)),
+        "name": draw(st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=8)),
         "task": "digits",
         "created": "2026-11-23T18:00:00+00:00",
         "input": {"name": "input", "shape": [None, 1, 8, 8], "dtype": "float32"},

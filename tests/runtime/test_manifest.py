@@ -100,25 +100,32 @@ def _delete(*path: Any) -> Mutation:
     return mutate
 
 
+def _nested(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 CONFIG = ("configurations",)
 BAD = {
     "missing field": (_delete(*CONFIG, 1, "sha256"), r"configurations\[1\]: missing field 'sha256'"),
     "wrong type": (_set("name", value=3), r"name: expected a non-empty string, got 3"),
     "latency not a number": (
         _set(*CONFIG, 2, "devices", "pixel4", "latency_ms", value="abc"),
-        r"configurations\[2\]\.devices\.pixel4\.latency_ms: expected a number > 0, got 'abc'",
+        r"configurations\[2\]\.devices\.pixel4\.latency_ms: expected a number > 0 and <= 1e\+12, got 'abc'",
     ),
     "negative latency": (
         _set(*CONFIG, 0, "devices", "host", "latency_ms", value=-1),
-        r"configurations\[0\]\.devices\.host\.latency_ms: expected a number > 0, got -1",
+        r"configurations\[0\]\.devices\.host\.latency_ms: expected a number > 0 and <= 1e\+12, got -1",
     ),
     "zero latency": (
         _set(*CONFIG, 0, "devices", "host", "latency_ms", value=0),
-        r"configurations\[0\]\.devices\.host\.latency_ms: expected a number > 0, got 0",
+        r"configurations\[0\]\.devices\.host\.latency_ms: expected a number > 0 and <= 1e\+12, got 0",
     ),
     "negative energy": (
         _set(*CONFIG, 1, "devices", "pixel4", "energy_mj", value=-0.5),
-        r"configurations\[1\]\.devices\.pixel4\.energy_mj: expected a number >= 0, got -0.5",
+        r"configurations\[1\]\.devices\.pixel4\.energy_mj: expected a number >= 0 and <= 1e\+12, got -0.5",
     ),
     "energy a string": (
         _set(*CONFIG, 1, "devices", "pixel4", "energy_mj", value="1"),
@@ -153,6 +160,35 @@ BAD = {
         r"configurations\[2\]\.id: duplicate id 'big' \(configurations\[0\]\)",
     ),
     "bad id": (_set(*CONFIG, 0, "id", value="a b"), r"configurations\[0\]\.id: expected a string matching"),
+    # Issue 18: bounds on what a manifest may hold, each refused in one line naming the place.
+    "an id of a megabyte": (
+        _set(*CONFIG, 0, "id", value="a" * 1_000_000),
+        r"configurations\[0\]\.id: expected at most 256 characters, got 1000000$",
+    ),
+    "a NUL in a file name": (
+        _set(*CONFIG, 0, "file", value="models/a\x00.onnx"),
+        r"configurations\[0\]\.file: contains a NUL character$",
+    ),
+    "an integer of 400 digits": (
+        _set(*CONFIG, 0, "bytes", value=10**400),
+        r"configurations\[0\]\.bytes: a number longer than 40 digits$",
+    ),
+    "an integer past the range": (
+        _set(*CONFIG, 0, "bytes", value=10**30),
+        r"configurations\[0\]\.bytes: expected an integer in \[1, \d+\], got 1000000000000000000000000000000$",
+    ),
+    "an architecture nested 600 deep": (
+        _set(*CONFIG, 0, "architecture", value={"x": _nested(600)}),
+        r"configurations\[0\]\.architecture\.x(\[0\])+.*: nested deeper than 32 levels$",
+    ),
+    "5,000 configurations": (
+        lambda data: data.__setitem__("configurations", data["configurations"][:1] * 5_000),
+        r"configurations: 5000 configurations; at most 1024$",
+    ),
+    "50,000 configurations": (
+        lambda data: data.__setitem__("configurations", data["configurations"][:1] * 50_000),
+        r": \d+ bytes; at most 16777216 are read$",
+    ),
     "unknown schema version": (
         _set("schema_version", value=2),
         r"schema_version: unsupported version 2; this runtime reads version 1",
@@ -175,11 +211,11 @@ BAD = {
     ),
     "bool size": (
         _set(*CONFIG, 0, "bytes", value=True),
-        r"configurations\[0\]\.bytes: expected an integer > 0, got True",
+        r"configurations\[0\]\.bytes: expected an integer in \[1, \d+\], got True",
     ),
     "float storage": (
         _set(*CONFIG, 0, "storage_bytes", value=1.5),
-        r"configurations\[0\]\.storage_bytes: expected an integer > 0, got 1.5",
+        r"configurations\[0\]\.storage_bytes: expected an integer in \[1, \d+\], got 1.5",
     ),
     "architecture not an object": (
         _set(*CONFIG, 0, "architecture", value=[1]),
@@ -196,7 +232,7 @@ BAD = {
     ),
     "negative weight": (
         _set("utility", "latency", value=-0.3),
-        r"utility\.latency: expected a number >= 0, got -0.3",
+        r"utility\.latency: expected a number >= 0 and <= 1e\+12, got -0.3",
     ),
     "missing weight": (_delete("utility", "storage"), r"utility: missing field 'storage'"),
     "unknown top-level field": (_set("extra", value=1), r"extra: unknown field"),
@@ -208,7 +244,7 @@ BAD = {
     "bad dtype": (_set("input", "dtype", value="float128"), r"input\.dtype: expected one of float32"),
     "bad shape": (
         _set("input", "shape", value=[None, 0]),
-        r"input\.shape\[1\]: expected an integer > 0, got 0",
+        r"input\.shape\[1\]: expected an integer in \[1, \d+\], got 0",
     ),
     "not an object": (lambda data: data.clear(), r"missing field 'schema_version'"),
 }
@@ -228,12 +264,23 @@ def test_bad_manifest_names_file_and_path(tmp_path: Path, mutate: Mutation, mess
     assert caught.match(message)
 
 
+def test_a_manifest_symlinked_out_of_the_bundle_is_refused(tmp_path: Path) -> None:
+    """Model files that resolve outside the bundle are refused; the manifest itself is too."""
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(json.dumps(manifest_dict()))
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "manifest.json").symlink_to(outside)
+    with pytest.raises(ManifestError, match=r"manifest\.json: a symlink out of the bundle"):
+        load_manifest(bundle)
+
+
 def test_non_finite_numbers_are_refused() -> None:
     data = manifest_dict()
     data["configurations"][0]["devices"]["pixel4"]["latency_ms"] = float("nan")
     with pytest.raises(
         ManifestError,
-        match=r"^m\.json: configurations\[0\]\.devices\.pixel4\.latency_ms: expected a number > 0, got nan$",
+        match=r"^m\.json: configurations\[0\]\.devices\.pixel4\.latency_ms: expected a number > 0 and <= 1e\+12, got nan$",
     ):
         Manifest.from_dict(data, source="m.json")
 
@@ -247,7 +294,7 @@ def test_invalid_json_and_missing_manifest_name_the_file(tmp_path: Path) -> None
     (tmp_path / "manifest.json").write_text('{"schema_version": 1,\n  "name": }')
     with pytest.raises(
         ManifestError,
-        match=rf"^{re.escape(str(tmp_path / 'manifest.json'))}: invalid JSON at line 2 column 11",
+        match=rf"^{re.escape(str(tmp_path / 'manifest.json'))}: not valid JSON \(.* at line 2 column 11\)",
     ):
         load_manifest(tmp_path)
     with pytest.raises(ManifestError, match=rf"^{re.escape(str(tmp_path / 'nowhere'))}: no such file"):

@@ -54,7 +54,11 @@ def test_declared_entries_are_read_from_bytes_and_from_a_file(tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("{not json", "not JSON"), ('["a"]', "expected a JSON object"), ('{"a": 1}', "expected a JSON object")],
+    [
+        ("{not json", "not valid JSON"),
+        ('["a"]', "expected a JSON object"),
+        ('{"a": 1}', "expected a JSON object"),
+    ],
 )
 def test_a_malformed_entry_is_refused_naming_the_key(raw: str, expected: str) -> None:
     with pytest.raises(ValueError, match=f"{SESSION_CONFIG_KEY}: {expected}"):

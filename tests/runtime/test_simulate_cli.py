@@ -80,7 +80,7 @@ def test_a_bad_manifest_exits_2_naming_file_and_path(
     err = capsys.readouterr().err
     assert err == (
         f"adacomp: error: {bundle / 'manifest.json'}: configurations[1].devices.pixel4.latency_ms: "
-        "expected a number > 0, got 'abc'\n"
+        "expected a number > 0 and <= 1e+12, got 'abc'\n"
     )
     assert main(["runtime", "simulate", str(tmp_path / "nothing")]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -17,7 +17,7 @@ values = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False, width=64),
     st.integers(-(2**40), 2**40),
     st.booleans(),
-    st.text(max_size=8),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=8),
 )
 steps = st.builds(
     lambda technique, params: Step(technique, tuple(sorted(params.items()))),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from adacomp.errors import AdacompError
+from adacomp.safe_load import load_json_file
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -34,7 +35,14 @@ class JobDir:
 
     def load(self) -> dict[str, Any]:
         """The saved state, or {} for a job that has not started."""
-        return json.loads(self.state_path.read_text()) if self.state_path.exists() else {}
+        if not self.state_path.exists():
+            return {}
+        state = load_json_file(self.state_path, f"the saved state of {self.description}")
+        if not isinstance(state, dict):
+            raise AdacompError(
+                f"{self.state_path}: expected a JSON object (the saved state of {self.description})"
+            )
+        return state
 
     def open(
         self,

@@ -17,6 +17,7 @@ from adacomp.errors import AdacompError
 from adacomp.platform.evaluate.sensitivity import SensitivityReport, analyse_sensitivity, bounded_space
 from adacomp.platform.results.job_dir import write_atomically
 from adacomp.platform.search_config import Log, SearchConfig, silent
+from adacomp.safe_load import load_json_file
 from adacomp.search_spaces import SearchSpace, build_space
 from adacomp.search_spaces.groups import group_layers, resolve_grouping
 from adacomp.search_spaces.techniques import registered_techniques
@@ -59,7 +60,7 @@ def _sensitivity(
 ) -> SensitivityReport:
     path = out_dir / SENSITIVITY_FILE if out_dir is not None else None
     if path is not None and path.exists():
-        return SensitivityReport.from_dict(json.loads(path.read_text()))
+        return SensitivityReport.from_dict(load_json_file(path, "sensitivity report"))
     say(f"sensitivity: probing {len(space.layers)} choices without fine-tuning")
     report = analyse_sensitivity(
         model,

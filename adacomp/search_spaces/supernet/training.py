@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from adacomp.errors import AdacompError
+from adacomp.safe_load import load_json_file
 from adacomp.search_spaces.supernet.arch import SubnetConfig
 from adacomp.search_spaces.supernet.supernet import Supernet
 from adacomp.tasks._base import TaskError, dataset_len
@@ -150,7 +151,7 @@ def load_checkpoint(directory: Path) -> tuple[dict[str, Tensor], dict[str, Any],
         return None
     path = directory / pointer.read_text().strip()
     try:
-        state = json.loads((path / "state.json").read_text())
+        state = load_json_file(path / "state.json", "supernet checkpoint state")
         weights = load_file(str(path / "supernet.safetensors"))
     except (OSError, ValueError) as error:
         raise AdacompError(f"supernet checkpoint {path}: unreadable ({error})") from None
