@@ -1,7 +1,14 @@
-"""A remote device reached through its agent over HTTP (see `agent_server`)."""
+"""A remote device reached through its agent over HTTP (see `agent_server`).
+
+The token is read with the agent's own `read_token`, so both sides accept exactly the same
+files; a bad one is a one-line error that names the file and never shows its content. The
+agent is a remote party too: whatever it answers ends in a Measurement or a one-line
+DeviceError, never a traceback.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -9,11 +16,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from adacomp.device_farm.agent_server import SETTINGS_HEADER, read_token
+from adacomp.device_farm.agent_server import SETTINGS_HEADER
+from adacomp.device_farm.agent_token import check_token, read_token
 from adacomp.device_farm.devices._base import Device, DeviceError, Health
 from adacomp.device_farm.measurement import Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.settings import MeasureSettings
+from adacomp.errors import AdacompError
+
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # a Measurement is a few kB; more is not an agent talking
 
 
 class AgentDevice(Device):
@@ -31,10 +42,15 @@ class AgentDevice(Device):
     ) -> None:
         super().__init__(name, device_class)
         self.url = url.rstrip("/")
-        if token is None:
-            if token_file is None:
-                raise DeviceError(f"device {name!r}: an agent needs a token or token_file")
-            token = read_token(token_file)
+        try:
+            if token is not None:
+                token = check_token(token, "the token", min_chars=1)  # the agent judges its length
+            elif token_file is not None:
+                token = read_token(token_file)
+            else:
+                raise DeviceError("an agent needs a token or token_file")
+        except AdacompError as exc:  # a config error: one line, naming the device and the file
+            raise DeviceError(f"device {name!r}: {exc}") from None
         self._token = token
         self.timeout_s = timeout_s
 
@@ -54,19 +70,27 @@ class AgentDevice(Device):
         )
         try:
             with urllib.request.urlopen(request, timeout=timeout or self.timeout_s) as response:
-                payload: dict[str, Any] = json.loads(response.read())
-                return payload
+                data = response.read(MAX_REPLY_BYTES + 1)
         except urllib.error.HTTPError as exc:
             try:
-                reason = json.loads(exc.read()).get("error", exc.reason)
-            except (json.JSONDecodeError, OSError):
+                error = json.loads(exc.read(MAX_REPLY_BYTES))
+                reason = error.get("error", exc.reason) if isinstance(error, dict) else exc.reason
+            except (ValueError, OSError, http.client.HTTPException):
                 reason = exc.reason
+            reason = str(reason).strip().splitlines()[0] if str(reason).strip() else exc.code
             raise DeviceError(f"device {self.name!r}: agent answered {exc.code}: {reason}") from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeviceError(f"device {self.name!r}: agent at {self.url} unreachable: {reason}") from None
-        except json.JSONDecodeError:
+        if len(data) > MAX_REPLY_BYTES:
+            raise DeviceError(f"device {self.name!r}: agent sent a reply over {MAX_REPLY_BYTES} bytes")
+        try:
+            payload = json.loads(data)
+        except ValueError:  # not JSON, or not UTF-8
             raise DeviceError(f"device {self.name!r}: agent sent a reply that is not JSON") from None
+        if not isinstance(payload, dict):
+            raise DeviceError(f"device {self.name!r}: agent sent a reply that is not a JSON object")
+        return payload
 
     def health(self) -> Health:
         try:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from adacomp.errors import AdacompError
 
 DEFAULT_STORE = Path(".adacomp") / "measurements"
+# The agent's defaults (kept here too: the parser is built without importing the server).
+DEFAULT_REQUEST_DEADLINE_S = 120.0
+DEFAULT_MAX_CONNECTIONS = 16
 
 
 def _cores(text: str) -> tuple[int, ...]:
@@ -20,6 +25,23 @@ def _cores(text: str) -> tuple[int, ...]:
     if not cores or min(cores) < 0:
         raise argparse.ArgumentTypeError(f"expected core numbers like 0,1 got {text!r}")
     return cores
+
+
+def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse type: a number above zero, else a one-line usage error."""
+
+    expected = f"expected a {'whole ' if kind is int else ''}number above 0"
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}") from None
+        if not 0 < value < math.inf:
+            raise argparse.ArgumentTypeError(f"{expected}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -53,6 +75,19 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     agent.add_argument("--cores", type=_cores, help="pin measurements to these cores, e.g. 2,3")
     agent.add_argument("--max-model-mb", type=float, default=256.0)
     agent.add_argument("--request-timeout", type=float, default=300.0, help="seconds per measurement")
+    agent.add_argument(
+        "--request-deadline",
+        type=_positive(float),
+        default=DEFAULT_REQUEST_DEADLINE_S,
+        help="seconds a client has to send a whole request, headers and body "
+        f"(default {DEFAULT_REQUEST_DEADLINE_S:g}); a slower one is cut off",
+    )
+    agent.add_argument(
+        "--max-connections",
+        type=_positive(int),
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"connections served at once (default {DEFAULT_MAX_CONNECTIONS}); more are answered 503",
+    )
 
     calibrate = sub.add_parser("calibrate", help="fit an emulator profile to a real device")
     calibrate.add_argument("--device", default="host")
@@ -155,6 +190,8 @@ def _agent(args: argparse.Namespace) -> int:
             cores=args.cores,
             max_model_bytes=int(args.max_model_mb * 1024 * 1024),
             request_timeout_s=args.request_timeout,
+            request_deadline_s=args.request_deadline,
+            max_connections=args.max_connections,
         )
     except KeyboardInterrupt:
         print("agent stopped", file=sys.stderr)
