@@ -21,11 +21,12 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def _mentions_bool(annotation: Any) -> bool:
-    """Whether a field's type accepts a bool anywhere (`bool`, `bool | None`, `tuple[bool, ...]`)."""
-    if annotation is bool:
+    """Whether a field's type may hold a bool itself or through a nested model (`bool`,
+    `bool | None`, `tuple[bool, ...]`, `Finetune`): only other fields are checked here."""
+    if annotation is bool or annotation is Any:
         return True
-    if annotation is Any:
-        return True
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True  # its own fields are checked when it is validated
     return any(_mentions_bool(arg) for arg in typing.get_args(annotation) if arg is not Ellipsis)
 
 
