@@ -214,10 +214,15 @@ class Farm:
             device.close()
 
 
-def open_farm(config_path: Path | None = None, store: Path | None = None) -> Farm:
+def open_farm(
+    config_path: Path | None = None, store: Path | None = None, *, default_store: Path | None = None
+) -> Farm:
+    """The farm of `config_path` (the built-in one without). The store: `store` when given, else
+    the config's own `store:`, else `default_store` (the CLI's `.adacomp/measurements`)."""
     from adacomp.device_farm.config import load_farm_config
 
-    config = load_farm_config(config_path) if config_path is not None else default_farm_config(store)
-    if store is not None:
-        config = config.model_copy(update={"store": store})
+    config = load_farm_config(config_path) if config_path is not None else default_farm_config()
+    chosen = store or config.store or default_store
+    if chosen != config.store:
+        config = config.model_copy(update={"store": chosen})
     return Farm(config)

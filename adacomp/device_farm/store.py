@@ -1,14 +1,18 @@
 """The measurement store: every measurement (and every failure) as rows in Parquet files.
 
-Append-only: each write is a new part file written to a temporary name and renamed into place,
-so a crash never corrupts or loses what was written before, and several processes can write at
-once. An identical request (model hash, device, runtime settings) is served from the store
-unless a fresh measurement is asked for. The same rows are what the emulators are calibrated on.
+Append-only: each write is a new part file written to a temporary name, flushed to disk and
+renamed into place (the directory flushed after), so a crash never corrupts or loses what was
+written before, and several processes can write at once. A part that is unreadable anyway (a
+disk that lied, a copy cut short) is moved aside to `quarantine/` with one warning, never
+deleted, and the store goes on with the others. An identical request (model hash, device,
+runtime settings) is served from the store unless a fresh measurement is asked for. The same
+rows are what the emulators are calibrated on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -21,6 +25,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from adacomp.device_farm.measurement import LatencyStats, Measurement
+from adacomp.errors import first_line
+
+log = logging.getLogger(__name__)
+
+QUARANTINE = "quarantine"
 
 SCHEMA = pa.schema(
     [
@@ -140,35 +149,90 @@ class MeasurementStore:
         self._write([row])
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        self._write_table(pa.Table.from_pylist(rows, schema=SCHEMA))
+
+    def _write_table(self, table: pa.Table) -> Path:
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
         temporary = self.root / f".{name}.tmp"
-        pq.write_table(table, temporary)
+        with temporary.open("wb") as file:
+            pq.write_table(table, file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, self.root / name)
+        _fsync_directory(self.root)  # the rename itself survives a power cut
+        return self.root / name
 
     def parts(self) -> list[Path]:
         return sorted(self.root.glob("part-*.parquet"))
 
+    def _read_parts(self) -> tuple[list[Path], list[pa.Table]]:
+        """Every readable part; an unreadable one is quarantined (one warning) and skipped."""
+        read: list[Path] = []
+        tables: list[pa.Table] = []
+        for part in self.parts():
+            try:
+                tables.append(pq.read_table(part, schema=SCHEMA))
+            except FileNotFoundError:
+                continue  # compacted away by another process meanwhile
+            except (pa.ArrowException, OSError, ValueError) as exc:
+                self._quarantine(part, exc)
+                continue
+            read.append(part)
+        return read, tables
+
+    def _quarantine(self, part: Path, exc: BaseException) -> None:
+        target = self.root / QUARANTINE / part.name
+        try:
+            target.parent.mkdir(exist_ok=True)
+            os.replace(part, target)
+        except FileNotFoundError:
+            return  # another process quarantined it first
+        except OSError as move_error:
+            log.warning(
+                "measurement store: unreadable part %s skipped (%s); could not move it aside: %s",
+                part,
+                first_line(exc),
+                move_error.strerror,
+            )
+            return
+        log.warning(
+            "measurement store: unreadable part %s (%s) moved to %s; the other parts are used",
+            part.name,
+            first_line(exc),
+            target.parent,
+        )
+
     def table(self) -> pa.Table:
-        parts = self.parts()
-        if not parts:
+        _, tables = self._read_parts()
+        if not tables:
             return SCHEMA.empty_table()
-        return pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts])
+        return pa.concat_tables(tables)
 
     def rows(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self.table().to_pylist()
         return rows
 
     def compact(self) -> Path | None:
-        """Merge all parts into one (written first, old parts removed after): fewer files."""
-        parts = self.parts()
+        """Merge all readable parts into one (written first, old parts removed after): fewer
+        files. An unreadable part is quarantined, not merged and not lost."""
+        parts, tables = self._read_parts()
         if len(parts) < 2:
             return parts[0] if parts else None
-        merged = pa.concat_tables([pq.read_table(p, schema=SCHEMA) for p in parts])
-        name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        temporary = self.root / f".{name}.tmp"
-        pq.write_table(merged, temporary)
-        os.replace(temporary, self.root / name)
+        merged = self._write_table(pa.concat_tables(tables))
         for part in parts:
-            part.unlink()
-        return self.root / name
+            part.unlink(missing_ok=True)
+        return merged
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a directory's entries (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from adacomp.device_farm import LatencyStats, Measurement, MeasurementStore
+from tests.device_farm.conftest import tiny_model
 
 
 def _m(hash_: str = "abc", device: str = "d", median: float = 1.0, ts: float = 1.0) -> Measurement:
@@ -58,3 +64,75 @@ def test_a_leftover_temporary_file_is_ignored(tmp_path: Path) -> None:
     store = MeasurementStore(tmp_path)
     store.add(_m())
     assert len(store.rows()) == 1
+
+
+def test_a_corrupt_part_is_quarantined_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 18: one truncated or zero-byte part made every lookup fail with an ArrowInvalid
+    traceback (even for models not in the store) and aborted compact(). Now it is moved aside
+    with one warning, nothing is deleted, and the other rows are served."""
+    store = MeasurementStore(tmp_path)
+    store.add(_m(hash_="kept"))
+    store.add(_m(hash_="also-kept"))
+    good = store.parts()[0]
+    truncated = tmp_path / "part-9000000000000000000-trunc.parquet"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    empty = tmp_path / "part-9000000000000000001-empty.parquet"
+    empty.write_bytes(b"")
+    truncated_bytes = truncated.read_bytes()
+
+    with caplog.at_level(logging.WARNING, logger="adacomp.device_farm.store"):
+        reopened = MeasurementStore(tmp_path)
+    assert reopened.lookup("kept", "d", {"batch_size": 1, "intra_op_threads": 1}) is not None
+    assert sorted(r["model_hash"] for r in reopened.rows()) == ["also-kept", "kept"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and all("\n" not in w and "quarantine" in w for w in warnings)
+    quarantined = tmp_path / "quarantine"
+    assert (quarantined / truncated.name).read_bytes() == truncated_bytes  # moved, never deleted
+    assert (quarantined / empty.name).exists()
+
+    reopened.add(_m(hash_="new"))
+    merged = reopened.compact()
+    assert merged is not None and reopened.parts() == [merged]
+    assert sorted(r["model_hash"] for r in reopened.rows()) == ["also-kept", "kept", "new"]
+
+
+def test_compaction_quarantines_a_part_that_went_bad_meanwhile(tmp_path: Path) -> None:
+    store = MeasurementStore(tmp_path)
+    for i in range(3):
+        store.add(_m(hash_=f"h{i}"))
+    store.parts()[1].write_bytes(b"PAR1 not really")
+    merged = store.compact()
+    assert merged is not None and len(store.parts()) == 1
+    assert len(list((tmp_path / "quarantine").iterdir())) == 1
+    assert sorted(r["model_hash"] for r in store.rows()) == ["h0", "h2"]
+
+
+def test_farm_measure_works_beside_a_corrupt_part(tmp_path: Path) -> None:
+    """The issue's reproduction through the CLI: `farm measure` with a store holding a bad part."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / "part-1-zero.parquet").write_bytes(b"")
+    farm = tmp_path / "farm.yaml"
+    farm.write_text("devices: [{name: phone, kind: emulated, class: pixel4, profile: pixel4}]\nstore: store\n")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(tiny_model().data)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adacomp",
+            "farm",
+            "measure",
+            str(model),
+            "--device",
+            "phone",
+            "--config",
+            str(farm),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "quarantine" in result.stderr
+    assert (store / "quarantine" / "part-1-zero.parquet").exists()

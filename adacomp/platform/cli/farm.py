@@ -59,7 +59,10 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     measure.add_argument("--device", required=True)
     with_config(measure)
     measure.add_argument(
-        "--store", type=Path, default=DEFAULT_STORE, help=f"measurement store (default {DEFAULT_STORE})"
+        "--store",
+        type=Path,
+        default=None,
+        help=f"measurement store (default: the farm config's `store`, else {DEFAULT_STORE})",
     )
     measure.add_argument("--fresh", action="store_true", help="measure even if the store has this model")
     measure.add_argument("--threads", type=int, default=1, help="intra-op threads")
@@ -163,7 +166,7 @@ def _measure(args: argparse.Namespace) -> int:
         settings = MeasureSettings(intra_op_threads=args.threads, batch_size=args.batch_size)
     except ValueError as exc:
         raise AdacompError(f"bad measurement settings: {str(exc).splitlines()[-1].strip()}") from None
-    farm = open_farm(args.config, store=args.store)
+    farm = open_farm(args.config, store=args.store, default_store=DEFAULT_STORE)
     try:
         measurement = farm.measure(model, args.device, settings, fresh=args.fresh)
     finally:

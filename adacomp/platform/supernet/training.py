@@ -111,8 +111,14 @@ def train_supernet_job(
     config: SearchConfig | str | Path, *, resume: bool = False, log: Log | None = None
 ) -> TrainResult:
     """Trains (or resumes training of) the supernet of `config`; see the module docstring."""
+    from adacomp.platform.search.job import farm_for_targets
+
     say = log or silent
     config = as_search_config(config)
+    # Everything checkable before any work: training never measures, but a supernet whose
+    # targets the search cannot reach is minutes of training for nothing (`search` and
+    # `supernet search` refuse the same config at once).
+    farm_for_targets(config)
     directory = supernet_dir(config)
     job = JobDir(directory, "train.json", f"a supernet for {config.name!r}")
     state = job.open(
