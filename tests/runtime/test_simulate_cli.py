@@ -59,7 +59,7 @@ BAD_LATENCY["configurations"][1]["devices"]["pixel4"]["latency_ms"] = "abc"
         (["--static", "huge"], "unknown configuration 'huge'"),
         (["--trace", "{missing}"], "missing.csv: No such file or directory"),
         (["--trace", "{bad}"], "bad.csv: line 2, column 'battery': expected a number in [0, 1], got 2.0"),
-        (["--steps", "1"], "--steps: expected at least 2, got 1"),
+        (["--steps", "1"], "--steps: expected 2 to 10,000,000, got 1"),
     ],
 )
 def test_user_errors_end_in_one_line_and_exit_2(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from adacomp.errors import AdacompError
+from adacomp.platform.cli.args import integer, number
 
 DEFAULT_STORE = Path(".adacomp") / "measurements"
 # The agent's defaults (kept here too: the parser is built without importing the server).
@@ -65,19 +66,24 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
         help=f"measurement store (default: the farm config's `store`, else {DEFAULT_STORE})",
     )
     measure.add_argument("--fresh", action="store_true", help="measure even if the store has this model")
-    measure.add_argument("--threads", type=int, default=1, help="intra-op threads")
-    measure.add_argument("--batch-size", type=int, default=1)
+    measure.add_argument("--threads", type=integer(1, 1024), default=1, help="intra-op threads")
+    measure.add_argument("--batch-size", type=integer(1, 4096), default=1)
     measure.add_argument("--json", action="store_true", help="print the Measurement as JSON")
 
     agent = sub.add_parser("agent", help="serve this machine's CPU to a remote farm over HTTP")
     agent.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
-    agent.add_argument("--port", type=int, default=8470)
+    agent.add_argument("--port", type=integer(0, 65535), default=8470)
     agent.add_argument("--token-file", type=Path, required=True)
     agent.add_argument("--name", default="agent")
     agent.add_argument("--class", dest="device_class", default="host")
     agent.add_argument("--cores", type=_cores, help="pin measurements to these cores, e.g. 2,3")
-    agent.add_argument("--max-model-mb", type=float, default=256.0)
-    agent.add_argument("--request-timeout", type=float, default=300.0, help="seconds per measurement")
+    agent.add_argument("--max-model-mb", type=number(0, 1e6, above_low=True), default=256.0)
+    agent.add_argument(
+        "--request-timeout",
+        type=number(0, 86400, above_low=True),
+        default=300.0,
+        help="seconds per measurement",
+    )
     agent.add_argument(
         "--request-deadline",
         type=_positive(float),
@@ -100,14 +106,17 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
         "--out", type=Path, default=Path(".adacomp") / "profiles", help="where the fitted profile goes"
     )
     calibrate.add_argument("--store", type=Path, default=DEFAULT_STORE)
-    calibrate.add_argument("--seed", type=int, default=0)
+    calibrate.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
     calibrate.add_argument("--threads", type=int, default=1, help="intra-op threads the device runs with")
     calibrate.add_argument(
-        "--rounds", type=int, default=3, help="adaptive-sampling rounds (more models where the fit is worst)"
+        "--rounds",
+        type=int,
+        default=3,
+        help="adaptive-sampling rounds (more models where the fit is worst)",
     )
     calibrate.add_argument(
         "--held-out",
-        type=int,
+        type=integer(0, 100_000),
         default=None,
         help="models measured only to check (default: a quarter of --models)",
     )
@@ -116,10 +125,12 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
         dest="transfer_from",
         help="few-shot: a calibrated profile (name or YAML) whose learned model is transferred here",
     )
-    calibrate.add_argument("--shots", type=int, default=10, help="few-shot: how many models to measure")
+    calibrate.add_argument(
+        "--shots", type=integer(1, 100_000), default=10, help="few-shot: how many models to measure"
+    )
     calibrate.add_argument(
         "--passes",
-        type=int,
+        type=integer(1, 100),
         default=2,
         help="measure every model this many times, apart, and keep the fastest",
     )

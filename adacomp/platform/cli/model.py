@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from adacomp.errors import AdacompError
+from adacomp.platform.cli.args import integer, number
 
 
 def _add_task_args(parser: argparse.ArgumentParser) -> None:
@@ -28,10 +29,16 @@ def add_model_parsers(commands: Any) -> None:
     )
     compress.add_argument("--out", required=True, type=Path, help="output directory")
     compress.add_argument("--weights", type=Path, help="start from these trained weights (safetensors)")
-    compress.add_argument("--seed", type=int, default=0)
+    compress.add_argument("--seed", type=integer(0, 2**32 - 1), default=0)
     budget = compress.add_mutually_exclusive_group()
-    budget.add_argument("--finetune-epochs", type=float, help="override the task's fine-tune budget")
-    budget.add_argument("--finetune-steps", type=int, help="override the task's fine-tune budget")
+    budget.add_argument(
+        "--finetune-epochs",
+        type=number(0, 100_000, above_low=True),
+        help="override the task's fine-tune budget",
+    )
+    budget.add_argument(
+        "--finetune-steps", type=integer(1, 100_000_000), help="override the task's fine-tune budget"
+    )
     budget.add_argument("--no-finetune", action="store_true", help="evaluate right after compressing")
     compress.add_argument("--distill", action="store_true", help="distil from the uncompressed model")
     compress.add_argument("--cache-dir", type=Path, help="where trained baselines are cached")
@@ -52,7 +59,7 @@ def add_model_parsers(commands: Any) -> None:
     )
     space.add_argument(
         "--max-drop",
-        type=float,
+        type=number(0, 100, above_low=True),
         help="sensitivity budget in accuracy points (default: a search's `space.max_drop`)",
     )
     space.add_argument("--write-example", type=Path, metavar="PLAN", help="write a valid example plan here")

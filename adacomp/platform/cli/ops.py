@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from adacomp.platform.cli.args import number
+
 
 def add_ops_parsers(commands: Any) -> None:
     submit = commands.add_parser("submit", help="run a search as a Ray job on a cluster and follow it")
@@ -28,7 +30,7 @@ def add_ops_parsers(commands: Any) -> None:
     nightly.add_argument("config", type=Path, help="search config (YAML)")
     nightly.add_argument(
         "--threshold",
-        type=float,
+        type=number(0, 1),
         default=0.05,
         help="relative drop that counts as a regression (default 0.05: 5 %%)",
     )

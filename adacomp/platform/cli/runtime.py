@@ -14,6 +14,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from adacomp.platform.cli.args import integer
+
+MAX_TRACE_STEPS = 10_000_000  # a day at 10 ms steps; a trace is held in memory
+
 if TYPE_CHECKING:  # numpy and onnxruntime load when the command runs, not for every `adacomp`
     from adacomp.runtime import Manifest, Replay, TracePoint
 
@@ -50,7 +54,9 @@ def add_runtime_parser(commands: argparse._SubParsersAction) -> None:  # type: i
         "--trace", default=DRAIN, help="trace file (.csv or .json) or 'drain', the built-in battery-drain day"
     )
     simulate.add_argument("--steps", type=int, default=120, help="length of the drain trace (default 120)")
-    simulate.add_argument("--seed", type=int, default=0, help="noise seed of the drain trace")
+    simulate.add_argument(
+        "--seed", type=integer(0, 2**32 - 1), default=0, help="noise seed of the drain trace"
+    )
     simulate.add_argument(
         "--static",
         metavar="ID",
@@ -89,8 +95,8 @@ def _simulate(args: argparse.Namespace) -> int:
     device = args.device if args.device is not None else manifest.devices[0]
     selector = Selector(manifest, device, margin=args.margin, slack=args.slack)
     if args.trace == DRAIN:
-        if args.steps < 2:
-            raise AdacompError(f"--steps: expected at least 2, got {args.steps}")
+        if not 2 <= args.steps <= MAX_TRACE_STEPS:
+            raise AdacompError(f"--steps: expected 2 to {MAX_TRACE_STEPS:,}, got {args.steps}")
         latency = (float(selector.latency_ms.min()), float(selector.latency_ms.max()))
         memory = (float(selector.memory_mb.min()), float(selector.memory_mb.max()))
         trace = drain_trace(latency, args.steps, args.seed, memory_range_mb=memory)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from adacomp.platform.cli.args import integer
+
 
 def add_search_parsers(commands: Any) -> None:
     search = commands.add_parser("search", help="search for the Pareto front of compressed models")
@@ -40,7 +42,7 @@ def add_search_parsers(commands: Any) -> None:
         "--dir", type=Path, default=Path("runs"), help="output.dir of your searches (default: runs)"
     )
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=integer(1, 65535), default=5000)
     search.set_defaults(run=run_search_command)
     pareto.set_defaults(run=run_pareto_command)
     ui.set_defaults(run=run_ui_command)
