@@ -17,3 +17,10 @@ def first_line(exc: BaseException) -> str:
     errors and recorded reasons."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters: a user's value in a one-line message, whatever
+    its size (a 200,000-character string used to become a 200,000-character error)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

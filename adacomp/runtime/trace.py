@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from adacomp.errors import AdacompError
+from adacomp.errors import AdacompError, shown
 from adacomp.runtime.manifest import Manifest
 from adacomp.runtime.selector import CONTEXT_FIELDS, Context, Selector, context_value
-from adacomp.safe_load import parse_json
+from adacomp.safe_load import parse_json, read_text
 
 TRACE_COLUMNS = ("t", *CONTEXT_FIELDS)
 _CSV_KEY = "{}, column {!r}"
@@ -48,9 +48,9 @@ def load_trace(path: str | os.PathLike[str]) -> list[TracePoint]:
     if suffix not in (".csv", ".json"):
         raise TraceError(f"{path}: expected a .csv or .json trace, got {path.suffix or 'no suffix'}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TraceError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        text = read_text(path, "trace", shown=str(path))
+    except AdacompError as exc:
+        raise TraceError(str(exc)) from None
     points = _csv_points(path, text) if suffix == ".csv" else _json_points(path, text)
     if not points:
         raise TraceError(f"{path}: no trace points")
@@ -74,7 +74,7 @@ def _csv_points(path: Path, text: str) -> list[tuple[str, TracePoint]]:
     for name in columns:
         if name not in TRACE_COLUMNS:
             raise TraceError(
-                f"{path}: line 1: unknown column {name!r}; expected t, {', '.join(CONTEXT_FIELDS)}"
+                f"{path}: line 1: unknown column {shown(name)}; expected t, {', '.join(CONTEXT_FIELDS)}"
             )
     if len(set(columns)) != len(columns):
         raise TraceError(f"{path}: line 1: a column is named twice: {', '.join(columns)}")
@@ -95,7 +95,7 @@ def _csv_points(path: Path, text: str) -> list[tuple[str, TracePoint]]:
                 values[name] = float(cell)
             except ValueError:
                 raise TraceError(
-                    f"{path}: {_CSV_KEY.format(where, name)}: expected a number, got {cell!r}"
+                    f"{path}: {_CSV_KEY.format(where, name)}: expected a number, got {shown(cell)}"
                 ) from None
         points.append((where, _point(path, where, values, _CSV_KEY)))
     return points
@@ -112,7 +112,7 @@ def _json_points(path: Path, text: str) -> list[tuple[str, TracePoint]]:
     for i, row in enumerate(data):
         where = f"[{i}]"
         if not isinstance(row, dict):
-            raise TraceError(f"{path}: {where}: expected an object, got {row!r}")
+            raise TraceError(f"{path}: {where}: expected an object, got {shown(row)}")
         for name in row:
             if name not in TRACE_COLUMNS:
                 raise TraceError(
@@ -120,7 +120,7 @@ def _json_points(path: Path, text: str) -> list[tuple[str, TracePoint]]:
                 )
         for name, value in row.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise TraceError(f"{path}: {where}.{name}: expected a number or null, got {value!r}")
+                raise TraceError(f"{path}: {where}.{name}: expected a number or null, got {shown(value)}")
         points.append((where, _point(path, where, row, _JSON_KEY)))
     return points
 
@@ -129,7 +129,7 @@ def _point(path: Path, where: str, values: Mapping[str, Any], key: str) -> Trace
     """`key` formats a field's place: "line 3, column 't'" in a CSV, "[2].t" in JSON."""
     t = values.get("t")
     if t is None or not math.isfinite(t):
-        raise TraceError(f"{path}: {key.format(where, 't')}: expected a finite time, got {t!r}")
+        raise TraceError(f"{path}: {key.format(where, 't')}: expected a finite time, got {shown(t)}")
     checked = {}
     for name in CONTEXT_FIELDS:
         try:

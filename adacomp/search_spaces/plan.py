@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adacomp.errors import AdacompError
+from adacomp.errors import AdacompError, shown
 from adacomp.safe_load import parse_json, read_text
 from adacomp.search_spaces.params import ParamValue
 
@@ -56,7 +56,7 @@ class CompressionPlan:
             raise AdacompError(f"plan names a layer twice: {sorted(names)}")
         if any(not steps for _, steps in self.layers):
             empty = next(name for name, steps in self.layers if not steps)
-            raise AdacompError(f"plan: layer {empty!r} has no steps")
+            raise AdacompError(f"plan: layer {shown(empty)} has no steps")
         object.__setattr__(self, "layers", tuple(sorted(self.layers)))
 
     @classmethod
@@ -105,11 +105,11 @@ class CompressionPlan:
         version = data.get("version", PLAN_FORMAT_VERSION)
         if version != PLAN_FORMAT_VERSION:
             raise AdacompError(
-                f"{source}: unsupported plan version {version!r}; expected {PLAN_FORMAT_VERSION}"
+                f"{source}: unsupported plan version {shown(version)}; expected {PLAN_FORMAT_VERSION}"
             )
         unknown = sorted(set(data) - {"version", "layers"})
         if unknown:
-            raise AdacompError(f"{source}: unknown key {unknown[0]!r}; expected 'version' and 'layers'")
+            raise AdacompError(f"{source}: unknown key {shown(unknown[0])}; expected 'version' and 'layers'")
         layers = data.get("layers")
         if not isinstance(layers, dict):
             raise AdacompError(f"{source}: 'layers' must map layer names to lists of steps")
@@ -142,14 +142,16 @@ class CompressionPlan:
 
 def _parse_step(raw: object, where: str) -> Step:
     if not isinstance(raw, dict) or not isinstance(raw.get("technique"), str):
-        raise AdacompError(f"{where}: expected {{'technique': NAME, 'params': {{...}}}}, got {raw!r}")
+        raise AdacompError(f"{where}: expected {{'technique': NAME, 'params': {{...}}}}, got {shown(raw)}")
     unknown = sorted(set(raw) - {"technique", "params"})
     if unknown:
-        raise AdacompError(f"{where}: unknown key {unknown[0]!r}; expected 'technique' and 'params'")
+        raise AdacompError(f"{where}: unknown key {shown(unknown[0])}; expected 'technique' and 'params'")
     params = raw.get("params", {})
     if not isinstance(params, dict):
-        raise AdacompError(f"{where}: 'params' must be an object, got {params!r}")
+        raise AdacompError(f"{where}: 'params' must be an object, got {shown(params)}")
     for key, value in params.items():
         if not isinstance(value, str | int | float | bool):
-            raise AdacompError(f"{where}: parameter {key!r} must be a number, string or bool, got {value!r}")
+            raise AdacompError(
+                f"{where}: parameter {shown(key)} must be a number, string or bool, got {shown(value)}"
+            )
     return Step(raw["technique"], tuple(sorted(params.items())))

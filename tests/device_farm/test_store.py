@@ -113,7 +113,9 @@ def test_farm_measure_works_beside_a_corrupt_part(tmp_path: Path) -> None:
     store.mkdir()
     (store / "part-1-zero.parquet").write_bytes(b"")
     farm = tmp_path / "farm.yaml"
-    farm.write_text("devices: [{name: phone, kind: emulated, class: pixel4, profile: pixel4}]\nstore: store\n")
+    farm.write_text(
+        "devices: [{name: phone, kind: emulated, class: pixel4, profile: pixel4}]\nstore: store\n"
+    )
     model = tmp_path / "m.onnx"
     model.write_bytes(tiny_model().data)
     result = subprocess.run(
