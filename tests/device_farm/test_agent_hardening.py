@@ -480,3 +480,19 @@ def test_an_upload_with_external_data_is_refused_before_the_filesystem_is_asked(
     assert len(set(replies.values())) == 1, replies  # the same answer, whether the file exists or not
     status, error = replies["weights.bin"]
     assert status == 415 and "external files" in error and "initializer 'W'" in error
+
+
+def test_the_readme_token_recipe_makes_a_file_both_sides_accept(tmp_path: Path) -> None:
+    """README: `python -c "import secrets; print(secrets.token_urlsafe(32))" > pi4.token`."""
+    from adacomp.device_farm.agent_token import read_token
+
+    path = tmp_path / "pi4.token"
+    recipe = subprocess.run(
+        [sys.executable, "-c", "import secrets; print(secrets.token_urlsafe(32))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    path.write_text(recipe.stdout)
+    path.chmod(0o600)
+    assert read_token(path) == recipe.stdout.strip()
