@@ -6,6 +6,7 @@ default farm (every emulated profile plus this host) needs no file at all.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -85,11 +86,40 @@ class FarmConfig(ConfigModel):
 
 
 def load_farm_config(path: str | Path) -> FarmConfig:
+    """Every path the file names (the store, token files, adb binaries and libraries, profile
+    files) is made absolute against the file's directory when it is loaded: Ray Tune runs each
+    trial in its own working directory, where a relative store used to land."""
     path = Path(path)
     config = load_yaml_model(path, FarmConfig, "farm config", "with 'devices'")
-    if config.store is not None and not config.store.is_absolute():
-        config = config.model_copy(update={"store": path.parent / config.store})
-    return config
+    base = path.absolute().parent
+    devices = tuple(_absolute_paths(spec, base) for spec in config.devices)
+    store = _absolute(base, config.store) if config.store is not None else None
+    return config.model_copy(update={"devices": devices, "store": store})
+
+
+def _absolute(base: Path, path: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
+
+
+def _absolute_paths(spec: DeviceSpec, base: Path) -> DeviceSpec:
+    if isinstance(spec, AgentSpec):
+        return spec.model_copy(update={"token_file": _absolute(base, spec.token_file)})
+    if isinstance(spec, AdbSpec):
+        return spec.model_copy(
+            update={
+                "benchmark_binary": _absolute(base, spec.benchmark_binary),
+                "libraries": tuple(_absolute(base, lib) for lib in spec.libraries),
+            }
+        )
+    if isinstance(spec, EmulatedSpec) and _names_a_file(spec.profile):
+        return spec.model_copy(update={"profile": str(_absolute(base, Path(spec.profile)))})
+    return spec
+
+
+def _names_a_file(profile: str) -> bool:
+    """A profile given as a path (as `profiles.load_profile` tells a path from a built-in name)."""
+    return "/" in profile or "\\" in profile or profile.endswith((".yaml", ".yml"))
 
 
 def default_farm_config(store: Path | None = None) -> FarmConfig:

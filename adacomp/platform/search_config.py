@@ -8,6 +8,7 @@ uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memor
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -295,13 +296,28 @@ class SearchConfig(_Frozen):
 
 
 def load_search_config(path: str | Path) -> SearchConfig:
-    """Relative `output.dir` stays relative to the working directory (where `adacomp ui` looks);
-    a relative `farm` path is relative to the config file, which names it."""
+    """Every path the file names is made absolute when it is loaded, so no later change of
+    working directory (Ray Tune runs each trial in its own) can move it:
+    - `farm` and `rl.init_policy` against the config file's directory, which names them;
+    - `output.dir` stays the *working directory's* (where `adacomp ui` and `adacomp pareto`
+      look, as README shows) and is resolved by each job at its start; `adacomp submit`
+      refuses a relative one (a job's working directory is a temporary copy).
+    """
     path = Path(path)
     config = load_yaml_model(path, SearchConfig, "search config", "name, task, targets, objectives, ...")
-    if config.farm is not None and not config.farm.is_absolute():
-        config = config.model_copy(update={"farm": path.parent / config.farm})
+    base = path.absolute().parent
+    if config.farm is not None:
+        config = config.model_copy(update={"farm": absolute(base, config.farm)})
+    if config.rl.init_policy is not None:
+        rl = config.rl.model_copy(update={"init_policy": absolute(base, config.rl.init_policy)})
+        config = config.model_copy(update={"rl": rl})
     return config
+
+
+def absolute(base: Path, path: Path) -> Path:
+    """`path` made absolute against `base` (`~` expanded; symlinks kept as the user wrote them)."""
+    path = path.expanduser()
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
 def as_search_config(config: SearchConfig | str | Path) -> SearchConfig:

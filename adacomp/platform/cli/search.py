@@ -61,7 +61,7 @@ def run_search_command(args: argparse.Namespace) -> int:
                 f"--init-policy: only the rl strategy starts from a saved agent ({args.config} uses "
                 f"strategy {config.strategy!r})"
             )
-        rl = config.rl.model_copy(update={"init_policy": args.init_policy})
+        rl = config.rl.model_copy(update={"init_policy": args.init_policy.absolute()})
         config = config.model_copy(update={"rl": rl})
     result = search(config, resume=args.resume, address=args.address, progress=not args.quiet, log=log)
     failed = sum(r.failed for r in result.records)

@@ -12,7 +12,6 @@ that exists follows that job instead of starting a second one.
 from __future__ import annotations
 
 import asyncio
-import os
 import shlex
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from adacomp.errors import AdacompError, first_line
+from adacomp.platform.search.cluster import prepare_auth
 from adacomp.platform.search_config import SearchConfig, load_search_config
 
 # Never uploaded: environments, VCS data, results and models (a job writes to output.dir).
@@ -88,9 +88,7 @@ def job_spec(
 def _client(address: str) -> Any:
     if not address.startswith(("http://", "https://")):
         raise AdacompError(f"address: expected the job server's URL (http://HEAD:8265), got {address!r}")
-    if "RAY_AUTH_MODE" not in os.environ and _token_available():
-        # Ray reads the mode once, at import: send the token we have (Ray >= 2.59 clusters want it).
-        os.environ["RAY_AUTH_MODE"] = "token"
+    prepare_auth()  # the same rule as every command that joins a cluster
     from ray.job_submission import JobSubmissionClient
 
     try:
@@ -103,13 +101,6 @@ def _client(address: str) -> Any:
                 "to this machine (or set RAY_AUTH_TOKEN)"
             ) from None
         raise AdacompError(f"address: no Ray job server at {address} ({reason})") from None
-
-
-def _token_available() -> bool:
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or str(Path.home() / ".ray" / "auth_token")
-    return Path(path).is_file()
 
 
 def submit(

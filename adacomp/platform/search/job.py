@@ -52,6 +52,7 @@ from adacomp.platform.results.snapshot import (
     model_file,
     with_polished,
 )
+from adacomp.platform.search.cluster import join
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.polish import polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
@@ -354,7 +355,7 @@ def _init_ray(address: str | None, farm: FarmConfig) -> tuple[bool, Any]:
         return False, None
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        join(address)
         return True, None
     uses_host = any(isinstance(spec, HostSpec) for spec in farm.devices)
     reservation = init_local_ray(
