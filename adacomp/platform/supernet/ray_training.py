@@ -75,7 +75,12 @@ def train_on_ray(
     if started:
         # A cluster only when one is named: Ray alone would join whatever `ray start` left here.
         address = address or os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        if address == "local":
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            from adacomp.platform.search.cluster import join
+
+            join(address)  # the token, and one line when the cluster cannot be joined
     log = directory / STEP_LOG
     log.unlink(missing_ok=True)
     try:
