@@ -52,7 +52,7 @@ from adacomp.platform.results.snapshot import (
     model_file,
     with_polished,
 )
-from adacomp.platform.search.cluster import join
+from adacomp.platform.search.cluster import check_reachable, join
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.polish import polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
@@ -393,6 +393,8 @@ def search(
     strategy = get_strategy(config.strategy)
     strategy.check(config)
     farm_config = farm_for_targets(config)
+    if address or os.environ.get("RAY_ADDRESS"):  # before any work: a cluster nothing answers at
+        check_reachable(address or os.environ["RAY_ADDRESS"])
     out_dir = (config.output.dir / config.name).resolve()
     state = _open_job(config, out_dir, resume)
     tracking_uri = _tracking_uri(config, state)

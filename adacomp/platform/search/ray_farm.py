@@ -50,14 +50,26 @@ def init_local_ray(
 class DeviceActor:
     """Serves one real device; measurements on it run one at a time (actor calls are serial)."""
 
-    def __init__(self, spec_json: str, cores: list[int] | None) -> None:
+    def __init__(self, spec_json: str, cores: list[int] | None, store: str | None = None) -> None:
+        from pathlib import Path
+
         from pydantic import TypeAdapter
 
         spec: DeviceSpec = TypeAdapter(DeviceSpec).validate_json(spec_json)
         if isinstance(spec, HostSpec) and cores:
             pin_process(cores)
             spec = spec.model_copy(update={"cores": tuple(cores)})
-        self.farm = Farm(FarmConfig(devices=(spec,), retries=0, fallback_to_class=False, quarantine_s=0))
+        # The farm's store (an absolute path, see load_farm_config) on the device's node: the
+        # measurements of real devices are the ones worth keeping (and calibrating on).
+        self.farm = Farm(
+            FarmConfig(
+                devices=(spec,),
+                retries=0,
+                fallback_to_class=False,
+                quarantine_s=0,
+                store=Path(store) if store else None,
+            )
+        )
         self.name = spec.name
 
     def measure(self, model: bytes, settings_json: str) -> dict[str, Any]:
@@ -90,7 +102,7 @@ class RayFarm:
                 name=f"adacomp-device-{spec.name}",
                 get_if_exists=True,
                 resources={device_resource(spec.name): 1.0},
-            ).remote(spec.model_dump_json(by_alias=True), cores)
+            ).remote(spec.model_dump_json(by_alias=True), cores, str(config.store) if config.store else None)
 
     def measure(self, model: OnnxModel, device: str, settings: MeasureSettings | None = None) -> Measurement:
         settings = settings or MeasureSettings()
