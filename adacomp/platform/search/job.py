@@ -52,6 +52,7 @@ from adacomp.platform.results.snapshot import (
     model_file,
     with_polished,
 )
+from adacomp.platform.search import ray_watchdog
 from adacomp.platform.search.cluster import check_reachable, join
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.polish import polish_front
@@ -401,6 +402,9 @@ def search(
     task, model, prepared = _load_model(config, out_dir, say)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     started_ray, reservation = _init_ray(address, farm_config)
+    # A local Ray outlives a search killed with its process group (its helpers run in groups of
+    # their own): the watchdog, in a session of its own, stops them when this process is gone.
+    watchdog = ray_watchdog.start() if started_ray and reservation is not None else None
     try:
         with scoped_environment(search_flags(tracking_uri)):  # Tune's and MLflow's, this search only
             return _run(
@@ -426,6 +430,9 @@ def search(
             import ray
 
             ray.shutdown()
+        if watchdog is not None:
+            watchdog.kill()  # nothing left to watch
+            watchdog.wait()
             pin_process(cores_before)  # a second search in this process gets every core again
 
 

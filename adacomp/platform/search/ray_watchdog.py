@@ -1,0 +1,90 @@
+"""Stops what a search's local Ray started when the search dies without stopping it.
+
+Ray's helpers (dashboard and runtime-env agents, workers) run in their own process groups:
+after SIGKILL of a search's group they lived on for 8-70 s, holding cores and memory, while the
+restarted search started a second Ray beside them. A search that starts a local Ray also
+starts this watchdog, in a session of its own so the same kill misses it. It keeps a snapshot
+of the driver's descendants (process id and start time, so a reused id is never killed), and
+when the driver is gone it kills those still running, then exits. A driver that stops Ray
+itself leaves nothing to kill.
+
+Run as `python -m adacomp.platform.search.ray_watchdog DRIVER_PID`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+
+POLL_S = 0.5
+
+
+def _descendants(driver: psutil.Process) -> dict[int, float]:
+    try:
+        children = driver.children(recursive=True)
+    except psutil.Error:
+        return {}
+    found: dict[int, float] = {}
+    for child in children:
+        try:
+            found[child.pid] = child.create_time()
+        except psutil.Error:
+            continue
+    return found
+
+
+def _kill(snapshot: dict[int, float]) -> int:
+    killed = 0
+    for pid, started in snapshot.items():
+        try:
+            process = psutil.Process(pid)
+            if process.create_time() != started or pid == os.getpid():
+                continue  # the id was reused by something else
+            process.kill()
+            killed += 1
+        except psutil.Error:
+            continue
+    return killed
+
+
+def watch(driver_pid: int) -> int:
+    """Until the driver is gone; returns how many of its leftovers were killed."""
+    try:
+        driver = psutil.Process(driver_pid)
+    except psutil.Error:
+        return 0
+    snapshot: dict[int, float] = {}
+    while True:
+        try:
+            alive = driver.is_running() and driver.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:
+            alive = False
+        if not alive:
+            return _kill(snapshot)
+        snapshot.update(_descendants(driver))
+        time.sleep(POLL_S)
+
+
+def start(driver_pid: int | None = None) -> subprocess.Popen[bytes]:
+    """The watchdog of this process (or `driver_pid`), in its own session, silent."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "adacomp.platform.search.ray_watchdog", str(driver_pid or os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the terminal is the driver's
+    watch(int(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()
