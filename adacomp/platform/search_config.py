@@ -2,7 +2,7 @@
 
 One YAML file, validated at the boundary; an error names the file and the field. Metrics:
 `accuracy` (ONNX accuracy on the test split, 0-1), `accuracy_drop` (points against the
-uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memory` (MB);
+uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memory` (MiB);
 `storage` (encoded bytes) is per model.
 """
 
@@ -27,7 +27,7 @@ UNITS = {
     "storage": "B",
     "latency": "ms",
     "energy": "mJ",
-    "memory": "MB",
+    "memory": "MiB",  # binary, like every size adacomp prints (table.py)
 }
 
 
