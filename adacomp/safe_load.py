@@ -7,8 +7,8 @@ disables a comparison, a NUL byte in a path, a file of gigabytes, an alias bomb.
 goes through here, so each of those becomes one line naming the file and the place in it
 (an AdacompError: exit 2 at the CLI) before any validation or work starts.
 
-The limits are generous for what the project writes (configs of a few KB, manifests and plans
-of tens of KB, a study's state of a few MB) and small against what breaks a process.
+The limits are generous for what the project writes (configs of a few KiB, manifests and plans
+of tens of KiB, a study's state of a few MiB) and small against what breaks a process.
 Only the standard library here (and PyYAML, imported when a YAML file is read): the runtime
 that ships to the device uses it too.
 """

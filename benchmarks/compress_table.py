@@ -120,7 +120,7 @@ def main() -> int:
             "torch acc %",
             "ONNX acc %",
             "d acc pt",
-            "storage KB",
+            "storage KiB",
             "storage x",
             "MACs",
             "MACs x",

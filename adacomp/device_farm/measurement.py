@@ -104,7 +104,7 @@ class Measurement:
             f"latency median {self.latency.median_ms:.3f} ms, p90 {self.latency.p90_ms:.3f} ms"
             + (f", cv {self.latency.cv:.1%} over {self.latency.runs} runs" if self.latency.runs else ""),
             f"energy {self.energy_mj:.3f} mJ" if self.energy_mj is not None else "energy unknown",
-            f"peak memory {self.peak_memory_mb:.2f} MB"
+            f"peak memory {self.peak_memory_mb:.2f} MiB"
             if self.peak_memory_mb is not None
             else "peak memory unknown",
             f"storage {self.storage_bytes} B",

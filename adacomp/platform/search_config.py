@@ -2,7 +2,7 @@
 
 One YAML file, validated at the boundary; an error names the file and the field. Metrics:
 `accuracy` (ONNX accuracy on the test split, 0-1), `accuracy_drop` (points against the
-uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memory` (MB);
+uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memory` (MiB);
 `storage` (encoded bytes) is per model.
 """
 
@@ -28,7 +28,7 @@ UNITS = {
     "storage": "B",
     "latency": "ms",
     "energy": "mJ",
-    "memory": "MB",
+    "memory": "MiB",  # binary, like every size adacomp prints (table.py)
 }
 
 
@@ -223,8 +223,11 @@ class RLSettings(_Frozen):
     a known plan is answered from the cache, so the agent may run many more episodes than trials.
     """
 
-    env_runners: int | None = Field(None, ge=1, le=1024)  # parallel episode samplers; None: `concurrency`
-    episodes_per_update: int = Field(8, ge=1, le=MAX_TRIALS)  # PPO batch, in episodes
+    # Parallel episode samplers; None: `concurrency`, at most `trials`.
+    env_runners: int | None = Field(None, ge=1, le=1024)
+    # PPO batch, in episodes; None: a fifth of `trials`, 1 to 8 (strategies/rl/budget.py). A
+    # batch the trials cannot fill is refused: the agent would never update nor save itself.
+    episodes_per_update: int | None = Field(None, ge=1, le=MAX_TRIALS)
     epochs: int = Field(6, ge=1, le=1000)  # PPO passes over each batch
     lr: float = Field(1e-3, gt=0, le=10)
     entropy: float = Field(0.01, ge=0, le=100)  # entropy bonus: keeps the agent exploring

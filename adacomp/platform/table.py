@@ -27,12 +27,27 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
+# Sizes are printed in one unit system everywhere: binary units named as such (KiB = 1024 B,
+# MiB = 2**20 B). Memory is measured in MiB (resident sizes / 2**20 on every device backend,
+# the phone's own tools count in KiB), so storage printed in the same system compares with it
+# directly; the IEC names say which system it is, where "KB" and "MB" left it to guess (the
+# same 623,592 bytes printed as 609.0 KB in one command and 623.6 KB in another).
+KIB = 1024
+
+
+def human_bytes(n: float) -> str:
+    """`n` bytes in the largest binary unit that keeps the number at 1 or more (B to GiB)."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < KIB or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= KIB
     raise AssertionError("unreachable")
+
+
+def kib(n: float) -> str:
+    """`n` bytes in KiB, one decimal, without the unit: a table column headed "... KiB"."""
+    return f"{n / KIB:.1f}"
 
 
 def human_count(n: int) -> str:

@@ -19,7 +19,7 @@ import json
 import math
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -43,7 +43,7 @@ MAX_DEVICES = 256
 MAX_STRING = 256  # ids, names, dtypes
 MAX_FILE_NAME = 1024
 MAX_INTEGER = 1 << 50  # bytes and sizes: a petabyte
-MAX_NUMBER = 1e12  # ms, mJ, MB and weights
+MAX_NUMBER = 1e12  # ms, mJ, MiB and weights
 MANIFEST_LIMITS = LoadLimits(max_bytes=16 * 1024 * 1024, max_depth=32)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -213,10 +213,25 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_dict(data, source=str(path))
 
 
+def _new_temporary(directory: Path, name: str) -> tuple[int, Path]:
+    """A new, empty temporary file in `directory`, created with mode 0666 less the umask: what
+    `open()` gives every other file of the bundle (its ONNX models). `tempfile.mkstemp` makes
+    0600, so a bundle served or synced as another user had readable models and an unreadable
+    manifest. The kernel applies the umask here; reading it would mean setting it, process-wide."""
+    for _ in range(100):
+        tmp = directory / f".{name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{directory}: no free temporary name for {name}")
+
+
 def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
     """Validate and write atomically (temp file + os.replace): a reader never sees half a manifest.
 
-    `path` is the manifest file or the bundle directory. Returns the file written.
+    `path` is the manifest file or the bundle directory. Returns the file written, whose mode is
+    that of the bundle's other files (0666 less the umask, 0644 by default).
     """
     path = Path(path)
     if path.is_dir():
@@ -225,7 +240,7 @@ def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
     Manifest.from_dict(data, source=f"{path} (not written)")  # a Manifest built in code is checked too
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _new_temporary(path.parent, path.name)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -233,7 +248,7 @@ def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

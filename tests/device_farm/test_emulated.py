@@ -74,7 +74,7 @@ def test_invalid_onnx_is_a_device_error() -> None:
 
 def test_model_larger_than_the_device_memory_is_refused(onnx_model: OnnxModel) -> None:
     tiny = load_profile("snapdragon_wear4100").model_copy(update={"memory_mb": 1.0})
-    with pytest.raises(DeviceError, match="MB"):
+    with pytest.raises(DeviceError, match="MiB"):
         EmulatedDevice("watch", tiny).measure(onnx_model, MeasureSettings())
 
 

@@ -107,6 +107,14 @@ def test_running_the_same_night_again_only_reports_again(nights: tuple[Path, lis
     path, (_, second) = nights
     again = nightly(path, date="2026-01-02", threshold=0.3)
     assert again.tonight.run_id == second.tonight.run_id and again.tonight.trials == 2
+    assert again.report_run_id == second.report_run_id  # one report run per night, updated
+    config = load_search_config(path)
+    client = mlflow.MlflowClient(f"sqlite:///{config.output.dir / 'mlflow.db'}")
+    reports = client.search_runs(
+        [client.get_run(second.report_run_id).info.experiment_id],
+        filter_string="tags.`adacomp.kind` = 'nightly-report' and tags.`adacomp.night` = '2026-01-02'",
+    )
+    assert [r.info.run_id for r in reports] == [second.report_run_id]
 
 
 def test_a_slower_device_is_a_regression_and_a_non_zero_exit(

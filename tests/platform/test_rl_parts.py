@@ -4,17 +4,21 @@ shaping, reward, and the plan exchange's bookkeeping (run on a plain asyncio loo
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from gymnasium.utils.env_checker import check_env
 from pydantic import ValidationError
 
 from adacomp.errors import AdacompError
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.strategies.plan_space import PRECISIONS
+from adacomp.platform.strategies.registry import get_strategy
 from adacomp.platform.strategies.rl.actions import (
     CATALOGUE,
     LAYER_ACTIONS,
@@ -23,14 +27,16 @@ from adacomp.platform.strategies.rl.actions import (
     LayerChoice,
     plan_from_actions,
 )
+from adacomp.platform.strategies.rl.budget import agent_batch
 from adacomp.platform.strategies.rl.env import PlanEnv
 from adacomp.platform.strategies.rl.episode import FAILED_REWARD, OBS_SIZE, EpisodeSpec, episode_spec
 from adacomp.platform.strategies.rl.exchange import PlanExchange
 from adacomp.platform.strategies.rl.module import action_prior
-from adacomp.platform.strategies.rl.searcher import policy_module_dir
+from adacomp.platform.strategies.rl.searcher import START_RECORD, policy_module_dir
 from adacomp.search_spaces import CompressionPlan, Step, build_space, compress
 from adacomp.tasks import load_task
 
+REPO = Path(__file__).resolve().parents[2]
 CONFIG = SearchConfig.model_validate(
     {
         "name": "rl-parts",
@@ -190,6 +196,7 @@ def test_exchange_serves_known_plans_shares_waiting_ones_and_releases_on_close()
         assert (await exchange.evaluate(known.to_json()))["status"] == "closed"
         stats = exchange.stats()
         assert (stats["episodes"], stats["cache_hits"], stats["shared"], stats["proposed"]) == (5, 1, 1, 2)
+        assert stats["closed"] == 2  # the waiting episode released at the end, and the one after it
 
     asyncio.run(scenario())
 
@@ -203,6 +210,71 @@ def test_init_policy_must_hold_a_saved_agent(tmp_path: Path) -> None:
     assert policy_module_dir(tmp_path) == module
     assert policy_module_dir(tmp_path / "rl_agent") == module
     assert policy_module_dir(module) == module
+
+
+def test_init_policy_of_a_search_that_saved_no_agent_says_why(tmp_path: Path) -> None:
+    (tmp_path / START_RECORD).write_text("{}")  # an rl search ran here, its agent never updated
+    with pytest.raises(AdacompError, match=r"ended before its agent's first PPO update") as caught:
+        policy_module_dir(tmp_path / "rl_agent")
+    assert "\n" not in str(caught.value)
+
+
+def _rl(**changes: Any) -> SearchConfig:
+    return SearchConfig.model_validate({**CONFIG.model_dump(), "concurrency": 2, **changes})
+
+
+@pytest.mark.parametrize(
+    ("trials", "rl", "expected"),
+    [
+        (6, {}, (2, 2)),  # issue 20: 6 trials used to wait for 8 episodes; now 3 updates
+        (20, {}, (2, 4)),
+        (40, {}, (2, 8)),
+        (60, {}, (2, 8)),
+        (1, {}, (1, 1)),  # never more runners than trials
+        (40, {"episodes_per_update": 3}, (2, 4)),  # each runner plays a whole share
+        (40, {"episodes_per_update": 3, "env_runners": 1}, (1, 3)),
+    ],
+)
+def test_the_default_batch_is_a_fifth_of_the_trials_in_whole_shares_per_runner(
+    trials: int, rl: dict[str, Any], expected: tuple[int, int]
+) -> None:
+    batch = agent_batch(_rl(trials=trials, rl=rl))
+    assert (batch.env_runners, batch.episodes_per_update) == expected
+    get_strategy("rl").check(_rl(trials=trials, rl=rl))  # every default fits its budget
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.yaml")), ids=lambda p: p.stem)
+def test_the_agent_learns_within_every_examples_budget(example: Path) -> None:
+    config = SearchConfig.model_validate({**yaml.safe_load(example.read_text()), "strategy": "rl"})
+    batch = agent_batch(config)
+    assert config.trials // batch.episodes_per_update >= 5  # updates, even if no episode repeats
+    get_strategy("rl").check(config)
+
+
+def test_a_batch_the_trials_cannot_fill_is_refused_with_the_numbers() -> None:
+    with pytest.raises(AdacompError) as caught:
+        get_strategy("rl").check(_rl(trials=6, rl={"episodes_per_update": 8}))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "rl.episodes_per_update 8 with 2 env runners means 8 episodes per PPO update" in message
+    assert "more than trials 6" in message and "raise trials to 8" in message
+    with pytest.raises(AdacompError, match=r"the default batch with 4 env runners means 4 episodes"):
+        get_strategy("rl").check(_rl(trials=3, rl={"env_runners": 4}))
+
+
+def test_the_cli_refuses_it_in_one_line_before_anything_runs(tmp_path: Path) -> None:
+    """Issue 20: `strategy: rl`, 6 trials, 8 episodes per update ran, learned nothing, saved
+    nothing, and `--init-policy runs/<name>/rl_agent` failed afterwards."""
+    config = _rl(trials=6, rl={"episodes_per_update": 8}, output={"dir": str(tmp_path)})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    done = subprocess.run(
+        [sys.executable, "-m", "adacomp", "search", str(path)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "8 episodes per PPO update" in done.stderr
+    assert not (tmp_path / config.name).exists()  # refused before the search's directory
 
 
 def test_rl_settings_are_validated() -> None:

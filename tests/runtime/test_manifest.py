@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -44,6 +45,22 @@ def test_save_then_load_is_exact_and_leaves_no_temp_file(tmp_path: Path) -> None
     assert load_manifest(tmp_path) == manifest
     assert load_manifest(written).to_dict() == manifest_dict()
     assert os.listdir(tmp_path) == ["manifest.json"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_the_manifest_gets_the_mode_of_the_bundles_models(tmp_path: Path, umask: int) -> None:
+    """Issue 20: manifest.json was written 0600 (tempfile.mkstemp) beside 0644 ONNX files."""
+    old = os.umask(umask)
+    try:
+        write_bundle(tmp_path)  # models/*.onnx written with open(), as `adacomp export` copies them
+        save_manifest(Manifest.from_dict(manifest_dict()), tmp_path)
+        again = save_manifest(Manifest.from_dict(manifest_dict()), tmp_path)  # replacing one too
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(again.stat().st_mode)
+    assert mode == 0o666 & ~umask
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "models").iterdir()} == {mode}
+    assert sorted(os.listdir(tmp_path)) == ["manifest.json", "models"]
 
 
 def test_save_refuses_an_invalid_manifest_built_in_code_and_keeps_the_old_file(tmp_path: Path) -> None:

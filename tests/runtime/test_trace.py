@@ -137,7 +137,7 @@ def test_adaptive_replay_beats_the_static_model_on_violations() -> None:
 
 
 # A digits bundle as `make demo`'s supernet flow measured it on the emulated Pixel 4: accuracy
-# within 2 pt, latency and energy spread by half (id, accuracy, latency ms, energy mJ, memory MB).
+# within 2 pt, latency and energy spread by half (id, accuracy, latency ms, energy mJ, memory MiB).
 DIGITS_LIKE = (
     ("widest", 0.9917, 0.229, 0.470, 8.6),
     ("mid", 0.9861, 0.160, 0.330, 8.0),

@@ -24,7 +24,7 @@ from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.errors import AdacompError
 
-MAX_REPLY_BYTES = 16 * 1024 * 1024  # a Measurement is a few kB; more is not an agent talking
+MAX_REPLY_BYTES = 16 * 1024 * 1024  # a Measurement is a few KiB; more is not an agent talking
 
 
 class AgentDevice(Device):

@@ -39,8 +39,8 @@ class EmulatedDevice(Device):
         if prediction.peak_memory_mb > self.profile.memory_mb:
             # A real device would kill the app; say so instead of returning a number.
             raise DeviceError(
-                f"{self.name}: {model.name} needs {prediction.peak_memory_mb:.1f} MB at peak, "
-                f"more than the {self.profile.memory_mb:.0f} MB an app gets on {self.profile.name}"
+                f"{self.name}: {model.name} needs {prediction.peak_memory_mb:.1f} MiB at peak, "
+                f"more than the {self.profile.memory_mb:.0f} MiB an app gets on {self.profile.name}"
             )
         method = "learned kernel model" if self.profile.kernel_model else "roofline cost model"
         notes = f"{method} over {self.profile.kernel_graph} kernels, profile {self.profile.name}"

@@ -77,7 +77,12 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     agent.add_argument("--name", default="agent")
     agent.add_argument("--class", dest="device_class", default="host")
     agent.add_argument("--cores", type=_cores, help="pin measurements to these cores, e.g. 2,3")
-    agent.add_argument("--max-model-mb", type=number(0, 1e6, above_low=True), default=256.0)
+    agent.add_argument(
+        "--max-model-mb",
+        type=number(0, 1e6, above_low=True),
+        default=256.0,
+        help="largest model upload, in MiB (default: 256)",
+    )
     agent.add_argument(
         "--request-timeout",
         type=number(0, 86400, above_low=True),

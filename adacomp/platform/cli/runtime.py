@@ -142,7 +142,7 @@ def _shown_rows(adaptive: Replay) -> list[int]:
 
 
 def _step_table(adaptive: Replay, static: Replay, has_energy: bool) -> tuple[list[str], list[list[object]]]:
-    headers = ["t", "battery", "budget ms", "free MB", "config", "acc", "lat ms"]
+    headers = ["t", "battery", "budget ms", "free MiB", "config", "acc", "lat ms"]
     headers += ["energy mJ"] if has_energy else []
     headers += ["event", f"static {static.steps[0].id}" if static.steps else "static"]
     rows: list[list[object]] = []
@@ -244,9 +244,9 @@ def _plot(
     free = [(p.t, p.context.free_memory_mb) for p in trace if p.context.free_memory_mb is not None]
     if free:
         mem_ax = bat_ax.twinx()
-        mem_ax.scatter(*zip(*free, strict=True), c="tab:purple", s=8, label="free memory MB")
+        mem_ax.scatter(*zip(*free, strict=True), c="tab:purple", s=8, label="free memory MiB")
         mem_ax.set_ylim(bottom=0)
-        mem_ax.set_ylabel("free memory MB")
+        mem_ax.set_ylabel("free memory MiB")
         mem_ax.legend(fontsize=8, loc="lower right")
     bat_ax.set_xlabel("t")
     bat_ax.legend(fontsize=8, loc="lower left")

@@ -13,7 +13,8 @@ is compared with the latest earlier night: the hypervolume over the config's obj
 target device, the 2-D hypervolume of accuracy against latency and the best feasible latency,
 all normalised by the *earlier* night's baseline so that a device that got slower shows. A drop
 beyond `--threshold` (relative) is a regression: the report (Markdown next to the nights and an
-MLflow run) says which, and the command exits with EXIT_REGRESSION.
+MLflow run per night, updated in place when the night is run again) says which, and the
+command exits with EXIT_REGRESSION.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from adacomp.search_spaces import CompressionPlan
 EXIT_REGRESSION = 3
 NIGHTLY_DIR = "nightly"
 DATE_FORMAT = "%Y-%m-%d"
+NIGHT_TAG = "adacomp.night"  # a report run's night: one report run per night and config
 
 
 @dataclass(frozen=True)
@@ -295,20 +297,30 @@ def _log_report(
     changes: Sequence[Change],
     report_path: Path,
 ) -> str:
-    """One MLflow run per report: the comparison as metrics, the Markdown as an artifact."""
+    """One MLflow run per night's report: the comparison as metrics, the Markdown as an artifact.
+
+    Running a finished night again (to compare again, or after a kill while reporting) updates
+    that night's report run in place, found by its tags, rather than adding a second run with
+    the same date: its tags, the latest value of each metric and the Markdown become tonight's
+    report. Duplicates an earlier version left are deleted (MLflow keeps them restorable)."""
     tracker = SearchTracker.for_config(config, tracking_uri)
     regressions = sum(c.regression for c in changes)
-    run_id = tracker.start_run(
-        f"nightly-{config.name}-{tonight.date}",
-        {
-            KIND_TAG: "nightly-report",
-            SEARCH_TAG: config.name,
-            "adacomp.night": tonight.date,
-            "adacomp.night_run": tonight.run_id,
-            "adacomp.previous_night": last.date if last else "",
-            "adacomp.regressions": str(regressions),
-        },
-    )
+    identity = {KIND_TAG: "nightly-report", SEARCH_TAG: config.name, NIGHT_TAG: tonight.date}
+    tags = {
+        **identity,
+        "adacomp.night_run": tonight.run_id,
+        "adacomp.previous_night": last.date if last else "",
+        "adacomp.regressions": str(regressions),
+    }
+    found = tracker.runs_tagged(identity)
+    if found:
+        run_id, *duplicates = found
+        for duplicate in duplicates:
+            tracker.client.delete_run(duplicate)
+        tracker.reopen(run_id)
+        tracker.set_tags(run_id, tags)
+    else:
+        run_id = tracker.start_run(f"nightly-{config.name}-{tonight.date}", tags)
     points: list[tuple[str, float, int]] = []
     for i, c in enumerate(changes):
         key = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in c.what)[:200]

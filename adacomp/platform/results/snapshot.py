@@ -221,13 +221,13 @@ class SearchResult(SearchSnapshot):
 
 
 def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dict[str, float | None]) -> str:
-    """The front as a terminal table: baseline first, accuracy in %, storage in KB.
+    """The front as a terminal table: baseline first, accuracy in %, storage in KiB.
 
     The trial the usage's utility picks (the one a search registers) is marked with `*`. The
     utility may weigh costs the objectives do not (every target's latency, say), so that trial
     can be dominated in the objectives printed here: it is then added below the front, so the
     table always shows what was registered."""
-    from adacomp.platform.table import format_table
+    from adacomp.platform.table import format_table, kib
 
     rows = front_rows(config, records, baseline)
     headers = [h for h in rows[0] if h != "plan_hash"]
@@ -248,7 +248,7 @@ def format_front(config: SearchConfig, records: list[TrialRecord], baseline: dic
         if key == "accuracy":
             return f"{100 * value:.2f}%"
         if key.startswith("storage"):
-            return f"{value / 1024:.1f} KB"
+            return f"{kib(value)} KiB"
         if key == "plan" and len(value) > 70:
             return value[:67] + "..."
         return value

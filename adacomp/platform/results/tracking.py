@@ -154,6 +154,15 @@ class SearchTracker:
             self.client.log_batch(run_id, params=_params(params))
         return run_id
 
+    def runs_tagged(self, tags: Mapping[str, str]) -> list[str]:
+        """The ids of this experiment's live runs carrying all of `tags`, oldest first: a job
+        that keeps one run per key (a night's report) finds it again instead of adding one."""
+        where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=where, max_results=50_000, order_by=["start_time ASC"]
+        )
+        return [r.info.run_id for r in runs]
+
     def log_metrics(self, run_id: str, values: Mapping[str, float | None], step: int = 0) -> None:
         """Finite numbers only: a missing or NaN metric is left out, never logged as a made-up 0."""
         metrics = _metrics(values, step=step)

@@ -81,7 +81,11 @@ class RLStrategy(Strategy):
         )
 
     def check(self, config: SearchConfig) -> None:
-        """Before anything starts: the saved agent to start from must be there."""
+        """Before anything starts: the trials must fill at least one PPO update (else the agent
+        never learns nor saves itself), and the saved agent to start from must be there."""
+        from adacomp.platform.strategies.rl.budget import check_budget
+
+        check_budget(config)
         if config.rl.init_policy is not None:
             from adacomp.platform.strategies.rl.searcher import policy_module_dir
 

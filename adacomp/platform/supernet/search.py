@@ -42,7 +42,7 @@ from adacomp.platform.supernet.training import (
     load_trained_supernet,
     supernet_dir,
 )
-from adacomp.platform.table import format_table
+from adacomp.platform.table import format_table, kib
 from adacomp.runtime.manifest import file_sha256
 from adacomp.search_spaces import CompressionPlan, Step, export_onnx
 from adacomp.search_spaces.sites import weight_modules
@@ -200,14 +200,14 @@ class SupernetSearchResult:
                 f"{m.get('accuracy', float('nan')):.4f}",
                 f"{m.get(f'latency_{device}', float('nan')):.4f}",
                 "-" if energy is None else f"{energy:.4f}",
-                f"{(m.get('storage') or 0) / 1000:.1f}",
+                kib(m.get("storage") or 0),
                 "-" if u is None else f"{u:.4f}",
                 arch,
             ]
 
         rows = [row("baseline", self.baseline, utility(self.config, self.baseline, self.baseline), "-")]
         rows += [row(r.config.hash, r.metrics, r.utility, str(r.config)) for r in self.front(device)]
-        headers = ["config", "accuracy", "latency ms", "energy mJ", "storage KB", "utility", "architecture"]
+        headers = ["config", "accuracy", "latency ms", "energy mJ", "storage KiB", "utility", "architecture"]
         return format_table(headers, rows)
 
 
@@ -461,7 +461,7 @@ def _line(config: SearchConfig, record: SubnetRecord, done: int) -> str:
     m = record.metrics
     costs = ", ".join(f"{t} {m[f'latency_{t}']:.3f} ms" for t in config.targets if f"latency_{t}" in m)
     feasible = "feasible" if record.feasible else "infeasible"
-    return f"{head}: accuracy {m['accuracy']:.4f}, {costs}, {m['storage'] / 1000:.1f} KB, {feasible}"
+    return f"{head}: accuracy {m['accuracy']:.4f}, {costs}, {kib(m['storage'])} KiB, {feasible}"
 
 
 def _finish(result: SupernetSearchResult, tracking: _Tracking) -> None:

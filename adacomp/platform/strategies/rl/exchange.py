@@ -22,11 +22,14 @@ class PlanExchange:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._queue: list[str] = []
         self._closed = False
-        self._stats = {"episodes": 0, "cache_hits": 0, "shared": 0, "proposed": 0}
+        # closed: episodes answered `closed` (the search ended first); an update that learned
+        # from any of them is not kept (searcher.py), one that did not is saved even at the end.
+        self._stats = {"episodes": 0, "cache_hits": 0, "shared": 0, "proposed": 0, "closed": 0}
 
     async def evaluate(self, plan_json: str) -> dict[str, Any]:
         self._stats["episodes"] += 1
         if self._closed:
+            self._stats["closed"] += 1
             return {"status": "closed"}
         key = CompressionPlan.from_json(plan_json).hash
         if key in self._outcomes:
@@ -40,7 +43,10 @@ class PlanExchange:
             self._stats["proposed"] += 1
         else:
             self._stats["shared"] += 1  # another episode is waiting on the same plan
-        return await asyncio.shield(future)
+        outcome = await asyncio.shield(future)
+        if outcome.get("status") == "closed":
+            self._stats["closed"] += 1  # counted before the episode hears of it
+        return outcome
 
     def take(self, limit: int) -> list[str]:
         """New plans for the searcher to run as trials, oldest first."""

@@ -13,7 +13,9 @@ and its env runners sample in parallel. DQN on the new stack has no masking modu
 replay buffer full of transitions a few dozen trials cannot fill.
 
 The agent's state is saved after every PPO update to `<search>/rl_agent/` (a full RLlib
-checkpoint), which is what a resumed search restores and what `--init-policy` starts from.
+checkpoint), which is what a resumed search restores and what `--init-policy` starts from. An
+update is kept unless it learned from an episode the search's end cut short; the trials must
+fill at least one update (budget.py), so a finished search always leaves an agent.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from adacomp.errors import AdacompError
 from adacomp.platform.evaluate.sensitivity import ordered_by_sensitivity
 from adacomp.platform.strategies._base import SearcherSetup
 from adacomp.platform.strategies.plan_space import plan_from_params
+from adacomp.platform.strategies.rl.budget import agent_batch
 from adacomp.platform.strategies.rl.env import PlanEnv
 from adacomp.platform.strategies.rl.episode import EpisodeSpec, episode_spec
 from adacomp.search_spaces import CompressionPlan
@@ -67,9 +70,13 @@ def policy_module_dir(path: Path) -> Path:
     for candidate in (path / MODULE_PATH, path / AGENT_DIR / MODULE_PATH, path):
         if (candidate / "module_state.pt").exists() or any(candidate.glob("module_state*")):
             return candidate
+    search_dir = path.parent if path.name == AGENT_DIR else path
+    why = ""
+    if (search_dir / START_RECORD).exists():  # an rl search ran there (before budget.py's check)
+        why = " (that search ended before its agent's first PPO update, so it saved none)"
     raise AdacompError(
-        f"rl.init_policy: {path} holds no saved agent; expected a search's {AGENT_DIR}/ directory "
-        f"(or its {MODULE_PATH})"
+        f"rl.init_policy: {path} holds no saved agent{why}; expected a search's {AGENT_DIR}/ "
+        f"directory (or its {MODULE_PATH})"
     )
 
 
@@ -90,6 +97,7 @@ class RLSearcher(Searcher):
             raise ValueError("the rl strategy needs the search's context (config, space, model, input)")
         self.config = context.config
         self.settings = context.config.rl
+        self.batch = agent_batch(context.config)
         self.seed = setup.seed
         self.state_dir = context.state_dir
         self.init_module = policy_module_dir(self.settings.init_policy) if self.settings.init_policy else None
@@ -199,7 +207,7 @@ class RLSearcher(Searcher):
         from adacomp.platform.strategies.rl.module import PRIOR_KEY, PriorMaskingModule, action_prior
 
         s, steps = self.settings, self.spec.steps
-        batch = s.episodes_per_update * steps
+        batch = self.batch.episodes_per_update * steps
         module = RLModuleSpec(
             module_class=PriorMaskingModule,
             model_config={
@@ -213,7 +221,7 @@ class RLSearcher(Searcher):
             PPOConfig()  # type: ignore[no-untyped-call]
             .environment(PlanEnv, env_config={"spec": self.spec, "exchange": self._exchange})
             .env_runners(
-                num_env_runners=s.env_runners or self.config.concurrency,
+                num_env_runners=self.batch.env_runners,
                 num_envs_per_env_runner=1,
                 num_cpus_per_env_runner=0,  # they wait on trials; Tune's trials own the cores
                 batch_mode="complete_episodes",
@@ -230,7 +238,7 @@ class RLSearcher(Searcher):
                 entropy_coeff=s.entropy,
             )
             .rl_module(rl_module_spec=module)
-            .reporting(metrics_num_episodes_for_smoothing=s.episodes_per_update)
+            .reporting(metrics_num_episodes_for_smoothing=self.batch.episodes_per_update)
             .debugging(seed=self.seed, log_level="ERROR")
         )
 
@@ -259,17 +267,26 @@ class RLSearcher(Searcher):
                     "fingerprint": weights_fingerprint(learner_weights(algo)),
                 }
                 (self.state_dir / START_RECORD).write_text(json.dumps(started, indent=2))
+            if source == "init_policy" and checkpoint is not None:
+                # Its own copy at once: even a search that ends before its first update (a
+                # nightly whose trials go to last night's front) hands the agent on to the next.
+                algo.save_to_path(str(checkpoint))
             while not self._stop.is_set():
                 result = algo.train()
-                if self._stop.is_set():
-                    break  # that update learned from `closed` episodes: keep the state before it
-                self.iterations = int(algo.iteration)  # counts on across resumed runs
                 self.stats = ray.get(self._exchange.stats.remote())
+                if self.stats.get("closed"):
+                    break  # that update learned from `closed` episodes: keep the state before it
+                # Every episode of the update was a real outcome: it is kept and saved, also
+                # when the search ended while it ran (its last trial), so a search that filled
+                # one batch always leaves an agent behind.
+                self.iterations = int(algo.iteration)  # counts on across resumed runs
                 if checkpoint is not None:
                     algo.save_to_path(str(checkpoint))
                 episode_return = result.get("env_runners", {}).get("episode_return_mean")
                 with self._lock:
                     self._pending_metrics.append((self.iterations, self._stats_metrics(episode_return)))
+                if self._stop.is_set():
+                    break
                 if self.stats["episodes"] >= self.max_episodes:
                     self.exhausted = True  # the agent keeps repeating known plans: stop
                     break
