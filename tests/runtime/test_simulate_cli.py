@@ -57,7 +57,7 @@ BAD_LATENCY["configurations"][1]["devices"]["pixel4"]["latency_ms"] = "abc"
     [
         (["--device", "tablet"], "unknown device 'tablet'; manifest 'digits' has: pixel4, host"),
         (["--static", "huge"], "unknown configuration 'huge'"),
-        (["--trace", "{missing}"], "missing.csv: No such file or directory"),
+        (["--trace", "{missing}"], "missing.csv does not exist"),
         (["--trace", "{bad}"], "bad.csv: line 2, column 'battery': expected a number in [0, 1], got 2.0"),
         (["--steps", "1"], "--steps: expected 2 to 10,000,000, got 1"),
     ],
