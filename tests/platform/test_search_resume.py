@@ -143,12 +143,15 @@ objectives: [{metric: accuracy}, {metric: latency, target: pixel4}]
 constraints: [{metric: accuracy_drop, max: 50}]
 finetune: {steps: 900}
 fidelity: {rungs: 3, eta: 3, min_results: 100}
+polish: {top_k: 0}
 trials: 2
 concurrency: 2
 strategy: random
 seed: 2
 output: {dir: runs}
 """
+# `polish: {top_k: 0}`: polishing the front (2,700 distilled steps a plan) has nothing to do with
+# the resume and took the resumed run past its timeout on a busy machine.
 
 
 def test_a_kill_mid_rung_resumes_after_the_last_finished_stage(tmp_path: Path) -> None:
