@@ -221,12 +221,14 @@ def test_ui_command_points_mlflow_at_the_project_store() -> None:
     assert command[command.index("--host") + 1] == "127.0.0.1"
 
 
-def test_a_plan_proposed_again_is_served_from_its_record() -> None:
-    """The define-by-run proposal carries the earlier record (renumbered, marked as a duplicate)
-    so the trial reports it without evaluating anything."""
+def test_a_plan_evaluated_or_in_flight_is_proposed_as_a_duplicate_and_a_new_one_is_in_flight() -> None:
+    """The define-by-run proposal of a plan the search has (finished, or running under another
+    trial) is only `{duplicate_of: that trial}`, which the searcher asks past (issue 20 item 3);
+    a new plan is proposed as a trial and is in flight from then on."""
     from types import SimpleNamespace
 
     from adacomp.platform.search.job import _define_by_run
+    from adacomp.platform.strategies._base import DUPLICATE_OF
     from adacomp.platform.strategies.plan_space import params_from_plan
     from adacomp.search_spaces import build_space
     from adacomp.tasks import load_task
@@ -234,12 +236,13 @@ def test_a_plan_proposed_again_is_served_from_its_record() -> None:
     task = load_task("digits")
     space = build_space(task.build_model(), task.example_input(2))
     earlier = record(0, 0.97, 0.4)
-    define = _define_by_run(CONFIG, SimpleNamespace(by_hash={earlier.plan.hash: earlier}), space)  # type: ignore[arg-type]
+    run = SimpleNamespace(by_hash={earlier.plan.hash: earlier}, in_flight={})
+    define = _define_by_run(CONFIG, run, space)  # type: ignore[arg-type]
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.enqueue_trial(params_from_plan(earlier.plan, space))
-    study.enqueue_trial(params_from_plan(CompressionPlan(), space))
-    again, fresh = define(study.ask()), define(study.ask())
-    served = TrialRecord.from_dict(again["cached"])
-    assert served.duplicate_of == 0 and served.number == again["trial_number"] and served.seconds == 0.0
-    assert served.metrics == earlier.metrics and served.plan == earlier.plan
-    assert "cached" not in fresh and CompressionPlan.from_json(fresh["plan"]) == CompressionPlan()
+    for plan in (earlier.plan, CompressionPlan(), CompressionPlan()):
+        study.enqueue_trial(params_from_plan(plan, space))
+    again, fresh, running = define(study.ask()), define(study.ask()), define(study.ask())
+    assert again == {DUPLICATE_OF: 0}
+    assert CompressionPlan.from_json(fresh["plan"]) == CompressionPlan() and fresh["trial_number"] == 1
+    assert run.in_flight == {CompressionPlan().hash: 1}
+    assert running == {DUPLICATE_OF: 1}

@@ -285,3 +285,52 @@ def test_search_refuses_an_objective_its_devices_cannot_measure(flow: Flow, tmp_
     with pytest.raises(AdacompError, match="'energy_host' has no value for the uncompressed model"):
         supernet_search(config)
     assert not (tmp_path / "ada" / "supernet" / "configs.jsonl").exists()
+
+
+def test_a_configuration_evaluated_before_takes_no_slot_and_no_child_run(flow: Flow, tmp_path: Path) -> None:
+    """Issue 20 item 3, supernet side: `supernet.trials` counts distinct configurations. The study
+    proposes the largest configuration twice, then the smallest twice (enqueued: a sampler that
+    repeats itself, as a seeded one does on resume); each repeat is told to Optuna as a duplicate
+    and asked past, so the 4 slots hold 4 distinct configurations, one ledger line and one MLflow
+    child run each."""
+    import optuna
+
+    from adacomp.platform.strategies.optuna_searcher import open_journal
+    from adacomp.platform.supernet.search import _params
+    from adacomp.platform.supernet.training import load_trained_supernet
+
+    settings = flow.config.supernet.model_copy(update={"trials": 4})
+    config = flow.config.model_copy(update={"output": Output(dir=tmp_path), "supernet": settings})
+    directory = tmp_path / "ada" / "supernet"
+    directory.mkdir(parents=True)
+    shutil.copyfile(flow.trained.directory / "supernet.safetensors", directory / "supernet.safetensors")
+    supernet = load_trained_supernet(config)[2]
+    largest, smallest = supernet.space.largest(supernet.space.precisions[0]), supernet.space.smallest()
+    name = "adacomp-ada-supernet"
+    study = optuna.create_study(
+        study_name=name,
+        storage=open_journal(directory / "optuna.journal", name),
+        directions=["maximize" if o.mode == "max" else "minimize" for o in config.objectives],
+    )
+    for end in (largest, largest, smallest, smallest):
+        study.enqueue_trial(_params(end, supernet))
+
+    searched = supernet_search(config)
+    hashes = [r.config.hash for r in searched.records]
+    assert len(hashes) == len(set(hashes)) == 4 and hashes[:2] == [largest.hash, smallest.hash]
+    trials = optuna.load_study(
+        study_name=name, storage=open_journal(directory / "optuna.journal", name)
+    ).trials
+    repeats = {
+        t.number: t.user_attrs["adacomp:duplicate_of"]
+        for t in trials
+        if "adacomp:duplicate_of" in t.user_attrs
+    }
+    assert {1: 0, 3: 2}.items() <= repeats.items()
+    assert all(trials[n].state == optuna.trial.TrialState.FAIL for n in repeats)
+    client = MlflowClient(searched.tracking_uri)
+    children = client.search_runs(
+        [client.get_run(searched.run_id).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{searched.run_id}'",
+    )
+    assert sorted(c.data.tags["adacomp.config_hash"] for c in children) == sorted(hashes)

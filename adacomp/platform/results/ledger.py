@@ -33,7 +33,7 @@ class TrialRecord:
     failed: bool = False
     reason: str | None = None
     seconds: float = 0.0
-    duplicate_of: int | None = None  # a plan already evaluated: served from that trial's result
+    duplicate_of: int | None = None  # ledgers before issue 20 only: a repeat of that trial, not run
     finished_at: float = field(default_factory=time.time)
     rungs: tuple[RungResult, ...] = ()  # its multi-fidelity stages, scored (all but the last)
     stopped_at: int | None = None  # stopped early after this rung: never on a front

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,7 @@ from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
 from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
-from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
+from adacomp.platform.strategies._base import DUPLICATE_OF, SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy
 from adacomp.search_spaces import CompressionPlan
@@ -155,7 +155,11 @@ class _SearchRun:
         self.baseline = baseline
         self.view = progress
         self.say = say
+        # Plans evaluated (a failed one may be tried again) and plans being evaluated, by hash:
+        # a proposal of either is no trial (see `_define_by_run`). Ledgers written before
+        # issue 20 may hold `duplicate_of` records: they are not evaluations.
         self.by_hash = {r.plan.hash: r for r in self.records if not r.failed and r.duplicate_of is None}
+        self.in_flight: dict[str, int] = {}  # plan hash -> trial number
         self.rungs = RungStore(out_dir / "rungs")
         self.unlogged: list[TrialRecord] = []
         self.mlflow_down_since: float | None = None
@@ -167,10 +171,11 @@ class _SearchRun:
             return  # Tune told us twice (complete after error); the first word stands
         self.ledger.append(record)  # first: a kill after this is reconciled on resume
         self.records.append(record)
-        if not record.failed and record.duplicate_of is None:
+        if self.in_flight.get(record.plan.hash) == record.number:
+            del self.in_flight[record.plan.hash]
+        if not record.failed:
             self.by_hash.setdefault(record.plan.hash, record)
-        if record.duplicate_of is None:
-            self.rungs.settle(record.plan.hash)
+        self.rungs.settle(record.plan.hash)
         with self._lock:
             self.unlogged.append(record)
         self._logger.submit(self.flush)
@@ -265,9 +270,8 @@ def _describe(record: TrialRecord) -> str:
     state = "feasible" if record.feasible else "infeasible"
     if record.reason:
         state = f"infeasible ({record.reason})"
-    dup = f" (same plan as trial {record.duplicate_of})" if record.duplicate_of is not None else ""
     utility = "-" if record.utility is None else f"{record.utility:.4f}"
-    return f"trial {record.number}: {acc}, utility {utility}, {state}, {record.seconds:.1f} s{dup}"
+    return f"trial {record.number}: {acc}, utility {utility}, {state}, {record.seconds:.1f} s"
 
 
 class TrialRecorder(Callback):
@@ -329,19 +333,24 @@ def _record_crashed(run: _SearchRun, trial: Any) -> None:
 
 
 def _define_by_run(config: SearchConfig, run: _SearchRun, space: Any) -> Callable[[Any], dict[str, Any]]:
+    """The Optuna searcher's proposal of a trial. A plan this search has evaluated or is
+    evaluating comes back as `{DUPLICATE_OF: its trial}` instead: the searcher asks again, so a
+    repeated plan takes no slot of `trials` and never becomes a trial, a ledger line or an
+    MLflow child run (optuna_searcher.py); a new one is in flight until it is recorded."""
+
     def define(trial: Any) -> dict[str, Any]:
         suggest(trial, space)
         plan = plan_from_params(trial.params, space)
-        proposal: dict[str, Any] = {
+        earlier = run.by_hash.get(plan.hash)
+        known = earlier.number if earlier is not None else run.in_flight.get(plan.hash)
+        if known is not None:
+            return {DUPLICATE_OF: known}
+        run.in_flight[plan.hash] = trial.number
+        return {
             "plan": plan.to_json(indent=None),
             "trial_number": trial.number,
             "seed": config.seed + trial.number,
         }
-        earlier = run.by_hash.get(plan.hash)
-        if earlier is not None:
-            again = replace(earlier, number=trial.number, seconds=0.0, duplicate_of=earlier.number)
-            proposal["cached"] = again.to_dict()
-        return proposal
 
     return define
 
@@ -659,6 +668,11 @@ def _tune(
             tuner.fit()
         finally:
             strategy.finish(searcher)
+    if len(run.records) < config.trials:  # the searcher said FINISHED: it had no new plan left
+        say(
+            f"{config.strategy} proposed no plan this search has not evaluated: it ends with "
+            f"{len(run.records)} of {config.trials} trials (the space may hold no more)"
+        )
     if scheduler is not None and scheduler.stopped:
         say(f"multi-fidelity: {scheduler.stopped} plans stopped early after a short fine-tune")
 

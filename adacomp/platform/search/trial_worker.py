@@ -7,8 +7,7 @@ Kept apart from the driver (job.py): this is all a worker process imports and ru
 from __future__ import annotations
 
 import tempfile
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -73,10 +72,6 @@ def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
     """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
     from ray import tune
 
-    if "cached" in params:  # a plan this search already evaluated: never paid twice
-        record = replace(TrialRecord.from_dict(params["cached"]), finished_at=time.time())
-        tune.report(record.report())
-        return
     ctx = trial_context(payload)
     plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
     store = RungStore(payload.rung_dir)

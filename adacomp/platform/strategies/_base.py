@@ -43,10 +43,16 @@ class SearchContext:
     sensitivity: SensitivityReport | None = None  # how much each choice of `space` can take
 
 
+# The key of a define-by-run proposal that is a plan the search already has (evaluated or in
+# flight), with the number of the trial that has it: the searcher asks again (optuna_searcher.py).
+DUPLICATE_OF = "duplicate_of"
+
+
 @dataclass(frozen=True)
 class SearcherSetup:
     """What a strategy needs to build its searcher."""
 
+    # A proposal (plan, trial_number, seed) from an Optuna trial, or {DUPLICATE_OF: n}.
     define_by_run: Callable[[optuna.Trial], dict[str, Any]]
     metrics: tuple[str, ...]
     modes: tuple[str, ...]

@@ -8,22 +8,50 @@ failed trial is told as FAIL, and a finished one gets its constraint values with
 The study lives in persistent Optuna storage (a journal file next to the search's results), so
 a resumed search finds the sampler's whole history there; Tune's own searcher checkpoint is
 not needed and is skipped (it would pickle the storage).
+
+A plan already evaluated (or being evaluated) is never a trial again: it would cost a slot of
+the budget and an MLflow child run for nothing new. Samplers do propose them: a resumed study
+starts its seeded random stream over, so NSGA-II's first generation and TPE's startup trials
+repeat the plans the killed run finished; a small space runs out. Such a proposal is told to
+Optuna as FAIL with `adacomp:duplicate_of` (samplers skip FAIL trials: the earlier trial already
+holds the values) and the sampler is asked again, up to NEW_PLAN_TRIES times in a row; then the
+space is taken as exhausted and the search ends short of its budget, saying so.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
+from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from adacomp.platform.strategies._base import DUPLICATE_OF
+
 FAILED = optuna.trial.TrialState.FAIL
+# Proposals of known plans in a row before the space counts as exhausted. Asking is cheap
+# (milliseconds); 100 random draws miss the last new plan of a 10-plan space about 1 time in 40,000.
+NEW_PLAN_TRIES = 100
+P = TypeVar("P")
 
 
 class ConstrainedOptunaSearch(OptunaSearch):
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        """The next plan the search has not seen: a proposal that the define-by-run function
+        marks as a known plan (key DUPLICATE_OF: the trial number that has it) is told as a
+        duplicate and the sampler is asked again; it never becomes a Tune trial. After
+        NEW_PLAN_TRIES of them in a row, Tune hears FINISHED: it starts no more trials."""
+        for _ in range(NEW_PLAN_TRIES):
+            config = super().suggest(trial_id)
+            if config is None or DUPLICATE_OF not in config:
+                return config
+            study: Any = self._ot_study
+            tell_duplicate(study, self._ot_trials.pop(trial_id), int(config[DUPLICATE_OF]))
+        return Searcher.FINISHED  # type: ignore[return-value]  # Tune's sentinel string
+
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
@@ -60,6 +88,29 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
 def tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:
     trial.set_user_attr("adacomp:failure", str(reason)[:500])
+    study.tell(trial, state=FAILED)
+
+
+def ask_new(
+    study: optuna.Study, propose: Callable[[optuna.Trial], P], known: Callable[[P], int | None]
+) -> tuple[optuna.Trial, P] | None:
+    """An ask/tell loop's next new proposal (the supernet search; Tune's goes through `suggest`
+    above): the trial and what `propose` made of it, or None when NEW_PLAN_TRIES proposals in a
+    row were known (`known` gives the number of the trial that has one, else None)."""
+    for _ in range(NEW_PLAN_TRIES):
+        trial = study.ask()
+        proposal = propose(trial)
+        earlier = known(proposal)
+        if earlier is None:
+            return trial, proposal
+        tell_duplicate(study, trial, earlier)
+    return None
+
+
+def tell_duplicate(study: optuna.Study, trial: optuna.Trial, earlier: int) -> None:
+    """A proposal of the plan trial `earlier` has (or is evaluating): FAIL, so that no sampler
+    counts the plan twice, with the earlier trial's number for whoever reads the study."""
+    trial.set_user_attr("adacomp:duplicate_of", earlier)
     study.tell(trial, state=FAILED)
 
 

@@ -10,6 +10,11 @@ Files in `<output.dir>/<name>/supernet/`: `configs.jsonl` (one line per evaluate
 what a resume and `adacomp export` read), `models/<hash>.onnx`, `search.json`, `optuna.journal`,
 and per target device `front_<device>.csv` and `pareto_<device>.png`. MLflow: a parent run
 (`adacomp.kind=supernet-search`), a child per configuration, the per-device fronts.
+
+`supernet.trials` is the number of distinct configurations: one the search has evaluated is
+not evaluated, recorded or logged again, and takes no slot; the sampler is asked again (the
+rule of every search, optuna_searcher.py), and a space with no new configuration left ends
+the search short of its budget, saying so.
 """
 
 from __future__ import annotations
@@ -311,6 +316,13 @@ def supernet_search(
         batches = bn_batches(task, config)
         while len(search.records) < config.supernet.trials:
             record = _evaluate_next(config, ctx, supernet, study, search, batches)
+            if record is None:
+                say(
+                    "supernet: the sampler proposed no configuration this search has not evaluated; "
+                    f"it ends with {len(search.records)} of {config.supernet.trials} "
+                    "(the space may hold no more)"
+                )
+                break
             say(_line(config, record, len(search.records)))
         result = SupernetSearchResult(
             config,
@@ -413,27 +425,27 @@ def _evaluate_next(
     study: Any,
     search: _SearchState,
     batches: list[torch.Tensor],
-) -> SubnetRecord:
-    """One ask, evaluate, record, tell. A configuration seen before is not evaluated again: its
-    metrics are reused (the sampler still hears of it); its record goes to the ledger first, so
-    a kill after that is reconciled on resume."""
-    from adacomp.platform.strategies.optuna_searcher import tell_result
+) -> SubnetRecord | None:
+    """One ask of a new configuration, evaluate, record, tell; None when the sampler has no new
+    one. A configuration evaluated before is told as a duplicate and asked again (`ask_new`);
+    a failed one may be tried again. The record goes to the ledger first, so a kill after that
+    is reconciled on resume."""
+    from adacomp.platform.strategies.optuna_searcher import ask_new, tell_result
 
-    trial = study.ask()
-    subnet = _suggest(trial, supernet)
+    known = {r.config.hash: r.number for r in search.records if not r.failed}
+    found = ask_new(study, lambda trial: _suggest(trial, supernet), lambda c: known.get(c.hash))
+    if found is None:
+        return None
+    trial, subnet = found
     t0 = time.perf_counter()
     model_path = search.directory / "models" / f"{subnet.hash}.onnx"
-    known = next((r for r in search.records if not r.failed and r.config.hash == subnet.hash), None)
     metrics: dict[str, float | None] = {}
     reason = None
-    if known is not None:
-        metrics = dict(known.metrics)
-    else:
-        try:
-            metrics, onnx_model = evaluate_subnet(ctx, supernet, subnet, batches)
-            model_path.write_bytes(onnx_model)
-        except AdacompError as error:
-            reason = first_line(error)
+    try:
+        metrics, onnx_model = evaluate_subnet(ctx, supernet, subnet, batches)
+        model_path.write_bytes(onnx_model)
+    except AdacompError as error:
+        reason = first_line(error)
     failed = reason is not None
     record = SubnetRecord(
         number=trial.number,
