@@ -22,3 +22,17 @@ def own_ray_head_ports() -> list[str]:
     "No available agent": seen when a demo search ran beside the suite.
     """
     return [f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}"]
+
+
+def port_opens(port: int, seconds: float) -> bool:
+    """Whether something listens on 127.0.0.1:`port` within `seconds` (a server still starting)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.loopback import free_port
+from tests.loopback import free_port, port_opens
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -42,14 +41,8 @@ class Cluster:
 
 
 def _wait_for_port(port: int, what: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{what} never came up on port {port}")
+    if not port_opens(port, seconds):
+        pytest.fail(f"{what} never came up on port {port}")
 
 
 def _ray(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:

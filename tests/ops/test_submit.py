@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import yaml
 from adacomp.errors import AdacompError
 from adacomp.platform.ops.submit import job_spec
 from adacomp.platform.search_config import load_search_config
-from tests.loopback import RAY_DEFAULT_AGENT_PORT, free_port, own_ray_head_ports
+from tests.loopback import RAY_DEFAULT_AGENT_PORT, free_port, own_ray_head_ports, port_opens
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -78,14 +77,7 @@ def head(ray_agent_port_taken: None) -> Iterator[str]:
     )  # fmt: skip
     address = f"http://127.0.0.1:{dashboard}"
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", dashboard), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
+        if not port_opens(dashboard, 90):
             pytest.fail("ray start --head: the dashboard never came up")
         yield address
     finally:
