@@ -8,6 +8,7 @@ validation error reported as `file: field.path: message`.
 from __future__ import annotations
 
 import difflib
+import os
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
@@ -82,6 +83,14 @@ def describe_validation_error(exc: ValidationError) -> str:
     error = errors[0]
     location = ".".join(str(part) for part in error["loc"]) or "(top level)"
     return f"{location}: {error['msg']}"
+
+
+def absolute(base: Path, path: Path) -> Path:
+    """`path` made absolute against `base` (`~` expanded; symlinks kept as the user wrote them):
+    what every config loader does to the paths a file names, so no later change of working
+    directory (Ray Tune gives each trial its own) can move them."""
+    path = path.expanduser()
+    return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
 def load_yaml_model(path: str | Path, model: type[ModelT], what: str, expected: str) -> ModelT:

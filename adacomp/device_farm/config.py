@@ -6,14 +6,13 @@ default farm (every emulated profile plus this host) needs no file at all.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
 from adacomp.errors import AdacompError
-from adacomp.yaml_config import ConfigModel, load_yaml_model
+from adacomp.yaml_config import ConfigModel, absolute, load_yaml_model
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -93,33 +92,25 @@ def load_farm_config(path: str | Path) -> FarmConfig:
     config = load_yaml_model(path, FarmConfig, "farm config", "with 'devices'")
     base = path.absolute().parent
     devices = tuple(_absolute_paths(spec, base) for spec in config.devices)
-    store = _absolute(base, config.store) if config.store is not None else None
+    store = absolute(base, config.store) if config.store is not None else None
     return config.model_copy(update={"devices": devices, "store": store})
 
 
-def _absolute(base: Path, path: Path) -> Path:
-    path = path.expanduser()
-    return path if path.is_absolute() else Path(os.path.normpath(base / path))
-
-
 def _absolute_paths(spec: DeviceSpec, base: Path) -> DeviceSpec:
+    from adacomp.device_farm.profiles import names_a_file  # here: profiles loads onnx
+
     if isinstance(spec, AgentSpec):
-        return spec.model_copy(update={"token_file": _absolute(base, spec.token_file)})
+        return spec.model_copy(update={"token_file": absolute(base, spec.token_file)})
     if isinstance(spec, AdbSpec):
         return spec.model_copy(
             update={
-                "benchmark_binary": _absolute(base, spec.benchmark_binary),
-                "libraries": tuple(_absolute(base, lib) for lib in spec.libraries),
+                "benchmark_binary": absolute(base, spec.benchmark_binary),
+                "libraries": tuple(absolute(base, lib) for lib in spec.libraries),
             }
         )
-    if isinstance(spec, EmulatedSpec) and _names_a_file(spec.profile):
-        return spec.model_copy(update={"profile": str(_absolute(base, Path(spec.profile)))})
+    if isinstance(spec, EmulatedSpec) and names_a_file(spec.profile):
+        return spec.model_copy(update={"profile": str(absolute(base, Path(spec.profile)))})
     return spec
-
-
-def _names_a_file(profile: str) -> bool:
-    """A profile given as a path (as `profiles.load_profile` tells a path from a built-in name)."""
-    return "/" in profile or "\\" in profile or profile.endswith((".yaml", ".yml"))
 
 
 def default_farm_config(store: Path | None = None) -> FarmConfig:

@@ -331,10 +331,6 @@ def load_kernel_model(path: str | Path) -> KernelModel:
         key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         if key in _loaded:
             return _loaded[key]
-        if stat.st_size > _MAX_FILE_BYTES:
-            raise AdacompError(
-                f"kernel model {str(path)!r} is {stat.st_size} bytes; at most {_MAX_FILE_BYTES}"
-            )
         data = load_json_file(path, "kernel model", _LIMITS)
     except OSError as exc:
         raise AdacompError(f"kernel model {str(path)!r} cannot be read: {exc.strerror or exc}") from None

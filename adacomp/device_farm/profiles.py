@@ -182,12 +182,15 @@ def save_profile(profile: DeviceProfile, path: str | Path) -> Path:
     return path
 
 
+def names_a_file(profile: str) -> bool:
+    """Whether a farm's `profile:` names a file rather than a built-in profile (the farm config
+    makes such a path absolute by this rule; `_resolve` loads it by the same one)."""
+    return "/" in profile or "\\" in profile or profile.endswith((".yaml", ".yml"))
+
+
 def _resolve(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
-    looks_like_path = (
-        isinstance(name_or_path, Path) or "/" in text or "\\" in text or text.endswith((".yaml", ".yml"))
-    )
-    if looks_like_path:
+    if isinstance(name_or_path, Path) or names_a_file(text):
         path = Path(name_or_path)
         if not path.is_file():
             raise AdacompError(f"profile file {text!r} does not exist")

@@ -8,7 +8,6 @@ uncompressed model), and per target device `latency` (ms), `energy` (mJ), `memor
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
@@ -16,7 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from adacomp.device_farm.settings import MeasureSettings
-from adacomp.yaml_config import ConfigModel, load_yaml_model
+from adacomp.yaml_config import ConfigModel, absolute, load_yaml_model
 
 DeviceMetric = Literal["latency", "energy", "memory"]
 ModelMetric = Literal["accuracy", "accuracy_drop", "storage"]
@@ -315,12 +314,6 @@ def load_search_config(path: str | Path) -> SearchConfig:
         rl = config.rl.model_copy(update={"init_policy": absolute(base, config.rl.init_policy)})
         config = config.model_copy(update={"rl": rl})
     return config
-
-
-def absolute(base: Path, path: Path) -> Path:
-    """`path` made absolute against `base` (`~` expanded; symlinks kept as the user wrote them)."""
-    path = path.expanduser()
-    return path if path.is_absolute() else Path(os.path.normpath(base / path))
 
 
 def as_search_config(config: SearchConfig | str | Path) -> SearchConfig:
