@@ -43,6 +43,12 @@ def add_search_parsers(commands: Any) -> None:
     )
     ui.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback only)")
     ui.add_argument("--port", type=integer(1, 65535), default=5000)
+    ui.add_argument(
+        "--workers",
+        type=integer(1, 64),
+        default=1,
+        help="server processes (default: 1; each holds a few hundred MB, one serves one user well)",
+    )
     search.set_defaults(run=run_search_command)
     pareto.set_defaults(run=run_pareto_command)
     ui.set_defaults(run=run_ui_command)
@@ -78,9 +84,23 @@ def run_search_command(args: argparse.Namespace) -> int:
             print(f"registered as {result.registered_model}")
     else:
         print("\nno feasible trial: loosen the constraints or give the search more trials")
-    print(f"\nresults: {result.out_dir}/ (front.csv, front.parquet, pareto.png, pareto.html, models/)")
-    print(f"MLflow run {result.run_id}; open it with:  adacomp ui --store {result.tracking_uri}")
+    files = "front.md, front.csv, front.parquet, pareto.png, pareto.html, models/"
+    print(f"\nresults: {result.out_dir}/ ({files})")
+    print_links(result.tracking_uri, result.run_id)
     return 0
+
+
+def print_links(tracking_uri: str | None, run_id: str | None, ui: str | None = None) -> None:
+    """Where the search is in the MLflow UI: the command that serves it, then deep links."""
+    from adacomp.platform.results.mlflow_ui import DEFAULT_UI
+    from adacomp.platform.results.tracking import search_links
+
+    if tracking_uri is None or run_id is None:
+        return
+    if ui is None:
+        print(f"MLflow run {run_id}; serve the UI with:  adacomp ui --store {tracking_uri}")
+    for label, url in search_links(tracking_uri, run_id, ui or DEFAULT_UI).items():
+        print(f"  {label + ':':18} {url}")
 
 
 def run_pareto_command(args: argparse.Namespace) -> int:
@@ -92,6 +112,9 @@ def run_pareto_command(args: argparse.Namespace) -> int:
         return 0
     print(snapshot.summary())
     print(snapshot.table())
+    if snapshot.run_id is not None and (snapshot.tracking_uri or "").startswith("sqlite:///"):
+        print()  # a local store answers at once; a server that is down would keep this waiting
+        print_links(snapshot.tracking_uri, snapshot.run_id)
     return 0
 
 
@@ -104,15 +127,30 @@ def ui_command(args: argparse.Namespace) -> list[str]:
         "--backend-store-uri", store,
         "--host", args.host,
         "--port", str(args.port),
+        "--workers", str(args.workers),
     ]  # fmt: skip
 
 
+def ui_environment() -> dict[str, str]:
+    """MLflow's server also starts a job runner for GenAI scorers by default: a process adacomp
+    never uses, a few hundred MB on a small machine."""
+    return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def run_ui_command(args: argparse.Namespace) -> int:
+    from adacomp.platform.results.tracking import recent_searches
+
     command = ui_command(args)
-    print(
-        f"MLflow UI on http://{args.host}:{args.port} (store {command[5]}); Ctrl-C stops it", file=sys.stderr
-    )
+    store = command[command.index("--backend-store-uri") + 1]
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+    ui = f"http://{host}:{args.port}"
+    print(f"MLflow UI on {ui} (store {store}); Ctrl-C stops it", file=sys.stderr)
+    if not store.startswith("sqlite:///") or Path(store.removeprefix("sqlite:///")).exists():
+        for name, run_id in recent_searches(store):
+            print(f"search {name}:")
+            print_links(store, run_id, ui)
+        sys.stdout.flush()
     try:
-        return subprocess.call(command, env=os.environ.copy())
+        return subprocess.call(command, env=ui_environment())
     except KeyboardInterrupt:
         return 0

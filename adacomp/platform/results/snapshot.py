@@ -17,6 +17,7 @@ from adacomp.errors import AdacompError
 from adacomp.platform.results.front import best_by_utility, front_rows, normalised_hypervolume, pareto_front
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
+from adacomp.platform.results.mlflow_ui import is_display_metric
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan
 
@@ -187,14 +188,18 @@ def _record_from_run(
     return TrialRecord(
         number=int(tags["adacomp.trial"]),
         plan=plan,
-        metrics={k: v for k, v in metrics.items() if k not in skip and not k.startswith("violation_")},
+        metrics={
+            k: v
+            for k, v in metrics.items()
+            if k not in skip and not k.startswith("violation_") and not is_display_metric(k)
+        },
         utility=metrics.get("utility"),
         violations=violations,
         failed=tags.get("adacomp.failed") == "true",
         reason=tags.get("adacomp.failure_reason") or tags.get("adacomp.stop_reason"),
         seconds=metrics.get("trial_seconds", 0.0),
         duplicate_of=int(tags["adacomp.duplicate_of"]) if "adacomp.duplicate_of" in tags else None,
-        finished_at=run.info.start_time / 1000,
+        finished_at=(run.info.end_time or run.info.start_time) / 1000,
         stopped_at=int(stopped) if stopped is not None else None,
         polished=polished,
     )

@@ -17,20 +17,39 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
 from adacomp.platform.results.ledger import TrialRecord
+from adacomp.platform.results.mlflow_ui import (
+    CHAMPION_ALIAS,
+    DEFAULT_UI,
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
+    FRONT_TAG,
+    FRONT_VIEW_TAG,
+    NOTE_TAG,
+    SHARED_VIEW_TAG,
+    absolute,
+    display_metrics,
+    front_filter,
+    model_version_path,
+    run_path,
+    runs_path,
+    view_key,
+)
 from adacomp.platform.search_config import SearchConfig
 
 TRIAL_TAG = "adacomp.trial"
 SEARCH_TAG = "adacomp.search"
 DIR_TAG = "adacomp.dir"
-FRONT_TAG = "adacomp.pareto"
 COMPLETE_TAG = "adacomp.complete"
 KIND_TAG = "adacomp.kind"  # which job a run belongs to: search, supernet-train, bundle, ...
 MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
@@ -76,6 +95,39 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
         staged.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # a template build that failed half-way
             scratch.unlink(missing_ok=True)
+
+
+def search_links(tracking_uri: str, run_id: str, ui: str = DEFAULT_UI) -> dict[str, str]:
+    """Deep links into the MLflow UI served at `ui` for one search: its front's runs (the saved
+    view once the search has finished, a filter before), its parent run, its registered model."""
+    run = MlflowClient(tracking_uri).get_run(run_id)
+    experiment, tags = run.info.experiment_id, run.data.tags
+    view = tags.get(FRONT_VIEW_TAG)
+    front_filter_of_run = f"{front_filter()} and tags.`{MLFLOW_PARENT_RUN_ID}` = '{run_id}'"
+    links = {
+        "front": absolute(ui, runs_path(experiment, view, None if view else front_filter_of_run)),
+        "search run": absolute(ui, run_path(experiment, run_id)),
+    }
+    registered = tags.get("adacomp.best_model", "")
+    if registered.startswith("models:/"):
+        name, version = registered.removeprefix("models:/").rsplit("/", 1)
+        links["registered model"] = absolute(ui, model_version_path(name, version))
+    return links
+
+
+def recent_searches(tracking_uri: str, limit: int = 5) -> list[tuple[str, str]]:
+    """(name, run id) of the store's latest searches, newest first: what `adacomp ui` links to."""
+    client = MlflowClient(tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        return []
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"tags.`{KIND_TAG}` = 'search'",
+        max_results=limit,
+        order_by=["attributes.start_time DESC"],
+    )
+    return [(r.data.tags.get(SEARCH_TAG, r.info.run_name or r.info.run_id), r.info.run_id) for r in runs]
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -193,6 +245,21 @@ class SearchTracker:
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
+    def describe_run(self, run_id: str, markdown: str) -> None:
+        """The run's description in the UI (rendered as Markdown above its details)."""
+        self.client.set_tag(run_id, NOTE_TAG, markdown)
+
+    def describe_experiment(self, markdown: str) -> None:
+        self.client.set_experiment_tag(self.experiment_id, NOTE_TAG, markdown)
+        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+
+    def save_view(self, view: Mapping[str, object]) -> str:
+        """Saves a runs-list view where the UI's "Share" button would; returns its key, the
+        `viewStateShareKey` of a link that opens it."""
+        key = view_key(view)
+        self.client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW_TAG}{key}", json.dumps(view))
+        return key
+
     def reopen(self, run_id: str) -> None:
         self.client.update_run(run_id, status="RUNNING")
 
@@ -223,14 +290,18 @@ class SearchTracker:
         files: Sequence[Path],
         failed: bool,
         finished_at: float,
+        seconds: float = 0.0,
         series: Sequence[tuple[str, float, int]] = (),
     ) -> str:
         """One evaluated candidate (a trial, a supernet configuration) as a finished child run.
         `COMPLETE_TAG` is set last: a child cut short has none and `child_runs` redoes it.
+        The run is logged after the fact, so its start and end are set to when the candidate
+        really ran (`seconds` before `finished_at`): the UI's Duration column is its own.
 
         Four store calls (run, artifacts, end, values): the driver logs every trial while the
         trials train on the same cores, and each call to a sqlite store costs a transaction."""
-        start_ms = int(finished_at * 1000)
+        end_ms = int(finished_at * 1000)
+        start_ms = end_ms - max(1, round(seconds * 1000)) if math.isfinite(seconds) else end_ms - 1
         tags = {**tags, TRIAL_TAG: str(number)}
         run_id = self.start_run(name, tags, parent_id=parent_id, start_ms=start_ms)
         present = [f for f in files if f.exists()]
@@ -243,7 +314,7 @@ class SearchTracker:
                 for path in present:
                     _link_or_copy(path, Path(tmp) / path.name)
                 self.client.log_artifacts(run_id, tmp)
-        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED", end_time=start_ms + 1)
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED", end_time=end_ms)
         points, param_list = [*_metrics(metrics), *_series(series)], _params(params)
         complete = [RunTag(COMPLETE_TAG, "true")]
         if (
@@ -325,6 +396,7 @@ class SearchTracker:
             params[f"layer.{layer}"] = " -> ".join(map(str, steps))
         scalars = {
             **record.metrics,
+            **display_metrics(record.metrics),
             "utility": record.utility,
             "feasible": float(record.feasible),
             "failed": float(record.failed),
@@ -342,6 +414,7 @@ class SearchTracker:
             files=[model_path] if model_path is not None else [],
             failed=record.failed,
             finished_at=record.finished_at,
+            seconds=record.seconds,
             # each fine-tune stage at its step count: MLflow draws the plan's rungs as a curve
             series=[
                 point
@@ -373,28 +446,45 @@ class SearchTracker:
         return children
 
     def register_best(
-        self, parent_id: str, trial_run_id: str, record: TrialRecord, model_path: Path, model_name: str
+        self,
+        parent_id: str,
+        trial_run_id: str,
+        record: TrialRecord,
+        model_path: Path,
+        model_name: str,
+        description: str,
     ) -> str:
-        """Logs the best model as an MLflow ONNX model on its trial's run, registers it, and
-        returns `models:/<name>/<version>`; a resumed, finished search keeps its registration."""
+        """Logs the best model as an MLflow ONNX model on its trial's run (with its signature,
+        read from the ONNX graph, and its metrics), registers it with `description` and the
+        alias `champion`, and returns `models:/<name>/<version>`; a resumed, finished search
+        keeps its registration."""
         import onnx
 
         tags = self.client.get_run(parent_id).data.tags
         if tags.get("adacomp.best_trial") == str(record.number) and "adacomp.best_model" in tags:
             return tags["adacomp.best_model"]
         plan = json.loads(record.plan.to_json())
+        model = onnx.load(str(model_path))
+        metrics = {
+            k: float(v) for k, v in record.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         with mlflow.start_run(run_id=trial_run_id):
             info = mlflow.onnx.log_model(
-                onnx.load(str(model_path)),
+                model,
                 name="model",
                 registered_model_name=model_name,
+                signature=onnx_signature(model),
                 metadata={"plan": plan, "plan_hash": record.plan.hash, "trial": record.number},
                 save_as_external_data=False,
                 # What loads an ONNX model is known (onnx, onnxruntime); without this MLflow infers
                 # it by loading the model in a fresh interpreter, seconds per registration.
                 pip_requirements=mlflow.onnx.get_default_pip_requirements(),
             )
+            if metrics:  # shown on the logged model's page and beside the registered version
+                mlflow.log_metrics(metrics, model_id=info.model_id)
         version = str(info.registered_model_version)
+        self.client.update_model_version(model_name, version, description=description)
+        self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
         self.client.set_model_version_tag(model_name, version, "adacomp.plan_hash", record.plan.hash)
         self.client.set_model_version_tag(model_name, version, "adacomp.plan", str(record.plan)[:5000])
         polished = str(record.polished).lower()  # numbers after the search's polish, or the trial's own
@@ -403,3 +493,24 @@ class SearchTracker:
         self.client.set_tag(parent_id, "adacomp.best_trial", str(record.number))
         self.client.set_tag(parent_id, "adacomp.best_model", registered)
         return registered
+
+
+def onnx_signature(model: object) -> ModelSignature:
+    """The model's inputs and outputs as an MLflow signature, from its ONNX graph: names, element
+    types and shapes (a symbolic dimension, the batch, is -1). No inference run is needed."""
+    from onnx import ModelProto
+    from onnx.helper import tensor_dtype_to_np_dtype
+
+    assert isinstance(model, ModelProto)
+
+    def specs(values: Sequence[Any]) -> Schema:
+        tensors: list[ColSpec | TensorSpec] = []
+        for value in values:
+            tensor = value.type.tensor_type
+            shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+            tensors.append(TensorSpec(tensor_dtype_to_np_dtype(tensor.elem_type), shape, value.name))
+        return Schema(tensors)
+
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    return ModelSignature(inputs=specs(inputs), outputs=specs(model.graph.output))

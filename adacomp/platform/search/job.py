@@ -45,6 +45,7 @@ from adacomp.platform.results.front import (
 )
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
+from adacomp.platform.results.mlflow_ui import FRONT_VIEW_TAG, display_metrics
 from adacomp.platform.results.snapshot import (
     STATE_FILE,
     SearchResult,
@@ -688,6 +689,7 @@ def _finish(
     tracking_uri: str,
     started: float,
 ) -> SearchResult:
+    from adacomp.platform.results.descriptions import front_markdown, version_description
     from adacomp.platform.results.plots import pareto_html, pareto_png
 
     snapshot = SearchSnapshot(
@@ -703,7 +705,7 @@ def _finish(
     files = [out_dir / "front.csv", out_dir / "front.parquet", out_dir / "front.md"]
     table.to_csv(files[0], index=False)
     table.to_parquet(files[1], index=False)
-    files[2].write_text(snapshot.table() + "\n")
+    files[2].write_text(front_markdown(snapshot) + "\n")
     files.append(pareto_png(config, records, baseline, out_dir / "pareto.png"))
     files.append(pareto_html(config, records, baseline, out_dir / "pareto.html"))
     patient = _PatientMlflow(run, config.output.mlflow_wait_s)
@@ -727,16 +729,38 @@ def _finish(
     if best is not None and snapshot.model_path(best).exists():
         trial_run = children.get(best.number, parent_id)
         path = snapshot.model_path(best)
+        about = version_description(snapshot, best, tracker.experiment_id, trial_run)
         registered = patient.call(
             "registering the best model",
-            lambda: tracker.register_best(parent_id, trial_run, best, path, config.name),
+            lambda: tracker.register_best(parent_id, trial_run, best, path, config.name, about),
         )
+    describe = lambda: _describe_in_mlflow(tracker, snapshot, children, registered)  # noqa: E731
+    patient.call("describing the search", describe)
     patient.call("closing the search's run", lambda: tracker.finish(parent_id))
     return SearchResult(
         **{f.name: getattr(snapshot, f.name) for f in fields(SearchSnapshot)},
         registered_model=registered,
         seconds=time.perf_counter() - started,
     )
+
+
+def _describe_in_mlflow(
+    tracker: Any, snapshot: SearchSnapshot, children: Mapping[int, str], registered: str | None
+) -> None:
+    """What leads a user to the result in the MLflow UI: the front's saved runs view, the parent
+    run's description (the front, linked) and the experiment's (the latest search)."""
+    from adacomp.platform.results.descriptions import experiment_description, search_description
+    from adacomp.platform.results.mlflow_ui import front_view
+
+    assert snapshot.run_id is not None
+    keys = [o.key for o in snapshot.config.objectives]
+    key = tracker.save_view(front_view(keys, snapshot.run_id))
+    experiment = tracker.experiment_id
+    tracker.describe_run(snapshot.run_id, search_description(snapshot, experiment, children, key, registered))
+    tracker.describe_experiment(
+        experiment_description(snapshot.config.output.experiment, snapshot, experiment, key)
+    )
+    tracker.set_tags(snapshot.run_id, {FRONT_VIEW_TAG: key})
 
 
 def _log_polished(tracker: Any, children: Mapping[int, str], polished: Sequence[TrialRecord]) -> None:
@@ -750,6 +774,7 @@ def _log_polished(tracker: Any, children: Mapping[int, str], polished: Sequence[
                 **{f"violation_{i}": v for i, v in enumerate(record.violations)},
             }
             metrics = {f"polished_{k}": v for k, v in values.items()}
+            metrics.update(display_metrics(record.metrics))  # the runs list shows the numbers that count
             tracker.log_metrics(children[record.number], metrics)
             tracker.set_tags(children[record.number], {"adacomp.polished": "true"})
 

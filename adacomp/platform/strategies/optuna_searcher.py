@@ -39,6 +39,13 @@ P = TypeVar("P")
 
 
 class ConstrainedOptunaSearch(OptunaSearch):
+    def _setup_study(self, mode: str | list[str]) -> None:
+        """Optuna's study, its objectives named (`accuracy`, `latency_host`, ...): dashboards
+        and `study.trials_dataframe()` label them by name instead of 0, 1, 2."""
+        super()._setup_study(mode)
+        study: Any = self._ot_study
+        name_objectives(study, self._metric)
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """The next plan the search has not seen: a proposal that the define-by-run function
         marks as a known plan (key DUPLICATE_OF: the trial number that has it) is told as a
@@ -84,6 +91,12 @@ class ConstrainedOptunaSearch(OptunaSearch):
 
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: the study is reloaded from its storage by name."""
+
+
+def name_objectives(study: optuna.Study, metrics: str | list[str] | None) -> None:
+    names = [metrics] if isinstance(metrics, str) else list(metrics or [])
+    if names and len(names) == len(study.directions) and study.metric_names != names:
+        study.set_metric_names(names)
 
 
 def tell_failed(study: optuna.Study, trial: optuna.Trial, reason: str) -> None:

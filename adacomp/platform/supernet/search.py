@@ -269,6 +269,7 @@ class _Tracking:
             files=[model_path] if model_path is not None else [],
             failed=record.failed,
             finished_at=record.finished_at,
+            seconds=record.seconds,
         )
 
 
@@ -387,7 +388,7 @@ def _open_study(
     import optuna
 
     from adacomp.platform.strategies._base import SearcherSetup
-    from adacomp.platform.strategies.optuna_searcher import open_journal
+    from adacomp.platform.strategies.optuna_searcher import name_objectives, open_journal
     from adacomp.platform.strategies.registry import get_strategy
 
     study_name = f"adacomp-{config.name}-supernet"
@@ -410,6 +411,7 @@ def _open_study(
         directions=["maximize" if o.mode == "max" else "minimize" for o in config.objectives],
         load_if_exists=True,
     )
+    name_objectives(study, list(setup.metrics))
     if not records and not study.trials:
         space = supernet.space
         ends = [space.largest(space.precisions[0]), space.largest(space.precisions[-1]), space.smallest()]
