@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,6 @@ def run_ui_command(args: argparse.Namespace) -> int:
             print(f"search {name}:")
             print_links(store, run_id, ui)
         sys.stdout.flush()
-    try:
-        return subprocess.call(command, env=ui_environment())
-    except KeyboardInterrupt:
-        return 0
+    # MLflow's server replaces this process: nothing of adacomp's (torch, the search code) stays
+    # in memory beside it, and Ctrl-C and signals reach the server itself.
+    os.execve(command[0], command, ui_environment())

@@ -110,8 +110,8 @@ def search_description(
         lines.append("No feasible trial: loosen the constraints or give the search more trials.")
     views = [f"[the front's runs]({runs_path(experiment_id, view_key)})"] if view_key else []
     views += [f"[{p.split('/')[-1]}]({artifact_path(experiment_id, snapshot.run_id, p)})" for p in PLOTS]
-    lines.append("Open: " + " · ".join(views))
     lines.append(front_table(rows, trial_links=links, best=_best_number(snapshot)))
+    lines.append("Open: " + " · ".join(views))
     lines.append("★ best by utility. " + hypervolume_note(snapshot))
     return "\n\n".join(lines)
 

@@ -22,7 +22,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from adacomp.platform.results.display import display_unit, display_value, number
+from adacomp.platform.search_config import UNITS
+
 FRONT_TAG = "adacomp.pareto"  # "true" on a search's trials that are on its Pareto front
+UTILITY_SHOWN = "utility score"  # the utility rounded, beside the display metrics
 FRONT_VIEW_TAG = "adacomp.front_view"  # on a search's run: the key of its front's saved view
 ML_VIEW = {"workflowType": "machine_learning"}
 SHARED_VIEW_TAG = "mlflow.sharedViewState."  # the UI's "Share" button saves views under this prefix
@@ -31,16 +35,6 @@ EXPERIMENT_KIND = "custom_model_development"
 NOTE_TAG = "mlflow.note.content"  # a run's or an experiment's description, rendered as Markdown
 CHAMPION_ALIAS = "champion"  # MLflow's conventional alias for the version to deploy
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `adacomp ui` serves by default
-KIB = 1024
-
-UNIT_OF = {
-    "accuracy": "%",
-    "accuracy_drop": "pt",
-    "storage": "KiB",
-    "latency": "ms",
-    "energy": "mJ",
-    "memory": "MiB",
-}
 
 
 # --- links ---------------------------------------------------------------------------------------
@@ -88,32 +82,28 @@ def front_filter() -> str:
 def front_view(metric_keys: Sequence[str], parent_id: str) -> dict[str, Any]:
     """The runs list a user wants first: the front's trials, best utility first, with their
     objectives, accuracy, storage and utility as columns, the search's parent run expanded."""
-    wanted = dict.fromkeys([*(header(k) for k in (*metric_keys, "accuracy", "storage")), "utility"])
+    wanted = dict.fromkeys(display_name(k) for k in (*metric_keys, "accuracy", "storage", "utility"))
     return {
         "searchFilter": front_filter(),
-        "orderByKey": "metrics.`utility`",
+        "orderByKey": f"metrics.`{UTILITY_SHOWN}`",
         "orderByAsc": False,
         "selectedColumns": [f"metrics.`{key}`" for key in wanted] + ["params.`plan`"],
         "runsExpanded": {parent_id: True},
     }
 
 
-def display_metrics(metrics: Mapping[str, float | None]) -> dict[str, float]:
-    """Each metric with a unit again under its display name, rounded: `accuracy (%)` 97.25,
-    `storage (KiB)` 609.0, `latency_host (ms)` 0.412. MLflow's runs list shows metrics as
-    logged; these are the columns a user reads (the raw ones stay, for tools and for resuming)."""
-    shown = {}
-    for key, value in metrics.items():
-        kind = metric_kind(key)
-        if kind not in UNIT_OF or value is None or not math.isfinite(value):
-            continue
-        scaled = {"accuracy": 100 * value, "storage": value / KIB}.get(kind, value)
-        shown[header(key)] = round(scaled, 2 if kind in ("accuracy", "accuracy_drop") else 3)
-    return shown
+def display_name(key: str) -> str:
+    """`storage` -> `storage in KiB`: a display metric's name. MLflow allows no brackets or `%`
+    in metric names, so the unit is spelt out. The utility has no unit: `utility score`."""
+    if key == "utility":
+        return UTILITY_SHOWN
+    kind = metric_kind(key)
+    unit = display_unit(kind) if kind else ""
+    return f"{key} in {'percent' if unit == '%' else unit}" if unit else key
 
 
 def is_display_metric(key: str) -> bool:
-    return key.endswith(")") and " (" in key
+    return " in " in key or key == UTILITY_SHOWN
 
 
 def view_key(view: Mapping[str, Any]) -> str:
@@ -123,33 +113,47 @@ def view_key(view: Mapping[str, Any]) -> str:
 
 
 # --- Markdown --------------------------------------------------------------------------------------
-def metric_kind(key: str) -> str:
-    """`latency_pixel4` -> `latency`: what unit a metric key is in."""
-    if key in UNIT_OF:
+def metric_kind(key: str) -> str | None:
+    """`latency_pixel4` -> `latency`: which metric a key measures (None: no unit, e.g. utility)."""
+    if key in UNITS:
         return key
     head = key.split("_", 1)[0]
-    return head if head in UNIT_OF else key
+    return head if head in UNITS else None
 
 
 def header(key: str) -> str:
-    unit = UNIT_OF.get(metric_kind(key))
+    """`storage` -> `storage (KiB)`: a column's name with its display unit."""
+    kind = metric_kind(key)
+    unit = display_unit(kind) if kind else ""
     return f"{key} ({unit})" if unit else key
+
+
+def _rounded(key: str, value: float) -> float:
+    kind = metric_kind(key)
+    if kind is None:
+        return round(value, 4)
+    shown = display_value(kind, value)
+    return round(shown, {"accuracy": 2, "accuracy_drop": 2, "storage": 1}.get(kind, 3))
 
 
 def cell(key: str, value: float | None) -> str:
     """A metric rounded in its display unit: accuracy in %, storage in KiB, times in ms."""
     if value is None or not math.isfinite(value):
         return "-"
-    kind = metric_kind(key)
-    if kind == "accuracy":
-        return f"{100 * value:.2f}"
-    if kind == "storage":
-        return f"{value / KIB:,.1f}"
-    if kind == "accuracy_drop":
-        return f"{value:.2f}"
-    if kind == "utility":
+    if key == "utility":
         return f"{value:.4f}"
-    return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return number(_rounded(key, value))
+
+
+def display_metrics(metrics: Mapping[str, float | None]) -> dict[str, float]:
+    """Each metric with a unit again under its display name, rounded: `accuracy in percent`
+    97.25, `storage in KiB` 609.0, `latency_host in ms` 0.412. MLflow's runs list shows metrics as
+    logged; these are the columns a user reads (the raw ones stay, for tools and for resuming)."""
+    return {
+        display_name(key): _rounded(key, value)
+        for key, value in metrics.items()
+        if (metric_kind(key) is not None or key == "utility") and value is not None and math.isfinite(value)
+    }
 
 
 def escape(text: str) -> str:

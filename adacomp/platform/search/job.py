@@ -774,7 +774,8 @@ def _log_polished(tracker: Any, children: Mapping[int, str], polished: Sequence[
                 **{f"violation_{i}": v for i, v in enumerate(record.violations)},
             }
             metrics = {f"polished_{k}": v for k, v in values.items()}
-            metrics.update(display_metrics(record.metrics))  # the runs list shows the numbers that count
+            # the runs list shows the numbers that count: the polished ones
+            metrics.update(display_metrics({**record.metrics, "utility": record.utility}))
             tracker.log_metrics(children[record.number], metrics)
             tracker.set_tags(children[record.number], {"adacomp.polished": "true"})
 
@@ -793,7 +794,14 @@ class _PatientMlflow:
             try:
                 return step()
             except Exception as exc:
-                if time.monotonic() >= self.deadline:
+                refused = _refused_by_mlflow(exc)  # the store answered "no": waiting changes nothing
+                if refused or time.monotonic() >= self.deadline:
+                    if refused:
+                        raise AdacompError(
+                            f"output.tracking_uri: MLflow at {self.run.tracker.tracking_uri} refused "
+                            f"{what} ({first_line(exc)}); every trial is in {self.run.ledger.path} "
+                            f"and the front in {self.run.out_dir}"
+                        ) from exc
                     raise AdacompError(
                         f"output.tracking_uri: MLflow at {self.run.tracker.tracking_uri} did not answer "
                         f"for {self.wait_s:.0f} s while {what} ({first_line(exc)}); every trial is in "
@@ -803,3 +811,11 @@ class _PatientMlflow:
                 self.run.say(f"MLflow does not answer while {what}; retrying in {delay:.0f} s")
                 time.sleep(min(delay, max(0.0, self.deadline - time.monotonic())))
                 delay = min(30.0, delay * 2)
+
+
+def _refused_by_mlflow(exc: Exception) -> bool:
+    """An MLflow error that says the request itself is wrong (an invalid name or value), not
+    that the store is away: retried for `mlflow_wait_s`, it would only fail again."""
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code == "INVALID_PARAMETER_VALUE"
