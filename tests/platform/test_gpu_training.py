@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +17,9 @@ from torch.utils.data import TensorDataset
 from adacomp.device_farm import Farm, FarmConfig, MeasureSettings
 from adacomp.device_farm.config import EmulatedSpec
 from adacomp.platform.evaluate.trial import TrialContext, evaluate_plan, trial_accelerator
-from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.search_config import Resources, SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
+from adacomp.search_spaces.supernet import EnsembleBudget, Supernet, load_checkpoint, train_supernet
 from adacomp.tasks import TrainBudget, evaluate, load_task, pretrained_model, train
 from adacomp.tasks.accelerator import Accelerator
 
@@ -76,3 +78,28 @@ def test_a_trial_fine_tunes_on_the_gpu_and_ends_on_the_cpu(tmp_path_factory: pyt
     assert accuracy is not None and math.isfinite(accuracy) and 0 <= accuracy <= 1
     assert result.metrics["finetune_steps"] == 8.0
     assert all(p.device.type == "cpu" for p in ctx.model.parameters())  # the teacher was a copy
+
+
+def test_supernet_trains_on_the_gpu_checkpoints_and_ends_on_the_cpu(tmp_path: Path) -> None:
+    from tests.conftest import SmallCNN
+
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 1, 8, 8), torch.randint(0, 10, (96,))
+    supernet = Supernet.build(SmallCNN().eval(), x[:2])
+    accelerator = trial_accelerator(Resources(gpu=1))
+    seen: list[str] = []
+    report = train_supernet(
+        supernet,
+        TensorDataset(x, y),
+        EnsembleBudget(steps=4, batch_size=16, checkpoint_every=2),
+        checkpoint_dir=tmp_path,
+        on_checkpoint=lambda step: seen.append(next(supernet.parameters()).device.type),
+        accelerator=accelerator,
+    )
+    assert report.steps == 4 and seen == ["cuda", "cuda"]
+    assert all(p.device.type == "cpu" for p in supernet.parameters())
+    found = load_checkpoint(tmp_path)  # CPU tensors: it loads on a machine without a GPU
+    assert found is not None and all(t.device.type == "cpu" for t in found[0].values())
+    resumed = Supernet.build(SmallCNN().eval(), x[:2])
+    budget = EnsembleBudget(steps=5, batch_size=16, checkpoint_every=2)
+    assert train_supernet(resumed, TensorDataset(x, y), budget, checkpoint_dir=tmp_path).resumed_from == 4
