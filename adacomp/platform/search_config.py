@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.yaml_config import ConfigModel, absolute, load_yaml_model
@@ -244,6 +244,48 @@ class RLSettings(_Frozen):
     init_policy: Path | None = None  # a saved agent to start from (a search's `rl_agent/`)
 
 
+class Resources(_Frozen):
+    """What each trial asks Ray for, and how a trial (or the supernet's training) uses a GPU.
+
+    CPU stays the default: `gpu: 0` trains on the CPU exactly as before. With `gpu` above 0,
+    Ray places each trial on a node with that share of a GPU (fractions such as 0.25 let four
+    trials share one; above 1, whole GPUs only, as Ray requires) and the trial fine-tunes and
+    scores its torch model on the GPU Ray assigned it; export, quantization, the farm's
+    measurements and the accuracy of the shipped ONNX artifact stay on the CPU. Not part of a
+    search's identity: where a trial trains, not what it measures.
+    """
+
+    cpu: float = Field(1.0, gt=0, le=1024)  # CPU cores per trial (Ray accepts fractions)
+    gpu: float = Field(0.0, ge=0, le=64)  # GPUs per trial: 0 (CPU only), a fraction, or a whole number
+    # Autocast on CUDA: bf16 where the GPU supports it, else fp16 with a gradient scaler. `auto`
+    # and `on` do that on a GPU; `on` is refused without one; never on the CPU. A bare YAML
+    # on/off (read as true/false) means the word.
+    mixed_precision: Literal["auto", "on", "off"] = "auto"
+    loader_workers: int = Field(0, ge=0, le=64)  # DataLoader worker processes; 0: in the trial's process
+    pin_memory: bool = True  # page-locked batches for faster host-to-GPU copies (on CUDA only)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on_off(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare `on`/`off` as true/false: take them as the words they were.
+        if isinstance(data, dict) and isinstance(data.get("mixed_precision"), bool):
+            return {**data, "mixed_precision": "on" if data["mixed_precision"] else "off"}
+        return data
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_above_one(cls, gpu: float) -> float:
+        if gpu > 1 and not gpu.is_integer():
+            raise ValueError(f"{gpu:g} GPUs per trial; above 1, Ray takes whole GPUs only (e.g. 1, 2)")
+        return gpu
+
+    @model_validator(mode="after")
+    def _precision_needs_a_gpu(self) -> Resources:
+        if self.mixed_precision == "on" and self.gpu == 0:
+            raise ValueError("mixed_precision 'on' needs gpu > 0 (CPU training is fp32); use 'auto' or 'off'")
+        return self
+
+
 # Lighter than a one-off measurement: a search measures every trial, and ranking candidates
 # needs less precision than reporting one; a noisy shared machine is tolerated up to cv 0.5.
 SEARCH_MEASURE = MeasureSettings(warmup_runs=3, min_runs=10, max_runs=100, max_cv=0.5, max_seconds=10)
@@ -267,7 +309,8 @@ class SearchConfig(_Frozen):
     # Not part of a search's identity: such plans are infeasible either way, and the front
     # (feasible plans only) is the same with it on or off.
     cost_first: bool = True
-    concurrency: int = Field(1, ge=1, le=1024)
+    concurrency: int = Field(1, ge=1, le=1024)  # at most, and no more than the cluster's resources fit
+    resources: Resources = Resources()  # per trial: CPU, GPU, mixed precision, data loading
     strategy: str = "nsga2"
     seed: int = Field(0, ge=0, le=2**32 - 1)  # numpy's and Optuna's seed range
     farm: Path | None = None  # farm config; None: the built-in default farm

@@ -7,6 +7,7 @@ scores exactly what is deployed: an exported (possibly quantized) graph, not its
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from adacomp.runtime.session import open_session
 from adacomp.tasks._base import Augment, TaskError, TrainBudget, dataset_len
+from adacomp.tasks.accelerator import CPU, Accelerator
 
 __all__ = ["TrainReport", "TrainingDiverged", "evaluate", "evaluate_onnx", "predict_onnx", "train"]
 
@@ -60,6 +62,7 @@ def train(
     temperature: float = 4.0,
     augment: Augment | None = None,
     span: tuple[int, int] | None = None,
+    accelerator: Accelerator = CPU,
 ) -> TrainReport:
     """Train `model` in place with AdamW; distil from `teacher`'s logits when one is given.
 
@@ -72,6 +75,11 @@ def train(
     `span` (start, stop) trains only those steps of the budget, the lr where the whole run would
     have it: how a multi-fidelity search fine-tunes in stages (the optimizer's moments start
     afresh each stage; shuffling is seeded by `seed` and `start`). The model is left in eval() mode.
+
+    The model trains where its parameters are (the caller places it and `teacher`); batches
+    follow it. On CUDA, `accelerator` adds autocast (bf16, or fp16 with a gradient scaler),
+    pinned batches copied without blocking, and DataLoader workers; on the CPU it changes
+    nothing but the workers (by default none: the loop as it always was).
     """
     if not 0.0 <= distill_weight <= 1.0:
         raise TaskError(f"distill_weight={distill_weight!r}; expected a number in [0, 1]")
@@ -86,6 +94,9 @@ def train(
     if not params:
         raise TaskError(f"model {type(model).__name__} has no trainable parameters")
     device = params[0].device
+    cuda = device.type == "cuda"
+    dtype = accelerator.dtype if cuda else None  # autocast never runs on the CPU
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     if budget.schedule == "cosine" and first == 0:
@@ -101,7 +112,7 @@ def train(
     step = first
     seed += first  # each stage of a staged run shuffles afresh (0 for a whole run: unchanged)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[device] if cuda else []):
             torch.manual_seed(seed)
             loader = DataLoader(
                 data,
@@ -110,6 +121,8 @@ def train(
                 # A last batch of one sample breaks BatchNorm statistics; drop it when we can.
                 drop_last=size >= budget.batch_size,
                 generator=torch.Generator().manual_seed(seed),
+                num_workers=accelerator.loader_workers,
+                pin_memory=accelerator.pin_memory and cuda,
             )
             augment_generator = torch.Generator().manual_seed(seed + 1)
             model.train()
@@ -117,20 +130,29 @@ def train(
                 for inputs, labels in loader:
                     if augment is not None:
                         inputs = augment(inputs, augment_generator)
-                    inputs, labels = inputs.to(device), labels.to(device)
-                    logits = model(inputs)
-                    loss = F.cross_entropy(logits, labels)
-                    if teacher is not None:
-                        loss = (1.0 - distill_weight) * loss + distill_weight * _distill_loss(
-                            logits, teacher, inputs, temperature
-                        )
+                    inputs, labels = (
+                        inputs.to(device, non_blocking=cuda),
+                        labels.to(device, non_blocking=cuda),
+                    )
+                    with _autocast(device, dtype):
+                        logits = model(inputs)
+                        loss = F.cross_entropy(logits, labels)
+                        if teacher is not None:
+                            loss = (1.0 - distill_weight) * loss + distill_weight * _distill_loss(
+                                logits, teacher, inputs, temperature
+                            )
                     step += 1
                     value = float(loss.item())
                     if not math.isfinite(value):
                         raise TrainingDiverged(step, value)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    optimizer.step()
+                    if scaler is None:
+                        loss.backward()  # type: ignore[no-untyped-call]
+                        optimizer.step()
+                    else:  # fp16: scaled so small gradients do not flush to zero; inf steps skipped
+                        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+                        scaler.step(optimizer)
+                        scaler.update()
                     if scheduler is not None:
                         scheduler.step()
                     recent = [*recent[-(_FINAL_LOSS_WINDOW - 1) :], value]
@@ -143,6 +165,13 @@ def train(
         final_loss=sum(recent) / len(recent),
         seconds=time.perf_counter() - start,
     )
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[object]:
+    """Autocast to `dtype` on `device`, or nothing at all (fp32, the CPU path)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _distill_loss(student_logits: Tensor, teacher: nn.Module, inputs: Tensor, temperature: float) -> Tensor:
@@ -167,7 +196,7 @@ def evaluate(model: nn.Module, data: Dataset[tuple[Tensor, Tensor]], batch_size:
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     correct = 0
     for inputs, labels in DataLoader(data, batch_size=batch_size):
-        predictions = model(inputs.to(device)).argmax(dim=-1)
+        predictions = model(inputs.to(device, non_blocking=device.type == "cuda")).argmax(dim=-1)
         correct += int((predictions.cpu() == labels).sum())
     return correct / size
 

@@ -161,7 +161,9 @@ def test_strategies_are_registered_by_name_and_unknown_ones_are_refused() -> Non
         get_strategy("bayes")
 
 
-@pytest.mark.parametrize("name", ["digits.yaml", "mobilenet_digits.yaml", "shapes_resnet.yaml"])
+@pytest.mark.parametrize(
+    "name", ["digits.yaml", "mobilenet_digits.yaml", "mobilenet_gpu.yaml", "shapes_resnet.yaml"]
+)
 def test_shipped_example_configs_are_valid(name: str) -> None:
     from adacomp.device_farm.config import default_farm_config
     from adacomp.tasks import builtin_task_names

@@ -7,9 +7,10 @@ device error) returns a failed result with its reason instead of raising: the se
 
 from __future__ import annotations
 
+import copy
 import time
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -26,10 +27,11 @@ from adacomp.platform.evaluate.objectives import (
     utility,
 )
 from adacomp.platform.evaluate.rungs import RungResult, rung_steps, stop_reason
-from adacomp.platform.search_config import PER_DEVICE, Constraint, SearchConfig
+from adacomp.platform.search_config import PER_DEVICE, Constraint, Resources, SearchConfig
 from adacomp.search_spaces import CompressionPlan, compress, export_onnx, model_facts
 from adacomp.tasks import Task, TrainBudget, evaluate, evaluate_onnx, train
 from adacomp.tasks._base import dataset_len
+from adacomp.tasks.accelerator import CPU, Accelerator, choose_accelerator
 
 COST_METRICS = frozenset({*PER_DEVICE, "storage"})  # what a model costs: fine-tuning changes none of it
 COST_INFEASIBLE = "cost-infeasible, never fine-tuned: "  # how a record says it was stopped before training
@@ -86,6 +88,8 @@ class TrialContext:
     settings: MeasureSettings
     calibration: list[np.ndarray]
     baseline: Mapping[str, float | None] = field(default_factory=dict)
+    # Where fine-tunes run (trial_accelerator); the model above stays on the CPU whatever it is.
+    accelerator: Accelerator = CPU
 
     def finetune_budget(self) -> TrainBudget | None:
         spec = self.config.finetune
@@ -95,6 +99,18 @@ class TrialContext:
         if spec.epochs is not None:
             return replace(base, epochs=spec.epochs, steps=None)
         return base
+
+
+def trial_accelerator(resources: Resources, gpu_ids: Sequence[object] | None = None) -> Accelerator:
+    """The accelerator `resources` asks for, given the GPUs this process was assigned (Ray's
+    ids in a worker; None outside Ray: the machine's first GPU, when there is one)."""
+    return choose_accelerator(
+        resources.gpu,
+        resources.mixed_precision,
+        gpu_ids=gpu_ids,
+        pin_memory=resources.pin_memory,
+        loader_workers=resources.loader_workers,
+    )
 
 
 def model_costs(
@@ -242,15 +258,37 @@ class _Stages:
     on_rung: RungHook | None
 
     def finetune(self, model: nn.Module, resume: RungResume | None) -> tuple[int, tuple[RungResult, ...]]:
-        """Fine-tunes `model` in place to the full budget; returns its steps and scored stages."""
+        """Fine-tunes `model` in place to the full budget; returns its steps and scored stages.
+        On a GPU, `model` trains there and is back on the CPU when this returns or raises (export,
+        quantization and the farm are CPU-side); the teacher is a copy, so the context's model
+        (shared by every trial of this worker) never leaves the CPU."""
         ctx = self.ctx
         teacher = ctx.model if ctx.config.finetune.distill else None
         done, history = 0, list(resume.history) if resume is not None else []
         if resume is not None:
             model.load_state_dict(dict(resume.state))
             done = resume.steps
+        accelerator = ctx.accelerator
+        if not accelerator.cuda:
+            return self._stages(model, teacher, done, history, resume is not None)
+        if teacher is not None:
+            teacher = copy.deepcopy(teacher).to(accelerator.device)
+        try:
+            return self._stages(model.to(accelerator.device), teacher, done, history, resume is not None)
+        finally:
+            model.cpu()
+
+    def _stages(
+        self,
+        model: nn.Module,
+        teacher: nn.Module | None,
+        done: int,
+        history: list[RungResult],
+        resumed: bool,
+    ) -> tuple[int, tuple[RungResult, ...]]:
+        ctx = self.ctx
         # Stages only pay where someone hears them (a scheduler) or a cut-short run continues.
-        ends = self.ends if self.on_rung is not None or resume is not None else self.ends[-1:]
+        ends = self.ends if self.on_rung is not None or resumed else self.ends[-1:]
         for rung, end in enumerate(ends):
             if end <= done:
                 continue  # finished before a kill: never redone
@@ -258,6 +296,7 @@ class _Stages:
             train(
                 model, ctx.task.data.train, self.budget,
                 seed=self.seed, teacher=teacher, augment=ctx.task.augment, span=span,
+                accelerator=ctx.accelerator,
             )  # fmt: skip
             done = end
             if rung < len(ends) - 1 and self.on_rung is not None:

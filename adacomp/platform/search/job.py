@@ -37,7 +37,7 @@ from adacomp.device_farm import FarmConfig
 from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
 from adacomp.device_farm.cores import available_cores, pin_process
 from adacomp.errors import AdacompError, first_line
-from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics
+from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, trial_accelerator
 from adacomp.platform.results.front import (
     best_by_utility,
     normalised_hypervolume,
@@ -58,6 +58,7 @@ from adacomp.platform.search.cluster import check_reachable, join
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.polish import polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
+from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
 from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
@@ -416,6 +417,10 @@ def search(
     # their own): the watchdog, in a session of its own, stops them when this process is gone.
     watchdog = ray_watchdog.start() if started_ray and reservation is not None else None
     try:
+        import ray
+
+        # Before any work: a trial no node can place would wait in Ray's queue forever.
+        check_cluster_fits(config.resources, ray.cluster_resources())  # type: ignore[no-untyped-call]
         with scoped_environment(search_flags(tracking_uri)):  # Tune's and MLflow's, this search only
             return _run(
                 config,
@@ -508,6 +513,7 @@ def _run(
     tracker = _open_tracker(config, tracking_uri)
     calibration = task.calibration_batches()
     ctx = TrialContext(config, task, model, RayFarm(farm_config, reservation), config.measure, calibration)
+    ctx.accelerator = trial_accelerator(config.resources)  # the polish fine-tunes here, in the driver
     baseline = job_baseline(ctx, state, say)
     parent_id = _parent_run(config, out_dir, tracker, state, baseline, tracking_uri, resume)
 
@@ -641,13 +647,15 @@ def _tune(
     import ray
     from ray import tune
 
-    training_cores = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-    concurrency = max(1, min(config.concurrency, training_cores))
-    say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time")
+    cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    concurrency = trials_that_fit(config.resources, cluster, config.concurrency)
+    request = trial_resources(config.resources)
+    each = ", ".join(f"{v:g} {k.upper()}" for k, v in request.items())
+    say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time ({each} each)")
     searcher = strategy.searcher(setup)
     scheduler = RungHalving(config.fidelity, run.rungs.scores()) if config.fidelity.rungs > 1 else None
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, payload=payload), {"cpu": 1}),
+        tune.with_resources(tune.with_parameters(run_trial, payload=payload), request),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,

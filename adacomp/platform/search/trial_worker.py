@@ -15,12 +15,13 @@ import numpy as np
 import torch
 
 from adacomp.device_farm import FarmConfig, MeasureSettings
-from adacomp.platform.evaluate.trial import TrialContext, evaluate_plan
+from adacomp.platform.evaluate.trial import TrialContext, evaluate_plan, trial_accelerator
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search.rungs import RungStore
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan
 from adacomp.tasks import Task
+from adacomp.tasks.accelerator import Accelerator
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,12 @@ def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
     from ray import tune
 
     ctx = trial_context(payload)
+    ctx.accelerator = worker_accelerator(payload.config)
     plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
     store = RungStore(payload.rung_dir)
 
     def on_rung(staged: Any, model: torch.nn.Module) -> None:  # may never return: Tune stops it here
-        store.save(plan, staged.rungs, model.state_dict())
+        store.save(plan, staged.rungs, {k: v.cpu() for k, v in model.state_dict().items()})
         tune.report(TrialRecord.from_result(number, staged).report())
 
     staged = payload.config.fidelity.rungs > 1
@@ -95,6 +97,15 @@ def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "model.onnx").write_bytes(result.onnx_model)
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def worker_accelerator(config: SearchConfig) -> Accelerator:
+    """Where this worker's trials fine-tune: the GPU Ray assigned it (`resources.gpu` > 0), else
+    the CPU. Ray's ids are None outside a Ray worker (a trial run in-process, as in tests)."""
+    import ray
+
+    gpu_ids = ray.get_gpu_ids() if ray.is_initialized() and config.resources.gpu > 0 else None
+    return trial_accelerator(config.resources, gpu_ids)
 
 
 def trial_dirname(trial: Any) -> str:

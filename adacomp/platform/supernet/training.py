@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from adacomp.errors import AdacompError
+from adacomp.platform.evaluate.trial import trial_accelerator
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.tracking import DIR_TAG, KIND_TAG, SEARCH_TAG, SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
@@ -67,8 +68,9 @@ def bn_batches(task: Task, config: SearchConfig) -> list[torch.Tensor]:
 
 
 def extract_ready(supernet: Supernet, config: SubnetConfig, batches: list[torch.Tensor]) -> nn.Module:
-    """A static model of `config` with its own BatchNorm statistics: what gets evaluated and shipped."""
-    return recalibrate_batchnorm(supernet.extract(config), batches)
+    """A static model of `config` with its own BatchNorm statistics: what gets evaluated and
+    shipped, on the CPU (a supernet training on a GPU is checked at its checkpoints too)."""
+    return recalibrate_batchnorm(supernet.extract(config).cpu(), batches)
 
 
 def load_trained_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
@@ -252,6 +254,7 @@ def _train(
                 identity=identity(config),
                 on_step=monitor.on_step,
                 on_checkpoint=monitor.on_checkpoint,
+                accelerator=trial_accelerator(config.resources),
             )
         from adacomp.platform.supernet.ray_training import train_on_ray
 
@@ -263,6 +266,7 @@ def _train(
             directory,
             identity(config),
             config.supernet.workers,
+            config.resources,
         )
         for step in steps:
             monitor.on_step(StepLog(**step))

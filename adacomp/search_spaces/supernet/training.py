@@ -9,6 +9,7 @@ checkpoint takes exactly the steps an uninterrupted one would have taken.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,6 +32,7 @@ from adacomp.safe_load import load_json_file
 from adacomp.search_spaces.supernet.arch import SubnetConfig
 from adacomp.search_spaces.supernet.supernet import Supernet
 from adacomp.tasks._base import TaskError, dataset_len
+from adacomp.tasks.accelerator import CPU, Accelerator
 
 __all__ = ["EnsembleBudget", "EnsembleReport", "StepLog", "load_checkpoint", "train_supernet"]
 
@@ -130,9 +132,9 @@ def save_checkpoint(
     partial = directory / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
-    weights = {k: v.detach().contiguous().clone() for k, v in supernet.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous().clone() for k, v in supernet.state_dict().items()}
     save_file(weights, str(partial / "supernet.safetensors"))
-    torch.save(optimizer.state_dict(), partial / "optimizer.pt")
+    torch.save(_on_cpu(optimizer.state_dict()), partial / "optimizer.pt")
     (partial / "state.json").write_text(json.dumps(state, indent=2))
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
@@ -142,6 +144,17 @@ def save_checkpoint(
     for old in directory.glob("step-*"):
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _on_cpu(value: Any) -> Any:
+    """An optimizer state with every tensor on the CPU (a checkpoint loads on any machine)."""
+    if isinstance(value, Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_on_cpu(v) for v in value]
+    return value
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, Tensor], dict[str, Any], Path] | None:
@@ -170,6 +183,7 @@ def train_supernet(
     on_checkpoint: Callable[[int], None] | None = None,
     rank: int = 0,
     world_size: int = 1,
+    accelerator: Accelerator = CPU,
 ) -> EnsembleReport:
     """Train in place; with `checkpoint_dir`, resume from its newest checkpoint and save every
     `checkpoint_every` steps. `identity` (JSON-able) must match the checkpoint's to resume; the
@@ -179,6 +193,10 @@ def train_supernet(
     global batch and configurations, keeps its `rank::world_size` share of the batch, and the
     gradients are averaged before each step, so the update is the single-process one up to
     per-shard BatchNorm statistics. Only rank 0 writes checkpoints; every rank resumes from them.
+
+    On a CUDA `accelerator` the supernet trains there (under autocast, with a gradient scaler
+    for fp16) and is back on the CPU when this returns or raises; checkpoints hold CPU tensors
+    either way, and `on_checkpoint` sees the supernet on the accelerator.
     """
     if not 0 <= rank < world_size:
         raise AdacompError(f"rank={rank} with world_size={world_size}; expected 0 <= rank < world_size")
@@ -188,6 +206,14 @@ def train_supernet(
         "seed": seed,
         "budget": {**asdict(budget), "steps": None, "checkpoint_every": None},
     }
+    device = accelerator.device
+    if accelerator.cuda:
+        supernet.to(device)
+    dtype = accelerator.dtype if accelerator.cuda else None
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    amp: contextlib.AbstractContextManager[Any] = (
+        torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    )
     optimizer = torch.optim.Adam(supernet.parameters(), lr=budget.lr)
     start = 0
     if checkpoint_dir is not None and (found := load_checkpoint(checkpoint_dir)) is not None:
@@ -198,7 +224,7 @@ def train_supernet(
                 "remove the directory or train with the same settings"
             )
         supernet.load_state_dict(weights)
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True, map_location="cpu"))
         start = int(state["step"])
     report = EnsembleReport(steps=start, resumed_from=start, seconds=0.0)
     began = time.perf_counter()
@@ -209,27 +235,34 @@ def train_supernet(
             inputs, labels = _batch(data, size, budget.batch_size, seed, step)
             if world_size > 1:
                 inputs, labels = inputs[rank::world_size], labels[rank::world_size]
+            if accelerator.cuda:
+                inputs, labels = inputs.to(device), labels.to(device)
             optimizer.zero_grad(set_to_none=True)
             losses = []
             teacher: Tensor | None = None
             for i, config in enumerate(step_configs(supernet, budget, seed, step)):
                 supernet.set_active(config)
-                logits = supernet(inputs)
-                if teacher is None:
-                    loss = F.cross_entropy(logits, labels)
-                    teacher = logits.detach()
-                else:
-                    loss = _distill(logits, teacher, labels, budget)
+                with amp:
+                    logits = supernet(inputs)
+                    if teacher is None:
+                        loss = F.cross_entropy(logits, labels)
+                        teacher = logits.detach()
+                    else:
+                        loss = _distill(logits, teacher, labels, budget)
                 value = float(loss.item())
                 if not math.isfinite(value):
                     raise AdacompError(
                         f"supernet training diverged at step {step + 1} (configuration {i}): loss={value}"
                     )
-                loss.backward()  # type: ignore[no-untyped-call]
+                (loss if scaler is None else scaler.scale(loss)).backward()  # type: ignore[no-untyped-call]
                 losses.append(value)
             if world_size > 1:
                 average_gradients(supernet)
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)
+                scaler.update()
             entry = StepLog(step + 1, losses[0], losses[1], time.perf_counter() - t0)
             report.log.append(entry)
             report.steps = step + 1
@@ -249,5 +282,7 @@ def train_supernet(
     finally:
         supernet.set_active(supernet.space.largest())
         supernet.eval()
+        if accelerator.cuda:
+            supernet.cpu()
     report.seconds = time.perf_counter() - began
     return report
