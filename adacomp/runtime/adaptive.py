@@ -3,6 +3,12 @@
 Switching is not free: a configuration not in the cache is loaded from its file into a new
 InferenceSession (graph optimisation included). Every switch is recorded with its time and
 whether the cache served it, which is how the cost of adaptation on a device is measured.
+
+A bundle of schema v2 holds every configuration twice: as ONNX (the default, what the search
+measured) and in ONNX Runtime's own format (`model_format="ort"`, what ORT's minimal and mobile
+builds load: optimised at conversion, so it loads without ORT's optimisers). Either way, the
+files of the chosen format are checked against the manifest's sizes and hashes before serving;
+the other format's files may be left off the device.
 """
 
 from __future__ import annotations
@@ -17,7 +23,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from adacomp.runtime.manifest import Manifest, configuration_path, load_manifest, verify_files
+from adacomp.runtime.manifest import (
+    MODEL_FORMATS,
+    Manifest,
+    ManifestError,
+    ModelFormat,
+    configuration_path,
+    load_manifest,
+    verify_files,
+)
 from adacomp.runtime.selector import Context, Selection, Selector
 from adacomp.runtime.session import open_session
 
@@ -34,7 +48,8 @@ class AdaptiveModel:
     """The bundle's configurations behind one `run()`, switched by `adapt(context)`.
 
     At most `cache_size` sessions stay loaded (least recently used goes first); `threads` is
-    ONNX Runtime's intra-op thread count per session.
+    ONNX Runtime's intra-op thread count per session; `model_format` is the files sessions load
+    ("onnx", or "ort" where the bundle has them; see the module docstring).
     """
 
     def __init__(
@@ -45,16 +60,27 @@ class AdaptiveModel:
         cache_size: int = 4,
         *,
         threads: int = 1,
-        verify: bool = True,  # check every file's size and sha256 before serving
+        verify: bool = True,  # check every model file's size and sha256 before serving
+        model_format: ModelFormat = "onnx",
     ) -> None:
         if cache_size < 1:
             raise ValueError(f"cache_size: expected at least 1, got {cache_size}")
         if threads < 1:
             raise ValueError(f"threads: expected at least 1, got {threads}")
+        if model_format not in MODEL_FORMATS:
+            raise ValueError(
+                f"model_format: expected one of {', '.join(MODEL_FORMATS)}, got {model_format!r}"
+            )
         self.bundle_dir = Path(bundle_dir)
         self.manifest: Manifest = load_manifest(self.bundle_dir)
+        if model_format not in self.manifest.formats:
+            raise ManifestError(
+                f"{self.bundle_dir}: no {model_format} models in this bundle (it has "
+                f"{', '.join(self.manifest.formats)}; export it again with a newer adacomp)"
+            )
+        self.model_format: ModelFormat = model_format
         if verify:
-            verify_files(self.bundle_dir, self.manifest)
+            verify_files(self.bundle_dir, self.manifest, model_formats=(model_format,))
         if selector is None:
             selector = Selector(self.manifest, device if device is not None else self.manifest.devices[0])
         elif device is not None and selector.device != device:
@@ -123,7 +149,8 @@ class AdaptiveModel:
         if cached:
             self._sessions.move_to_end(config_id)
         else:
-            path = configuration_path(self.bundle_dir, self.manifest.configuration(config_id))
+            config = self.manifest.configuration(config_id)
+            path = configuration_path(self.bundle_dir, config, self.model_format)
             # quiet: errors only, no per-load warnings on the device
             session = open_session(path, threads=self._threads, quiet=True)
             self._sessions[config_id] = session

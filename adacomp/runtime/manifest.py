@@ -1,8 +1,16 @@
-"""The bundle manifest (schema v1): what a device needs to pick and load a compressed model.
+"""The bundle manifest (schema v2): what a device needs to pick and load a compressed model.
 
 A bundle is a directory holding `manifest.json` and one ONNX file per configuration of the
 supernet. The manifest carries, per configuration and per device, the measured costs the selector
 ranks by, plus the uncompressed baseline the utility is normalised by.
+
+Version 2 adds ONNX Runtime's own format: per configuration an optional `ort` entry (the same
+model as a `.ort` file, what ORT's minimal and mobile builds load) and, at the top, an optional
+`ort_operators` entry (the operator config such a reduced build is compiled with), each a file
+with its sha256 and size. Either every configuration has an `ort` entry and `ort_operators` is
+given, or none of them. Version 1 manifests (ONNX only) still load; a runtime that reads only
+version 1 refuses a version 2 manifest by its version, in one line, rather than by an unknown
+field.
 
 Validation is written by hand rather than with pydantic: this module runs on the device, where only
 numpy and onnxruntime are installed. Every error names the file and the JSON path of the bad value,
@@ -23,14 +31,17 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 from adacomp.errors import AdacompError
 from adacomp.safe_load import LoadLimits, parse_json, read_text
 
-SCHEMA_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+SCHEMA_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 MANIFEST_NAME = "manifest.json"
+# The files a configuration can be loaded from: ONNX, or ONNX Runtime's format (schema v2).
+ModelFormat = Literal["onnx", "ort"]
+MODEL_FORMATS: tuple[ModelFormat, ...] = ("onnx", "ort")
 UTILITY_TERMS = ("accuracy", "latency", "energy", "memory", "storage")
 # Element types an exported model's input may have (numpy names).
 INPUT_DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int32", "int64")
@@ -114,20 +125,57 @@ class Baseline:
 
 
 @dataclass(frozen=True)
+class BundleFile:
+    """A file of the bundle other than the manifest, with the size and sha256 it was written with."""
+
+    file: str  # relative to the bundle directory, POSIX separators
+    sha256: str
+    bytes: int
+
+    @classmethod
+    def of(cls, bundle_dir: str | os.PathLike[str], file: str) -> BundleFile:
+        """The entry for `file` (relative to `bundle_dir`) as it is on disk now."""
+        path = Path(bundle_dir) / file
+        return cls(file, file_sha256(path), path.stat().st_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "bytes": self.bytes}
+
+
+@dataclass(frozen=True)
 class Configuration:
-    """One configuration of the supernet, exported (and quantized) as its own ONNX file."""
+    """One configuration of the supernet, exported (and quantized) as its own ONNX file, and from
+    schema v2 on, usually also as an ORT format file (`ort`)."""
 
     id: str
-    file: str  # relative to the bundle directory, POSIX separators
+    file: str  # the ONNX model, relative to the bundle directory, POSIX separators
     sha256: str
     bytes: int
     architecture: Mapping[str, Any]  # the supernet's configuration, as data
     accuracy: float
     storage_bytes: int
     devices: Mapping[str, DeviceCost]
+    ort: BundleFile | None = None  # the same model in ONNX Runtime's format; None in v1 bundles
+
+    @property
+    def onnx(self) -> BundleFile:
+        return BundleFile(self.file, self.sha256, self.bytes)
+
+    def model(self, model_format: ModelFormat) -> BundleFile:
+        """The file of this configuration in `model_format`; a ManifestError if the bundle has none."""
+        if model_format == "onnx":
+            return self.onnx
+        if model_format == "ort" and self.ort is not None:
+            return self.ort
+        if model_format == "ort":
+            raise ManifestError(
+                f"configuration {self.id!r} has no ORT format model (a bundle of schema v1, or written "
+                "without them): load it as onnx, or export the bundle again"
+            )
+        raise ValueError(f"model format: expected one of {', '.join(MODEL_FORMATS)}, got {model_format!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "id": self.id,
             "file": self.file,
             "sha256": self.sha256,
@@ -137,6 +185,9 @@ class Configuration:
             "storage_bytes": self.storage_bytes,
             "devices": {name: cost.to_dict() for name, cost in self.devices.items()},
         }
+        if self.ort is not None:
+            data["ort"] = self.ort.to_dict()
+        return data
 
 
 @dataclass(frozen=True)
@@ -151,6 +202,9 @@ class Manifest:
     devices: tuple[str, ...]
     baseline: Baseline
     configurations: tuple[Configuration, ...]
+    # The operators (and types) of every configuration's ORT model: what a reduced ORT build is
+    # compiled with (`--include_ops_by_config`). None when the bundle has no ORT models.
+    ort_operators: BundleFile | None = None
     _index: dict[str, int] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +213,11 @@ class Manifest:
     @property
     def ids(self) -> tuple[str, ...]:
         return tuple(c.id for c in self.configurations)
+
+    @property
+    def formats(self) -> tuple[ModelFormat, ...]:
+        """The formats every configuration can be loaded from: ("onnx",) or ("onnx", "ort")."""
+        return MODEL_FORMATS if self.ort_operators is not None else ("onnx",)
 
     def index(self, config_id: str) -> int:
         """Position of a configuration; a ManifestError listing some ids when it is unknown."""
@@ -174,7 +233,7 @@ class Manifest:
         return self.configurations[self.index(config_id)]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "schema_version": self.schema_version,
             "name": self.name,
             "task": self.task,
@@ -186,6 +245,9 @@ class Manifest:
             "baseline": self.baseline.to_dict(),
             "configurations": [c.to_dict() for c in self.configurations],
         }
+        if self.ort_operators is not None:
+            data["ort_operators"] = self.ort_operators.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: object, source: str = "<manifest>") -> Manifest:
@@ -253,38 +315,61 @@ def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def configuration_path(bundle_dir: str | os.PathLike[str], configuration: Configuration) -> Path:
-    """Where a configuration's model lies; a ManifestError if it resolves outside the bundle."""
+def configuration_path(
+    bundle_dir: str | os.PathLike[str], configuration: Configuration, model_format: ModelFormat = "onnx"
+) -> Path:
+    """Where a configuration's model in `model_format` lies; a ManifestError if it resolves outside
+    the bundle, or if the bundle has no model in that format."""
+    return _inside(bundle_dir, configuration.model(model_format), f"configuration {configuration.id!r}")
+
+
+def _inside(bundle_dir: str | os.PathLike[str], entry: BundleFile, what: str) -> Path:
     root = Path(bundle_dir).resolve()
-    path = (root / configuration.file).resolve()
+    path = (root / entry.file).resolve()
     if not path.is_relative_to(root):  # a symlink out of the bundle
-        raise ManifestError(
-            f"{bundle_dir}: configuration {configuration.id!r}: {configuration.file} is outside the bundle"
-        )
+        raise ManifestError(f"{bundle_dir}: {what}: {entry.file} is outside the bundle")
     return path
 
 
 def verify_files(
-    bundle_dir: str | os.PathLike[str], manifest: Manifest, *, check_hashes: bool = True
+    bundle_dir: str | os.PathLike[str],
+    manifest: Manifest,
+    *,
+    check_hashes: bool = True,
+    model_formats: Iterable[ModelFormat] | None = None,
 ) -> None:
-    """Every configuration's file exists inside the bundle with the manifest's size and sha256."""
+    """Every file the manifest lists exists inside the bundle with the manifest's size and sha256.
+
+    `model_formats` narrows the check to the models in those formats (and skips the operator
+    config, which only a build of ORT reads): a device that ships only the `.ort` files, or only
+    the `.onnx` ones, checks what it has. A format the bundle lacks is a ManifestError."""
+    formats = tuple(manifest.formats if model_formats is None else model_formats)
+    files: list[tuple[BundleFile, str]] = []
     for config in manifest.configurations:
-        path = configuration_path(bundle_dir, config)
-        shown = Path(bundle_dir) / config.file
-        if not path.is_file():
-            raise ManifestError(f"{shown}: missing (configuration {config.id!r})")
-        size = path.stat().st_size
-        if size != config.bytes:
+        for model_format in formats:
+            kind = "" if model_format == "onnx" else ", ORT format"
+            files.append((config.model(model_format), f"configuration {config.id!r}{kind}"))
+    if model_formats is None and manifest.ort_operators is not None:
+        files.append((manifest.ort_operators, "the ORT operator config"))
+    for entry, what in files:
+        _verify_file(bundle_dir, entry, what, check_hashes)
+
+
+def _verify_file(bundle_dir: str | os.PathLike[str], entry: BundleFile, what: str, check_hash: bool) -> None:
+    path = _inside(bundle_dir, entry, what)
+    shown = Path(bundle_dir) / entry.file
+    if not path.is_file():
+        raise ManifestError(f"{shown}: missing ({what})")
+    size = path.stat().st_size
+    if size != entry.bytes:
+        raise ManifestError(f"{shown}: {size} bytes, the manifest says {entry.bytes} ({what})")
+    if check_hash:
+        digest = file_sha256(path)
+        if digest != entry.sha256.lower():
             raise ManifestError(
-                f"{shown}: {size} bytes, the manifest says {config.bytes} (configuration {config.id!r})"
+                f"{shown}: sha256 {digest}, the manifest says {entry.sha256} "
+                f"({what}; the file changed after the bundle was written)"
             )
-        if check_hashes:
-            digest = file_sha256(path)
-            if digest != config.sha256.lower():
-                raise ManifestError(
-                    f"{shown}: sha256 {digest}, the manifest says {config.sha256} "
-                    f"(configuration {config.id!r}; the file changed after the bundle was written)"
-                )
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -300,6 +385,7 @@ class _Reader:
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.version = SCHEMA_VERSION  # set from the manifest before its configurations are read
 
     def fail(self, path: str, message: str) -> NoReturn:
         raise ManifestError(f"{self.source}: {path}: {message}" if path else f"{self.source}: {message}")
@@ -364,15 +450,18 @@ class _Reader:
                 "schema_version", "name", "task", "created", "input", "output",
                 "utility", "devices", "baseline", "configurations",
             ),
+            ("ort_operators",),
         )  # fmt: skip
         version = top["schema_version"]
         if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_VERSIONS:
-            supported = ", ".join(map(str, SUPPORTED_VERSIONS))
+            supported = " or ".join(map(str, SUPPORTED_VERSIONS))
             self.fail(
                 "schema_version",
                 f"unsupported version {version!r}; this runtime reads version {supported} "
                 "(update adacomp on the device, or export the bundle for it)",
             )
+        self.version = version
+        self.since_v2(top, "ort_operators", "ort_operators")
         created = self.string(top["created"], "created")
         try:
             datetime.datetime.fromisoformat(created)
@@ -397,6 +486,10 @@ class _Reader:
             seen[config.id] = i
         baseline = self.baseline(top["baseline"], devices)
         self.check_nulls(devices, configurations, baseline)
+        ort_operators = (
+            self.bundle_file(top["ort_operators"], "ort_operators") if "ort_operators" in top else None
+        )
+        self.check_ort(configurations, ort_operators)
         return Manifest(
             schema_version=version,
             name=self.string(top["name"], "name"),
@@ -410,6 +503,7 @@ class _Reader:
             devices=devices,
             baseline=baseline,
             configurations=configurations,
+            ort_operators=ort_operators,
         )
 
     def devices(self, value: object) -> tuple[str, ...]:
@@ -464,7 +558,8 @@ class _Reader:
 
     def configuration(self, value: object, path: str, devices: tuple[str, ...]) -> Configuration:
         keys = ("id", "file", "sha256", "bytes", "architecture", "accuracy", "storage_bytes", "devices")
-        entry = self.mapping(value, path, keys)
+        entry = self.mapping(value, path, keys, ("ort",))
+        self.since_v2(entry, "ort", f"{path}.ort")
         architecture = entry["architecture"]
         if not isinstance(architecture, dict):
             self.fail(f"{path}.architecture", f"expected an object, got {_shown(architecture)}")
@@ -477,7 +572,32 @@ class _Reader:
             accuracy=self.number(entry["accuracy"], f"{path}.accuracy", at_most=1.0),
             storage_bytes=self.integer(entry["storage_bytes"], f"{path}.storage_bytes"),
             devices=self.costs(entry["devices"], f"{path}.devices", devices),
+            ort=self.bundle_file(entry["ort"], f"{path}.ort") if "ort" in entry else None,
         )
+
+    def since_v2(self, entry: Mapping[str, Any], key: str, path: str) -> None:
+        if self.version < 2 and key in entry:
+            self.fail(path, f"needs schema_version 2; a version {self.version} bundle holds ONNX models only")
+
+    def bundle_file(self, value: object, path: str) -> BundleFile:
+        entry = self.mapping(value, path, ("file", "sha256", "bytes"))
+        return BundleFile(
+            file=self.relative_file(entry["file"], f"{path}.file"),
+            sha256=self.string(entry["sha256"], f"{path}.sha256", _SHA256),
+            bytes=self.integer(entry["bytes"], f"{path}.bytes"),
+        )
+
+    def check_ort(self, configurations: Sequence[Configuration], operators: BundleFile | None) -> None:
+        """ORT models come for every configuration, with the operator config, or not at all: a
+        device that loads the ORT format can then load any configuration the selector picks."""
+        for i, config in enumerate(configurations):
+            if (config.ort is None) != (operators is None):
+                have = "no ort_operators" if operators is None else "ort_operators"
+                self.fail(
+                    f"configurations[{i}].ort",
+                    f"{'given' if config.ort is not None else 'missing'}, while the manifest has {have}; "
+                    "every configuration has an ORT model and the manifest its operator config, or none",
+                )
 
     def relative_file(self, value: object, path: str) -> str:
         name = self.string(value, path, max_length=MAX_FILE_NAME)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -20,10 +21,12 @@ from adacomp.platform.cli.main import main
 from adacomp.platform.results.pareto import dominates
 from adacomp.platform.search_config import Objective, Output, SearchConfig
 from adacomp.platform.supernet.bundle import BundleResult, export_bundle
+from adacomp.platform.supernet.ort_format import OPERATORS_CONFIG
 from adacomp.platform.supernet.search import SupernetSearchResult, device_objectives, supernet_search
 from adacomp.platform.supernet.training import TrainResult, train_supernet_job
+from adacomp.runtime import AdaptiveModel
 from adacomp.runtime.manifest import load_manifest, verify_files
-from adacomp.runtime.session import declared_session_config
+from adacomp.runtime.session import declared_session_config, open_session
 from adacomp.tasks import evaluate_onnx, load_task
 
 pytestmark = pytest.mark.slow
@@ -195,6 +198,36 @@ def test_the_bundle_ships_exactly_what_was_measured(flow: Flow) -> None:
         onnx_model = (flow.bundle.directory / entry.file).read_bytes()
         assert evaluate_onnx(onnx_model, task.data.test) == pytest.approx(entry.accuracy)  # no retraining
     assert manifest.baseline.accuracy == flow.searched.baseline["accuracy"]
+
+
+def test_every_configuration_ships_as_an_ort_model_with_the_same_outputs(flow: Flow) -> None:
+    bundle = flow.bundle.directory
+    manifest = load_manifest(bundle)
+    assert manifest.formats == ("onnx", "ort") and manifest.ort_operators is not None
+    x = load_task(flow.config.task).example_input(8).numpy()
+    inputs = {manifest.input.name: x}
+    precisions = set()
+    for entry in manifest.configurations:
+        assert entry.ort is not None and entry.ort.file == entry.file.removesuffix(".onnx") + ".ort"
+        onnx_out = open_session(bundle / entry.file).run(None, inputs)[0]
+        ort_out = open_session(bundle / entry.ort.file).run(None, inputs)[0]
+        if "QuantizeLinear" in {node.op_type for node in onnx.load(bundle / entry.file).graph.node}:
+            # int8 activations: the .onnx runs ORT's fused int8 kernels (level all), the .ort the QDQ
+            # graph (basic); they agree as test_int8_kernels_compute_what_the_qdq_graph_says asks
+            precisions.add("int8")
+            atol = 1e-3 * float(np.abs(onnx_out).max())
+            np.testing.assert_allclose(ort_out, onnx_out, rtol=1e-3, atol=atol, err_msg=entry.id)
+        else:
+            precisions.add("float")
+            np.testing.assert_allclose(ort_out, onnx_out, rtol=1e-5, atol=1e-5, err_msg=entry.id)
+    ops = [
+        line for line in (bundle / OPERATORS_CONFIG).read_text().splitlines() if line.startswith("ai.onnx;")
+    ]
+    assert any("Conv" in line for line in ops) and any("Gemm" in line or "MatMul" in line for line in ops)
+    model = AdaptiveModel(bundle, "pixel4", model_format="ort")
+    model.switch_to(manifest.configurations[0].id)
+    assert model.run(x[:3]).shape == (3, 10)
+    print(f"ORT parity checked for {len(manifest.configurations)} configurations: {sorted(precisions)}")
 
 
 def test_the_bundle_is_logged_and_registered_in_mlflow(flow: Flow) -> None:

@@ -124,7 +124,19 @@ def _nested(depth: int) -> list[Any]:
     return value
 
 
+def _v2(*mutations: Mutation) -> Mutation:
+    """The mutations applied to the manifest made version 2 (ORT models allowed)."""
+
+    def mutate(data: dict[str, Any]) -> None:
+        data["schema_version"] = 2
+        for mutation in mutations:
+            mutation(data)
+
+    return mutate
+
+
 CONFIG = ("configurations",)
+ORT_FILE = {"file": "models/x.ort", "sha256": "ab" * 32, "bytes": 100}
 BAD = {
     "missing field": (_delete(*CONFIG, 1, "sha256"), r"configurations\[1\]: missing field 'sha256'"),
     "wrong type": (_set("name", value=3), r"name: expected a non-empty string, got 3"),
@@ -207,8 +219,8 @@ BAD = {
         r": \d+ bytes; at most 16777216 are read$",
     ),
     "unknown schema version": (
-        _set("schema_version", value=2),
-        r"schema_version: unsupported version 2; this runtime reads version 1",
+        _set("schema_version", value=3),
+        r"schema_version: unsupported version 3; this runtime reads version 1 or 2",
     ),
     "schema version as a string": (
         _set("schema_version", value="1"),
@@ -264,6 +276,30 @@ BAD = {
         r"input\.shape\[1\]: expected an integer in \[1, \d+\], got 0",
     ),
     "not an object": (lambda data: data.clear(), r"missing field 'schema_version'"),
+    "an ORT model in a version 1 manifest": (
+        _set(*CONFIG, 0, "ort", value=ORT_FILE),
+        r"configurations\[0\]\.ort: needs schema_version 2; a version 1 bundle holds ONNX models only$",
+    ),
+    "an ORT operator config in a version 1 manifest": (
+        _set("ort_operators", value=ORT_FILE),
+        r"ort_operators: needs schema_version 2",
+    ),
+    "ORT models for some configurations only": (
+        _v2(_set(*CONFIG, 0, "ort", value=ORT_FILE), _set("ort_operators", value=ORT_FILE)),
+        r"configurations\[1\]\.ort: missing, while the manifest has ort_operators; every configuration",
+    ),
+    "ORT models without their operator config": (
+        _v2(*(_set(*CONFIG, i, "ort", value=ORT_FILE) for i in range(3))),
+        r"configurations\[0\]\.ort: given, while the manifest has no ort_operators",
+    ),
+    "an ORT model escaping the bundle": (
+        _v2(_set("ort_operators", value={**ORT_FILE, "file": "/etc/passwd"})),
+        r"ort_operators\.file: expected a relative path inside the bundle",
+    ),
+    "a bad ORT hash": (
+        _v2(_set(*CONFIG, 0, "ort", value={**ORT_FILE, "sha256": "xyz"})),
+        r"configurations\[0\]\.ort\.sha256: expected a string matching",
+    ),
 }
 
 
@@ -363,6 +399,29 @@ def test_a_symlink_out_of_the_bundle_is_refused(tmp_path: Path) -> None:
         configuration_path(bundle, manifest.configuration("tiny"))
     with pytest.raises(ManifestError, match="outside the bundle"):
         verify_files(bundle, manifest)
+
+
+def test_a_version_1_manifest_loads_as_onnx_only_and_round_trips() -> None:
+    data = manifest_dict()
+    manifest = Manifest.from_dict(copy.deepcopy(data))
+    assert manifest.schema_version == 1 and manifest.formats == ("onnx",)
+    assert manifest.ort_operators is None and all(c.ort is None for c in manifest.configurations)
+    assert manifest.to_dict() == data  # no ort keys appear
+    with pytest.raises(ManifestError, match=r"configuration 'big' has no ORT format model"):
+        configuration_path("b", manifest.configuration("big"), "ort")
+
+
+def test_a_version_2_manifest_with_ort_models_round_trips() -> None:
+    data = manifest_dict()
+    data["schema_version"] = 2
+    for i, config in enumerate(data["configurations"]):
+        config["ort"] = {**ORT_FILE, "file": f"models/{config['id']}.ort", "bytes": 100 + i}
+    data["ort_operators"] = {**ORT_FILE, "file": "required_operators_and_types.config"}
+    manifest = Manifest.from_dict(copy.deepcopy(data))
+    assert manifest.formats == ("onnx", "ort")
+    assert manifest.configuration("small").model("ort").file == "models/small.ort"
+    assert manifest.configuration("small").model("onnx").file == "models/small.onnx"
+    assert manifest.to_dict() == data
 
 
 def test_three_rows_helper_is_valid() -> None:

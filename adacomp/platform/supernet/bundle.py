@@ -1,9 +1,11 @@
 """`adacomp export`: the deployable bundle of a supernet search, logged and registered in MLflow.
 
-A bundle is `manifest.json` (schema v1, adacomp.runtime.manifest) and one ONNX model per chosen
+A bundle is `manifest.json` (schema v2, adacomp.runtime.manifest) and one ONNX model per chosen
 configuration, each already at its precision. One model per configuration rather than shared
 weights plus slicing code: the device then needs only onnxruntime, every model is exactly what
 was measured, and a switch is one session load (measured in benchmarks/supernet_bench.py).
+Each model also ships in ONNX Runtime's format (`models/<id>.ort`, for ORT's minimal and mobile
+builds), with the operator config such a build is compiled with (ort_format.py).
 
 Which configurations: the union of the per-device Pareto fronts; when that is more than
 `supernet.bundle_size`, each device's front is thinned to spread along latency (its fastest and
@@ -24,6 +26,7 @@ from typing import Any
 from adacomp.errors import AdacompError
 from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
+from adacomp.platform.supernet.ort_format import add_ort_models
 from adacomp.platform.supernet.search import SubnetRecord, device_front, load_records, supernet_search_job
 from adacomp.platform.supernet.training import supernet_dir
 from adacomp.runtime.manifest import (
@@ -149,6 +152,9 @@ def _write_bundle(
                 "devices": {d: _costs(dict(record.metrics), d) for d in config.targets},
             }
         )
+    ort_models, ort_operators = add_ort_models(directory, [str(entry["file"]) for entry in entries])
+    for entry, ort_model in zip(entries, ort_models, strict=True):
+        entry["ort"] = ort_model.to_dict()
     task = load_task(config.task)
     data = {
         "schema_version": SCHEMA_VERSION,
@@ -165,6 +171,7 @@ def _write_bundle(
             "devices": {d: _costs(baseline, d) for d in config.targets},
         },
         "configurations": entries,
+        "ort_operators": ort_operators.to_dict(),
     }
     manifest = Manifest.from_dict(data, source="bundle manifest")
     save_manifest(manifest, directory)
@@ -198,7 +205,7 @@ def _log_bundle(
         f"{config.name}-bundle",
         run_id,
         "bundle",
-        description="adacomp runtime bundle (manifest + ONNX models)",
+        description="adacomp runtime bundle (manifest + ONNX and ORT format models)",
         tags={
             "adacomp.schema_version": str(SCHEMA_VERSION),
             "adacomp.configurations": str(len(manifest.configurations)),
