@@ -9,7 +9,13 @@ and MLflow-only readers.
 from __future__ import annotations
 
 import json
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +23,7 @@ from adacomp.errors import AdacompError
 from adacomp.platform.results.front import normalised_hypervolume, objective_vector, pareto_front
 from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.pareto import dominates
+from adacomp.platform.results.tracking import search_links
 from adacomp.platform.search.job import SearchResult, search
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
@@ -264,6 +271,9 @@ def test_pareto_reads_the_directory_and_the_mlflow_run(
     assert main(["pareto", str(finished.out_dir)]) == 0
     out = capsys.readouterr().out
     assert "8/8 trials finished, 1 failed" in out and "baseline" in out
+    links = search_links(finished.tracking_uri, finished.run_id)  # on `adacomp ui`'s default port
+    assert links["front"] in out and "workflowType=machine_learning&viewStateShareKey=adacomp-" in out
+    assert links["search run"] in out and links["registered model"] in out
     # From MLflow alone (the directory moved away): the same front.
     state = json.loads((finished.out_dir / "search.json").read_text())
     moved = finished.out_dir.parent / "moved"
@@ -292,69 +302,192 @@ def test_resuming_with_a_different_measurement_is_refused(finished: SearchResult
         search(changed, resume=True, progress=False)
 
 
-def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(finished: SearchResult) -> None:
-    """`adacomp ui` really serves the search: checked through the UI server's REST API and its
-    artifact endpoint on loopback (no browser on this machine: the REST API is what the UI's
-    pages call)."""
+@dataclass(frozen=True)
+class Ui:
+    base: str
+    stdout: Path  # what `adacomp ui` printed before MLflow's server took over
+
+
+@pytest.fixture(scope="module")
+def ui(finished: SearchResult, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ui]:
+    """`adacomp ui` on the search's store, on a free loopback port, as a user starts it."""
     import os
     import signal
     import subprocess
     import sys
-    import time
-    import urllib.parse
-    import urllib.request
 
     port = free_port()
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root)}
     command = [sys.executable, "-m", "adacomp.platform.cli", "ui", "--store", finished.tracking_uri]
-    server = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: mlflow ui, uvicorn workers, job runners
-    )
+    printed = tmp_path_factory.mktemp("ui") / "stdout.txt"
+    with printed.open("w") as out:
+        server = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: mlflow ui and its uvicorn worker
+        )
     base = f"http://127.0.0.1:{port}"
-
-    def get(endpoint: str, **query: str) -> bytes:
-        url = f"{base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return bytes(response.read())
-
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         while True:
             try:
-                if get("/health") == b"OK":
+                if _get(base, "/health") == b"OK":
                     break
             except OSError:
                 pass
             assert server.poll() is None, "mlflow ui exited"
             assert time.monotonic() < deadline, "mlflow ui did not come up"
             time.sleep(0.5)
-        assert b"<html" in get("/").lower()
-        parent = json.loads(get("/api/2.0/mlflow/runs/get", run_id=finished.run_id))["run"]
-        assert parent["info"]["run_name"] == "e2e"
-        request = urllib.request.Request(
-            f"{base}/api/2.0/mlflow/runs/search",
-            data=json.dumps(
-                {
-                    "experiment_ids": [parent["info"]["experiment_id"]],
-                    "filter": f"tags.`mlflow.parentRunId` = '{finished.run_id}'",
-                }
-            ).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            children = json.loads(response.read())["runs"]
-        assert len(children) == 8
-        listed = json.loads(get("/api/2.0/mlflow/artifacts/list", run_id=finished.run_id, path="pareto"))
-        assert {"pareto/pareto.html", "pareto/front.csv"} <= {f["path"] for f in listed["files"]}
-        front_csv = get("/get-artifact", path="pareto/front.csv", run_uuid=finished.run_id).decode()
-        assert front_csv.splitlines()[1].startswith("baseline,")
-        html = get("/get-artifact", path="pareto/pareto.html", run_uuid=finished.run_id)
-        assert b"plotly" in html.lower()
+        yield Ui(base, printed)
     finally:
-        os.killpg(server.pid, signal.SIGKILL)  # the whole group: uvicorn workers, job runners
+        os.killpg(server.pid, signal.SIGKILL)  # the whole group: the server and its worker
         server.wait(timeout=30)
+
+
+def _get(base: str, endpoint: str, **query: str) -> bytes:
+    url = f"{base}{endpoint}" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return bytes(response.read())
+
+
+def test_mlflow_ui_serves_the_parent_its_children_and_the_pareto_artifacts(
+    finished: SearchResult, ui: Ui
+) -> None:
+    """`adacomp ui` really serves the search: checked through the UI server's REST API and its
+    artifact endpoint on loopback (the browser test below checks what a user sees)."""
+    base = ui.base
+    assert b"<html" in _get(base, "/").lower()
+    parent = json.loads(_get(base, "/api/2.0/mlflow/runs/get", run_id=finished.run_id))["run"]
+    assert parent["info"]["run_name"] == "e2e"
+    request = urllib.request.Request(
+        f"{base}/api/2.0/mlflow/runs/search",
+        data=json.dumps(
+            {
+                "experiment_ids": [parent["info"]["experiment_id"]],
+                "filter": f"tags.`mlflow.parentRunId` = '{finished.run_id}'",
+            }
+        ).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        children = json.loads(response.read())["runs"]
+    assert len(children) == 8
+    listed = json.loads(_get(base, "/api/2.0/mlflow/artifacts/list", run_id=finished.run_id, path="pareto"))
+    assert {"pareto/pareto.html", "pareto/front.csv"} <= {f["path"] for f in listed["files"]}
+    front_csv = _get(base, "/get-artifact", path="pareto/front.csv", run_uuid=finished.run_id).decode()
+    assert front_csv.splitlines()[1].startswith("baseline,")
+    html = _get(base, "/get-artifact", path="pareto/pareto.html", run_uuid=finished.run_id)
+    assert b"plotly" in html.lower()
+    # What it printed before serving: this search's deep links, on the port it serves.
+    printed = ui.stdout.read_text()
+    links = search_links(finished.tracking_uri, finished.run_id, base)
+    assert "search e2e:" in printed and links["front"] in printed and links["search run"] in printed
+
+
+def test_the_ui_runs_one_server_worker_and_no_job_runner(finished: SearchResult, ui: Ui) -> None:
+    """Four uvicorn workers and a job runner were 2.2 GB on a 2-core machine: one worker now,
+    as its command line says, and MLflow's GenAI job runner off."""
+    import psutil
+
+    port = ui.base.rsplit(":", 1)[1]
+    servers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "uvicorn" in " ".join(p.info["cmdline"] or []) and port in " ".join(p.info["cmdline"] or [])
+    ]
+    assert len(servers) == 1, [s.info["cmdline"] for s in servers]
+    assert "--workers" in servers[0].info["cmdline"]
+    assert servers[0].info["cmdline"][servers[0].info["cmdline"].index("--workers") + 1] == "1"
+    everything = " ".join(" ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["cmdline"]))
+    assert "huey_consumer" not in everything
+
+
+def test_the_parent_run_and_the_experiment_describe_the_result(finished: SearchResult) -> None:
+    """The parent run's description is the front as a Markdown table, each trial linked to its
+    run, the registered version linked, the hypervolume explained; the experiment says what its
+    runs are; the saved view opens the front's trials with their columns."""
+    from mlflow import MlflowClient
+
+    from adacomp.platform.results.mlflow_ui import FRONT_VIEW_TAG, NOTE_TAG, SHARED_VIEW_TAG
+
+    client = MlflowClient(finished.tracking_uri)
+    parent = client.get_run(finished.run_id)
+    experiment = client.get_experiment(parent.info.experiment_id)
+    children = {int(c.data.tags["adacomp.trial"]): c.info.run_id for c in _children(finished)}
+    description = parent.data.tags[NOTE_TAG]
+    assert "| trial | accuracy (%) | latency_pixel4 (ms) | storage (KiB) |" in description
+    for record in finished.front_records:
+        link = f"#/experiments/{experiment.experiment_id}/runs/{children[record.number]}?"
+        assert f"[{record.number}]({link}" in description
+    assert "[e2e version 1](#/models/e2e/versions/1)" in description and "`champion`" in description
+    assert "reference point" in description and "uncompressed model alone scores 1.0000" in description
+    assert "adacomp.pareto = true" in experiment.tags[NOTE_TAG]
+    view = json.loads(experiment.tags[SHARED_VIEW_TAG + parent.data.tags[FRONT_VIEW_TAG]])
+    assert view["searchFilter"] == "tags.`adacomp.pareto` = 'true'"
+    assert "metrics.`accuracy in percent`" in view["selectedColumns"]
+    assert "metrics.`latency_pixel4 in ms`" in view["selectedColumns"]
+    assert view["runsExpanded"] == {finished.run_id: True}
+
+
+def test_trial_runs_show_when_they_really_ran_and_their_numbers_in_display_units(
+    finished: SearchResult,
+) -> None:
+    records = {r.number: r for r in Ledger(finished.out_dir / "trials.jsonl").load()}
+    for child in _children(finished):
+        record = records[int(child.data.tags["adacomp.trial"])]
+        assert child.info.end_time == int(record.finished_at * 1000)
+        duration = (child.info.end_time - child.info.start_time) / 1000
+        assert duration == pytest.approx(max(record.seconds, 0.001), abs=0.002)
+        if record.metrics.get("accuracy") is not None and not child.data.tags.get("adacomp.polished"):
+            assert child.data.metrics["accuracy in percent"] == round(100 * record.metrics["accuracy"], 2)
+            assert child.data.metrics["storage in KiB"] == round(record.metrics["storage"] / 1024, 1)
+
+
+def test_the_registered_version_has_a_description_the_champion_alias_and_a_signature(
+    finished: SearchResult,
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    best = finished.best
+    assert best is not None
+    client = MlflowClient(finished.tracking_uri)
+    version = client.get_model_version_by_alias("e2e", "champion")
+    assert str(version.version) == "1"
+    assert f"Trial {best.number}]" in version.description
+    assert (
+        "| accuracy (%) |" in version.description and "| latency_snapdragon450 (ms) |" in version.description
+    )
+    for layer, _ in best.plan:
+        assert f"- `{layer}`:" in version.description
+    mlflow.set_tracking_uri(finished.tracking_uri)
+    info = mlflow.models.get_model_info("models:/e2e@champion")
+    signature = info.signature
+    assert signature is not None
+    (spec,) = signature.inputs.inputs
+    assert spec.name == "input" and spec.shape[0] == -1 and spec.shape[1:] == (1, 8, 8)
+    logged = mlflow.get_logged_model(info.model_id)
+    assert {m.key for m in logged.metrics or []} >= {"accuracy", "storage", "latency_pixel4"}
+
+
+def test_the_optuna_study_names_its_objectives(finished: SearchResult) -> None:
+    import optuna
+
+    from adacomp.platform.strategies.optuna_searcher import open_journal
+
+    storage = open_journal(finished.out_dir / "optuna.journal", "adacomp-e2e")
+    study = optuna.load_study(study_name="adacomp-e2e", storage=storage)
+    assert study.metric_names == ["accuracy", "latency_pixel4", "storage"]
+
+
+def _children(finished: SearchResult) -> list[Any]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(finished.tracking_uri)
+    experiment = client.get_run(finished.run_id).info.experiment_id
+    return list(
+        client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{finished.run_id}'")
+    )

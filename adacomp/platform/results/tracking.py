@@ -468,6 +468,7 @@ class SearchTracker:
         metrics = {
             k: float(v) for k, v in record.metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)
         }
+        ran = self.client.get_run(trial_run_id).info  # reopening the run below ends it "now"
         with mlflow.start_run(run_id=trial_run_id):
             info = mlflow.onnx.log_model(
                 model,
@@ -482,6 +483,8 @@ class SearchTracker:
             )
             if metrics:  # shown on the logged model's page and beside the registered version
                 mlflow.log_metrics(metrics, model_id=info.model_id)
+        if ran.end_time:  # the trial's run keeps the times it really ran
+            self.client.set_terminated(trial_run_id, status=ran.status, end_time=ran.end_time)
         version = str(info.registered_model_version)
         self.client.update_model_version(model_name, version, description=description)
         self.client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
