@@ -422,7 +422,7 @@ def test_the_parent_run_and_the_experiment_describe_the_result(finished: SearchR
     for record in finished.front_records:
         link = f"#/experiments/{experiment.experiment_id}/runs/{children[record.number]}?"
         assert f"[{record.number}]({link}" in description
-    assert "[e2e version 1](#/models/e2e/versions/1)" in description and "`champion`" in description
+    assert "[e2e version 1](#/models/e2e/versions/1?workflowType=machine_learning)" in description and "`champion`" in description
     assert "reference point" in description and "uncompressed model alone scores 1.0000" in description
     assert "adacomp.pareto = true" in experiment.tags[NOTE_TAG]
     view = json.loads(experiment.tags[SHARED_VIEW_TAG + parent.data.tags[FRONT_VIEW_TAG]])
@@ -491,3 +491,77 @@ def _children(finished: SearchResult) -> list[Any]:
     return list(
         client.search_runs([experiment], filter_string=f"tags.`mlflow.parentRunId` = '{finished.run_id}'")
     )
+
+
+def test_a_user_following_the_printed_links_sees_the_front_the_description_the_plot_and_the_champion(
+    finished: SearchResult, ui: Ui, tmp_path: Path
+) -> None:
+    """In a real browser (Debian's headless Chromium), from the links `adacomp ui` prints: the
+    front's trial runs listed with their columns, the parent run's description table, the
+    interactive pareto.html inside MLflow's artifact viewer, the registered version with its
+    alias. Screenshots are kept in the test's temporary directory."""
+    from tests import browser
+
+    reason = browser.missing()
+    if reason is not None:
+        pytest.skip(f"browser test: {reason}")
+    from selenium.webdriver.common.by import By
+
+    best = finished.best
+    assert best is not None
+    links = search_links(finished.tracking_uri, finished.run_id, ui.base)
+    front = {f"trial-{r.number:04d}" for r in finished.front_records}
+    others = {f"trial-{r.number:04d}" for r in finished.records} - front
+
+    def text(driver: Any) -> str:
+        return str(driver.find_element(By.TAG_NAME, "body").text)
+
+    with browser.chromium() as driver:
+        # 1. The front: its trials and no other, in the training-runs view, with unit columns.
+        driver.get(links["front"])
+        browser.wait_for(driver, lambda d: front <= set(text(d).split()), "the front's trial runs")
+        shown = text(driver)
+        assert not others & set(shown.split()), "only the front's trials are listed"
+        assert "accuracy in percent" in shown and "storage in KiB" in shown
+        browser.screenshot(driver, tmp_path / "1-front-runs.png")
+
+        # 2. The search's run: its description, the front as a table with each trial linked.
+        driver.get(links["search run"])
+        browser.wait_for(driver, lambda d: "Pareto front" in text(d), "the run's description")
+        more = driver.find_elements(By.XPATH, "//*[self::button or self::a][contains(., 'Show more')]")
+        if more:
+            more[0].click()
+        table = browser.wait_for(
+            driver,
+            lambda d: next(
+                (t for t in d.find_elements(By.TAG_NAME, "table") if "storage (KiB)" in t.text), None
+            ),
+            "the description's front table",
+        )
+        trial_links = [a.get_attribute("href") or "" for a in table.find_elements(By.TAG_NAME, "a")]
+        assert any(f"/runs/{finished.run_id}" not in h and "/runs/" in h for h in trial_links)
+        assert "uncompressed" in table.text and "★" in table.text
+        browser.screenshot(driver, tmp_path / "2-search-run.png")
+
+        # 3. pareto.html rendered by plotly inside the artifact viewer's frame.
+        driver.get(links["search run"].replace("?", "/artifactPath/pareto/pareto.html?"))
+        frame = browser.wait_for(
+            driver, lambda d: next(iter(d.find_elements(By.TAG_NAME, "iframe")), None), "the artifact frame"
+        )
+        driver.switch_to.frame(frame)
+        browser.wait_for(
+            driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"), "a plotly plot"
+        )
+        hover = driver.execute_script(
+            "return document.querySelector('.js-plotly-plot').data.map(t => t.hovertemplate || '')"
+        )
+        assert any("utility" in h and "KiB" in h for h in hover)
+        driver.switch_to.default_content()
+        browser.screenshot(driver, tmp_path / "3-pareto-html.png")
+
+        # 4. The registered version: its alias and its description.
+        driver.get(links["registered model"])
+        browser.wait_for(driver, lambda d: "champion" in text(d), "the version's alias")
+        assert f"Trial {best.number} of search" in text(driver)
+        browser.screenshot(driver, tmp_path / "4-registered-version.png")
+    assert len(list(tmp_path.glob("*.png"))) == 4

@@ -54,7 +54,7 @@ def artifact_path(experiment_id: str, run_id: str, artifact: str) -> str:
 
 
 def model_version_path(name: str, version: str) -> str:
-    return _hash_path("models", name, "versions", version)
+    return f"{_hash_path('models', name, 'versions', version)}?{urlencode(ML_VIEW)}"
 
 
 def runs_path(experiment_id: str, view_key: str | None = None, search_filter: str | None = None) -> str:
