@@ -422,7 +422,10 @@ def test_the_parent_run_and_the_experiment_describe_the_result(finished: SearchR
     for record in finished.front_records:
         link = f"#/experiments/{experiment.experiment_id}/runs/{children[record.number]}?"
         assert f"[{record.number}]({link}" in description
-    assert "[e2e version 1](#/models/e2e/versions/1?workflowType=machine_learning)" in description and "`champion`" in description
+    assert (
+        "[e2e version 1](#/models/e2e/versions/1?workflowType=machine_learning)" in description
+        and "`champion`" in description
+    )
     assert "reference point" in description and "uncompressed model alone scores 1.0000" in description
     assert "adacomp.pareto = true" in experiment.tags[NOTE_TAG]
     view = json.loads(experiment.tags[SHARED_VIEW_TAG + parent.data.tags[FRONT_VIEW_TAG]])

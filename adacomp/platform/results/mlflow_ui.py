@@ -142,6 +142,8 @@ def cell(key: str, value: float | None) -> str:
         return "-"
     if key == "utility":
         return f"{value:.4f}"
+    if metric_kind(key) in ("accuracy", "accuracy_drop"):  # points: two decimals, always
+        return f"{_rounded(key, value):.2f}"
     return number(_rounded(key, value))
 
 
