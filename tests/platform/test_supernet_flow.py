@@ -173,6 +173,15 @@ def test_search_is_tracked_in_mlflow_like_any_search(flow: Flow) -> None:
     assert on_front == {r.config.hash for r in flow.searched.front("pixel4")}
     files = {a.path for a in client.list_artifacts(flow.searched.run_id, "pareto")}
     assert {"pareto/front_pixel4.csv", "pareto/pareto_snapdragon450.png"} <= files
+    # Its description: each device's front as a table, each configuration linked to its run.
+    description = parent.data.tags["mlflow.note.content"]
+    for device in ("pixel4", "snapdragon450"):
+        assert f"**Front on {device}**" in description
+        assert f"| configuration | accuracy (%) | latency_{device} (ms) | storage (KiB) |" in description
+    by_hash = {c.data.tags["adacomp.config_hash"]: c.info.run_id for c in configs}
+    for record in flow.searched.front("pixel4"):
+        assert f"/runs/{by_hash[record.config.hash]}?" in description
+    assert all("accuracy in percent" in c.data.metrics for c in configs if c.data.metrics.get("accuracy"))
 
 
 def test_search_resumes_without_re_evaluating_and_refuses_a_second_start(flow: Flow) -> None:

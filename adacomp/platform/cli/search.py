@@ -145,9 +145,14 @@ def run_ui_command(args: argparse.Namespace) -> int:
     ui = f"http://{host}:{args.port}"
     print(f"MLflow UI on {ui} (store {store}); Ctrl-C stops it", file=sys.stderr)
     if not store.startswith("sqlite:///") or Path(store.removeprefix("sqlite:///")).exists():
-        for name, run_id in recent_searches(store):
-            print(f"search {name}:")
-            print_links(store, run_id, ui)
+        try:
+            for name, run_id in recent_searches(store):
+                print(f"search {name}:")
+                print_links(store, run_id, ui)
+        except Exception as exc:  # the links are a courtesy: the UI itself still starts
+            from adacomp.errors import first_line
+
+            print(f"(no links: the store did not list its searches: {first_line(exc)})", file=sys.stderr)
         sys.stdout.flush()
     # MLflow's server replaces this process: nothing of adacomp's (torch, the search code) stays
     # in memory beside it, and Ctrl-C and signals reach the server itself.

@@ -37,6 +37,7 @@ from adacomp.platform.evaluate.objectives import constraint_violations, utility
 from adacomp.platform.evaluate.trial import TrialContext, measure_metrics
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger
+from adacomp.platform.results.mlflow_ui import display_metrics
 from adacomp.platform.results.pareto import hypervolume, non_dominated
 from adacomp.platform.results.tracking import SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
@@ -264,7 +265,12 @@ class _Tracking:
             f"config-{record.number:04d}",
             tags=tags,
             params=params,
-            metrics={**record.metrics, "utility": record.utility, "feasible": float(record.feasible)},
+            metrics={
+                **record.metrics,
+                **display_metrics({**record.metrics, "utility": record.utility}),
+                "utility": record.utility,
+                "feasible": float(record.feasible),
+            },
             texts={"config.json": json.dumps(record.config.to_dict(), indent=2) + "\n"},
             files=[model_path] if model_path is not None else [],
             failed=record.failed,
@@ -507,9 +513,43 @@ def _finish(result: SupernetSearchResult, tracking: _Tracking) -> None:
         summary[f"hypervolume_{device}"] = device_hypervolume(result.records, device, result.baseline)
     tracker = tracking.tracker
     tracker.log_files(result.run_id, files, artifact_path="pareto")
-    for number, run_id in tracking.children().items():
+    children = tracking.children()
+    for number, run_id in children.items():
         tracker.set_tags(
             run_id, {f"adacomp.pareto.{d}": str(number in numbers).lower() for d, numbers in on_front.items()}
         )
     tracker.log_metrics(result.run_id, dict(summary))
+    tracker.describe_run(result.run_id, _description(result, summary, tracker.experiment_id, children))
     tracker.finish(result.run_id)
+
+
+def _description(
+    result: SupernetSearchResult,
+    summary: Mapping[str, float],
+    experiment_id: str,
+    children: Mapping[int, str],
+) -> str:
+    """The supernet search run's description: per target device, its front as a Markdown table
+    (units, rounded, each configuration linked to its run)."""
+    from adacomp.platform.results.mlflow_ui import cell, header, markdown_table, run_path
+
+    failed = sum(r.failed for r in result.records)
+    parts = [
+        f"**{result.config.name}** (supernet): {len(result.records)} configurations ({failed} failed); "
+        "the front on each target device below, best utility first. `adacomp export` ships them."
+    ]
+    for device in result.config.targets:
+        keys = ["accuracy", f"latency_{device}", "storage"]
+        rows = []
+        for r in sorted(result.front(device), key=lambda r: -(r.utility or 0.0)):
+            number = (
+                f"[{r.number}]({run_path(experiment_id, children[r.number])})"
+                if r.number in children
+                else (str(r.number))
+            )
+            values = [cell(k, r.metrics.get(k)) for k in keys]
+            rows.append([number, *values, cell("utility", r.utility), str(r.config)])
+        table = markdown_table(["configuration", *map(header, keys), "utility", "architecture"], rows)
+        hv = summary.get(f"hypervolume_{device}", float("nan"))
+        parts.append(f"**Front on {device}**: {len(rows)} configurations, hypervolume {hv:.4f}\n\n{table}")
+    return "\n\n".join(parts)
