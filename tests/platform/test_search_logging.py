@@ -83,7 +83,7 @@ def test_a_child_with_more_params_than_one_mlflow_batch_is_complete(tmp_path: Pa
         parent, 7, "trial-0007",
         tags={"adacomp.feasible": "true"}, params=params, metrics={"accuracy": 0.9, "latency": float("nan")},
         texts={"plan.json": "{}\n"}, files=[model], failed=False, finished_at=1_700_000_000.0,
-        series=[("rung_accuracy", 0.5, 3), ("rung_accuracy", 0.8, 9)],
+        seconds=2.5, series=[("rung_accuracy", 0.5, 3), ("rung_accuracy", 0.8, 9)],
     )  # fmt: skip
 
     client = MlflowClient(tracker.tracking_uri)
@@ -94,4 +94,5 @@ def test_a_child_with_more_params_than_one_mlflow_batch_is_complete(tmp_path: Pa
     assert child.data.metrics == {"accuracy": 0.9, "rung_accuracy": 0.8}  # NaN left out, the curve's last
     assert [m.step for m in client.get_metric_history(run_id, "rung_accuracy")] == [3, 9]
     assert {a.path for a in client.list_artifacts(run_id)} == {"plan.json", "abc.onnx"}
-    assert child.info.start_time == 1_700_000_000_000
+    # when it really ran: 2.5 s ending at finished_at (logged after the fact, not "now")
+    assert (child.info.start_time, child.info.end_time) == (1_699_999_997_500, 1_700_000_000_000)

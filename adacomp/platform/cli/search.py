@@ -46,7 +46,7 @@ def add_search_parsers(commands: Any) -> None:
         "--workers",
         type=integer(1, 64),
         default=1,
-        help="server processes (default: 1; each holds a few hundred MB, one serves one user well)",
+        help="server processes (default: 1; each holds a few hundred MiB, one serves one user well)",
     )
     search.set_defaults(run=run_search_command)
     pareto.set_defaults(run=run_pareto_command)
@@ -132,7 +132,7 @@ def ui_command(args: argparse.Namespace) -> list[str]:
 
 def ui_environment() -> dict[str, str]:
     """MLflow's server also starts a job runner for GenAI scorers by default: a process adacomp
-    never uses, a few hundred MB on a small machine."""
+    never uses, a few hundred MiB on a small machine."""
     return {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
