@@ -1,7 +1,7 @@
 """The `resources:` section: validation, what a trial asks Ray for, how many fit, the early refusal.
 
-All pure or monkeypatched: no Ray starts here (a search that asks for GPUs on a cluster without
-any is refused before Ray is asked to place a trial; see the CLI test at the end).
+Pure, but for one search through the CLI on a real local Ray: a search that asks for GPUs on a
+cluster without any is refused before Ray is asked to place a trial (the test at the end).
 """
 
 from __future__ import annotations
@@ -167,14 +167,13 @@ def test_a_worker_without_cuda_trains_on_the_cpu(tmp_path: Path) -> None:
 def test_search_refuses_gpus_the_cluster_lacks_before_any_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Through the CLI: one line, exit code 2, nothing run (Ray's view is faked: no GPUs)."""
+    """Through the CLI, on the real local Ray the search starts (its GPUs hidden, so that this
+    holds on a GPU machine too): one line, exit code 2, no trial run, Ray stopped again."""
     import ray
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.setattr(job, "_load_model", lambda *a: (None, None, None))
-    monkeypatch.setattr(job, "_init_ray", lambda *a: (False, None))
-    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "memory": 1e9})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what Ray reads to count a node's GPUs
 
     def never(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the search ran")
@@ -189,3 +188,4 @@ def test_search_refuses_gpus_the_cluster_lacks_before_any_trial(
         "set resources.gpu: 0 to fine-tune on CPUs, or add GPU nodes"
     )
     assert not (tmp_path / "runs" / "s" / "search.json").exists()
+    assert not ray.is_initialized()

@@ -147,13 +147,15 @@ def cell(key: str, value: float | None) -> str:
     return number(_rounded(key, value))
 
 
-def display_metrics(metrics: Mapping[str, float | None]) -> dict[str, float]:
+def display_metrics(metrics: Mapping[str, float | None], utility: float | None = None) -> dict[str, float]:
     """Each metric with a unit again under its display name, rounded: `accuracy in percent`
-    97.25, `storage in KiB` 609.0, `latency_host in ms` 0.412. MLflow's runs list shows metrics as
-    logged; these are the columns a user reads (the raw ones stay, for tools and for resuming)."""
+    97.25, `storage in KiB` 609.0, `latency_host in ms` 0.412, and `utility score`. MLflow's runs
+    list shows metrics as logged; these are the columns a user reads (the raw ones stay, for
+    tools and for resuming)."""
+    values = {**metrics, "utility": utility if utility is not None else metrics.get("utility")}
     return {
         display_name(key): _rounded(key, value)
-        for key, value in metrics.items()
+        for key, value in values.items()
         if (metric_kind(key) is not None or key == "utility") and value is not None and math.isfinite(value)
     }
 

@@ -396,7 +396,7 @@ class SearchTracker:
             params[f"layer.{layer}"] = " -> ".join(map(str, steps))
         scalars = {
             **record.metrics,
-            **display_metrics({**record.metrics, "utility": record.utility}),
+            **display_metrics(record.metrics, record.utility),
             "utility": record.utility,
             "feasible": float(record.feasible),
             "failed": float(record.failed),

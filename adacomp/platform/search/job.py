@@ -419,7 +419,8 @@ def search(
     try:
         import ray
 
-        # Before any work: a trial no node can place would wait in Ray's queue forever.
+        # Before the baseline is measured or a trial asked for: one no node can place would wait
+        # in Ray's queue forever. (The model is loaded before Ray starts, with every core.)
         check_cluster_fits(config.resources, ray.cluster_resources())  # type: ignore[no-untyped-call]
         with scoped_environment(search_flags(tracking_uri)):  # Tune's and MLflow's, this search only
             return _run(
@@ -783,7 +784,7 @@ def _log_polished(tracker: Any, children: Mapping[int, str], polished: Sequence[
             }
             metrics = {f"polished_{k}": v for k, v in values.items()}
             # the runs list shows the numbers that count: the polished ones
-            metrics.update(display_metrics({**record.metrics, "utility": record.utility}))
+            metrics.update(display_metrics(record.metrics, record.utility))
             tracker.log_metrics(children[record.number], metrics)
             tracker.set_tags(children[record.number], {"adacomp.polished": "true"})
 

@@ -267,7 +267,7 @@ class _Tracking:
             params=params,
             metrics={
                 **record.metrics,
-                **display_metrics({**record.metrics, "utility": record.utility}),
+                **display_metrics(record.metrics, record.utility),
                 "utility": record.utility,
                 "feasible": float(record.feasible),
             },
