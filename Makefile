@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.adacomp-installed
 
-.PHONY: install demo test lint typecheck pytest bench clean
+.PHONY: install demo test check lint typecheck pytest bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The inner loop: the same lint and type checks, and every test not marked slow (minutes, not ten).
+check: lint typecheck
+	$(BIN)/pytest -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compress_table.py

@@ -1,97 +1,34 @@
-"""Small real models shared by the tests: 2-D CNN with a flatten head, 1-D CNN, residual net."""
+"""What the whole suite shares: one baseline cache, one local Ray, and small real models
+(2-D CNN with a flatten head, 1-D CNN, residual net).
+
+Session-wide, so that the work a test needs is done once per run and not once per module:
+- `ADACOMP_CACHE` points at one temporary folder for the run (subprocesses inherit it): each
+  baseline (the tiny and digits tasks above all) is trained by the first test that needs it and
+  loaded by every later one, and nothing is written to the user's ~/.cache/adacomp. A test that
+  must start from an empty cache sets its own and says so.
+- `shared_ray` is one local Ray for every test that is not about Ray's own lifecycle: a search
+  run in this process joins an initialised Ray instead of starting its own (search/job.py), so
+  each such test saves a Ray start and stop. A test about that lifecycle (a search that starts,
+  pins and stops its own Ray; the watchdog) asks for `cold_ray`, which stops the shared one.
+"""
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-
-class SmallCNN(nn.Module):
-    """Digits-shaped: three convs, a pool, a flatten and a two-layer head (every technique applies)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            OrderedDict(
-                conv1=nn.Conv2d(1, 8, 3, padding=1),
-                bn1=nn.BatchNorm2d(8),
-                relu1=nn.ReLU(),
-                conv2=nn.Conv2d(8, 16, 3, padding=1),
-                bn2=nn.BatchNorm2d(16),
-                relu2=nn.ReLU(),
-                pool=nn.MaxPool2d(2),
-                conv3=nn.Conv2d(16, 16, 3, padding=1, stride=2),
-                bn3=nn.BatchNorm2d(16),
-                relu3=nn.ReLU(),
-            )
-        )
-        self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(16 * 2 * 2, 32)
-        self.relu = nn.ReLU()
-        self.fc2 = nn.Linear(32, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.fc2(self.relu(self.fc1(self.flatten(self.features(x)))))
-        return out
-
-
-class Residual(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(x + self.bn(self.conv(x)))
-
-
-class ResidualNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.stem = nn.Conv2d(1, 8, 3, padding=1)
-        self.block = Residual(8)
-        self.head = nn.Conv2d(8, 12, 1)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(12, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.fc(self.flatten(self.pool(self.head(self.block(self.stem(x))))))
-        return out
-
-
-class Small1D(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv1d(1, 8, 5, padding=2)
-        self.relu = nn.ReLU()
-        self.conv2 = nn.Conv1d(8, 8, 3, padding=1, stride=2)
-        self.flatten = nn.Flatten()
-        self.fc = nn.Linear(8 * 10, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.fc(self.flatten(self.relu(self.conv2(self.relu(self.conv1(x))))))
-        return out
-
-
-def _randomise_bn(model: nn.Module) -> nn.Module:
-    """Non-trivial BatchNorm statistics, so that folding and pruning are really exercised."""
-    generator = torch.Generator().manual_seed(1)
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            n = module.num_features
-            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.1)
-            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-    return model.eval()
+from tests.helpers.small_models import ResidualNet, Small1D, SmallCNN, randomise_bn
 
 
 @pytest.fixture
 def cnn() -> nn.Module:
     torch.manual_seed(0)
-    return _randomise_bn(SmallCNN())
+    return randomise_bn(SmallCNN())
 
 
 @pytest.fixture
@@ -102,7 +39,7 @@ def cnn_input() -> torch.Tensor:
 @pytest.fixture
 def residual_net() -> nn.Module:
     torch.manual_seed(0)
-    return _randomise_bn(ResidualNet())
+    return randomise_bn(ResidualNet())
 
 
 @pytest.fixture
@@ -114,3 +51,58 @@ def net1d() -> nn.Module:
 @pytest.fixture
 def input1d() -> torch.Tensor:
     return torch.randn(4, 1, 20, generator=torch.Generator().manual_seed(3))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One baseline cache for the run (see the module docstring); the caller's value comes back."""
+    cache = tmp_path_factory.mktemp("adacomp-cache")
+    before = os.environ.get("ADACOMP_CACHE")
+    os.environ["ADACOMP_CACHE"] = str(cache)
+    try:
+        yield cache
+    finally:
+        if before is None:
+            os.environ.pop("ADACOMP_CACHE", None)
+        else:
+            os.environ["ADACOMP_CACHE"] = before
+
+
+# What a local search offers its workers (ray_farm.init_local_ray): two CPUs for trials and a
+# `device:host` for the host device's actor, so a search with a `host` target places it here too.
+SHARED_RAY = {"num_cpus": 2, "resources": {"device:host": 1.0}}
+
+
+@pytest.fixture(scope="session")
+def _stop_shared_ray_at_exit() -> Iterator[None]:
+    yield
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shared_ray(_stop_shared_ray_at_exit: None) -> str:
+    """The run's local Ray, started by the first module that asks and kept for the next ones
+    (started again after a `cold_ray` test stopped it); returns its GCS address."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+            **SHARED_RAY,  # type: ignore[arg-type]
+        )
+    return str(ray.get_runtime_context().gcs_address)
+
+
+@pytest.fixture
+def cold_ray() -> None:
+    """No Ray in this process: for a test of what starting, pinning or stopping Ray does."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

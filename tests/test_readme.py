@@ -32,6 +32,15 @@ def test_quickstart_is_exactly_two_make_targets_that_exist() -> None:
         assert dry.returncode == 0, dry.stderr
 
 
+def test_every_make_command_in_the_readme_is_a_target() -> None:
+    """`make check` (Development) and the Quickstart's two: each a target make can plan (`-n`)."""
+    commands = _commands("make ")
+    assert {"make demo", "make test", "make check"} <= set(commands)
+    for command in commands:
+        dry = subprocess.run([*shlex.split(command), "-n"], cwd=REPO, capture_output=True, text=True)
+        assert dry.returncode == 0, f"{command}: {dry.stderr}"
+
+
 def test_demo_target_is_the_search_command_the_readme_runs() -> None:
     """`make demo` runs exactly the README's search command, which the test below executes."""
     makefile = (REPO / "Makefile").read_text()
@@ -53,15 +62,16 @@ def _scratch_examples(tmp_path: Path, trials: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs every `adacomp ...` line of the README in order, in a scratch directory holding a
     copy of examples/ (search budgets cut to 3 trials). In this process, through the console
     script's own entry point (`adacomp.platform.cli.main.main`): a fresh interpreter per command
-    would add its start-up 15 times; tests/platform/test_cli.py runs the real executable."""
+    would add its start-up 15 times; tests/platform/test_cli.py runs the real executable. The
+    searches join the suite's shared Ray and load baselines from its shared cache (conftest)."""
     from adacomp.platform.cli.main import main
 
     _scratch_examples(tmp_path, trials=3)
-    monkeypatch.setenv("ADACOMP_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     commands = _commands("adacomp ")
     assert commands

@@ -27,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 from adacomp.device_farm import DeviceError, OnnxModel
 from adacomp.device_farm.devices.agent import AgentDevice
 from adacomp.platform.cli.main import main
-from tests.device_farm.test_agent import QUICK, TOKEN, Agent
+from tests.helpers.agent_process import QUICK, TOKEN, Agent
 
 DEADLINE_S = 3.0
 AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()

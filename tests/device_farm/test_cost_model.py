@@ -19,7 +19,7 @@ from adacomp.device_farm.cost_model import (
 from adacomp.device_farm.graph import GraphSummary, OpKind
 from adacomp.device_farm.profiles import DeviceProfile, builtin_profile_names, load_profile
 from adacomp.errors import AdacompError
-from tests.device_farm.test_graph import summary
+from tests.helpers.onnx_exports import summary
 
 
 def _without(profile: DeviceProfile, precision: str) -> DeviceProfile:

@@ -17,7 +17,8 @@ import pytest
 from adacomp.device_farm import Device, DeviceError, Farm, FarmConfig, MeasureSettings, OnnxModel
 from adacomp.device_farm.devices.agent import AgentDevice
 from adacomp.device_farm.devices.host import HostDevice
-from tests.device_farm.test_agent import TOKEN, Agent
+from tests.helpers.agent_process import TOKEN, Agent
+from tests.helpers.fake_adb import broken_adb_device, working_adb_device
 
 QUICK = MeasureSettings(warmup_runs=1, min_runs=5, max_runs=20, max_cv=10)
 
@@ -33,8 +34,6 @@ def _host(tmp: Path) -> tuple[Device, Callable[[], Device]]:
 
 
 def _adb(tmp: Path) -> tuple[Device, Callable[[], Device]]:
-    from tests.device_farm.test_adb import broken_adb_device, working_adb_device
-
     return working_adb_device(tmp), lambda: broken_adb_device(tmp)
 
 

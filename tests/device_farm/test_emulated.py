@@ -12,7 +12,7 @@ from adacomp.device_farm.devices.emulated import EmulatedDevice
 from adacomp.device_farm.farm import build_device
 from adacomp.device_farm.kernels import runtime_summary
 from adacomp.device_farm.profiles import builtin_profile_names, load_profile
-from tests.device_farm.test_graph import data_dependent_conv, exported
+from tests.helpers.onnx_exports import data_dependent_conv, exported
 
 
 @pytest.mark.parametrize("name", builtin_profile_names())

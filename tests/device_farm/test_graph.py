@@ -2,88 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-
-import numpy as np
 import onnx
 import pytest
-import torch
-from onnx import TensorProto, helper
-from torch import nn
 
 from adacomp.device_farm.graph import GraphSummary, OpKind, analyze
 from adacomp.errors import AdacompError
-from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx
 from adacomp.search_spaces.facts import count_macs
-
-CNN_INPUT = (2, 3, 16, 16)
-MLP_INPUT = (2, 64)
-LAYERS = ("0", "3", "7")  # the weighted layers of `cnn()`
-
-
-def cnn(width: int = 16) -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, width, 3, padding=1),
-        nn.BatchNorm2d(width),
-        nn.ReLU(),
-        nn.Conv2d(width, 2 * width, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(2 * width, 10),
-    ).eval()
-
-
-def mlp() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)).eval()
-
-
-def _plan(variant: str) -> CompressionPlan | None:
-    if variant in ("int8", "int8_weights", "fp16"):
-        return CompressionPlan.from_mapping(
-            {layer: [Step.of("quantize", precision=variant)] for layer in LAYERS}
-        )
-    if variant == "pruned":
-        return CompressionPlan.from_mapping(
-            {layer: [Step.of("magnitude_prune", sparsity=0.8)] for layer in LAYERS}
-        )
-    if variant == "depthwise":
-        return CompressionPlan.from_mapping({"3": [Step.of("depthwise_separable", multiplier=1)]})
-    return None
-
-
-@functools.cache
-def torch_model(name: str) -> tuple[nn.Module, torch.Tensor]:
-    """The torch model behind `exported(name)` and its example input."""
-    if name == "mlp":
-        return mlp(), torch.randn(*MLP_INPUT)
-    base, _, variant = name.partition(":")
-    width = int(base.removeprefix("cnn") or 16)
-    example = torch.randn(*CNN_INPUT)
-    plan = _plan(variant)
-    model = cnn(width)
-    if plan is not None and variant in ("pruned", "depthwise"):
-        model = compress(model, plan, example)
-    return model, example
-
-
-@functools.cache
-def exported(name: str) -> bytes:
-    """ONNX bytes of a small model by name: "cnn", "cnn32", "cnn:int8", "cnn:fp16", "cnn:pruned",
-    "cnn:depthwise", "mlp". Cached for the session: the dynamo exporter takes about a second per model.
-    """
-    model, example = torch_model(name)
-    plan = _plan(name.partition(":")[2])
-    rng = np.random.default_rng(0)
-    calibration = [rng.standard_normal((4, *example.shape[1:])).astype(np.float32) for _ in range(2)]
-    return export_onnx(model, example, plan=plan, calibration=calibration)
-
-
-@functools.cache
-def summary(name: str, batch_size: int = 1) -> GraphSummary:
-    return analyze(onnx.load_from_string(exported(name)), batch_size=batch_size)
+from tests.helpers.onnx_exports import data_dependent_conv, exported, summary, torch_model
 
 
 def _weighted(s: GraphSummary) -> list[str]:
@@ -182,29 +107,6 @@ def test_summary_is_frozen() -> None:
     s = summary("mlp")
     with pytest.raises(AttributeError):
         s.macs = 0  # type: ignore[misc]
-
-
-def data_dependent_conv() -> onnx.ModelProto:
-    """A graph whose conv input shape depends on data (a runtime shape tensor): not priceable."""
-    weight = helper.make_tensor(
-        "w", TensorProto.FLOAT, [4, 3, 3, 3], np.zeros(108, dtype=np.float32).tolist()
-    )
-    graph = helper.make_graph(
-        [
-            helper.make_node("Reshape", ["x", "shape"], ["r"], name="reshape0"),
-            helper.make_node("Conv", ["r", "w"], ["y"], name="conv0", pads=[1, 1, 1, 1]),
-        ],
-        "dynamic",
-        [
-            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 192]),
-            helper.make_tensor_value_info("shape", TensorProto.INT64, [4]),
-        ],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, "h", "w"])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    onnx.checker.check_model(model)
-    return model
 
 
 def test_unpriceable_node_is_refused_by_name() -> None:

@@ -13,7 +13,7 @@ from adacomp.device_farm.graph import OpKind
 from adacomp.device_farm.kernels import runtime_graph, runtime_summary
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.settings import MeasureSettings
-from tests.device_farm.test_graph import exported, summary
+from tests.helpers.onnx_exports import exported, summary
 
 
 def _optimized_nodes(data: bytes, level: str) -> list[onnx.NodeProto]:

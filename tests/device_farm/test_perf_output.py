@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from adacomp.device_farm.devices.perf_output import (
@@ -13,25 +11,7 @@ from adacomp.device_farm.devices.perf_output import (
     parse_perf_output,
     parse_result_file,
 )
-
-DATA = Path(__file__).parent / "data"
-
-
-def load_sample(name: str) -> str:
-    """The verbatim output below the '# ---' line that ends the provenance header."""
-    text = (DATA / name).read_text()
-    return text.split("# ---\n", 1)[1]
-
-
-# Per-run lines as PerformanceResult::DumpToFile writes them ("model,latency_s,peak,cpu,run",
-# onnxruntime/test/perftest/performance_runner.cc). No real result file was found published, so these
-# are CONSTRUCTED to agree with the real Android sample: same min, max, P50 (sorted[int(n*0.5)]),
-# P90 and total (0.49481 s).
-SME2_RUNS_S = [0.0995086, 0.0958204, 0.101519, 0.0984, 0.099562]
-
-
-def result_file(values: list[float]) -> str:
-    return "".join(f"models,{v},271122432,11,{i}\n" for i, v in enumerate(values))
+from tests.helpers.perf_test_samples import SME2_RUNS_S, load_sample, result_file
 
 
 def test_recent_android_output() -> None:

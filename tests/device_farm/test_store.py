@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from adacomp.device_farm import LatencyStats, Measurement, MeasurementStore
-from tests.device_farm.conftest import tiny_model
+from tests.helpers.tiny_onnx import tiny_model
 
 
 def _m(hash_: str = "abc", device: str = "d", median: float = 1.0, ts: float = 1.0) -> Measurement:

@@ -18,7 +18,7 @@ from adacomp.device_farm.config import AgentSpec, HostSpec
 from adacomp.device_farm.devices.agent import AgentDevice
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.platform.cli.main import main
-from tests.device_farm.conftest import tiny_model
+from tests.helpers.tiny_onnx import tiny_model
 from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]

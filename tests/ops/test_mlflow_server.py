@@ -5,7 +5,6 @@ and one of its trial workers on the way, and still ends with every trial logged 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import signal
 import subprocess
@@ -24,15 +23,10 @@ from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.results.tracking import COMPLETE_TAG, TRIAL_TAG, SearchTracker
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
+from tests.helpers.readme_console import readme_console_lines
 from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def readme_console_lines() -> list[str]:
-    readme = (REPO / "README.md").read_text()
-    blocks = re.findall(r"```console\n(.*?)```", readme, flags=re.S)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
 class Server:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shlex
 
 from adacomp.platform.cli.main import build_parser
-from tests.ops.test_mlflow_server import readme_console_lines
+from tests.helpers.readme_console import readme_console_lines
 
 
 def test_readme_console_commands_are_the_tested_ones() -> None:

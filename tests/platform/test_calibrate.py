@@ -9,7 +9,7 @@ from adacomp.device_farm.profiles import load_profile
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.platform.ops.calibrate import _fmt, block_weights, measure_models, noise_floor
 from adacomp.platform.ops.calibration_models import BLOCKS, CalibrationModel, calibration_models
-from tests.device_farm.test_graph import exported
+from tests.helpers.onnx_exports import exported
 
 
 def test_noise_floor_of_identical_measurements_is_perfect_agreement() -> None:

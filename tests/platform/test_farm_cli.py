@@ -9,7 +9,7 @@ import pytest
 
 from adacomp.device_farm import MeasurementStore
 from adacomp.platform.cli.main import main
-from tests.device_farm.conftest import tiny_model
+from tests.helpers.tiny_onnx import tiny_model
 
 
 @pytest.fixture

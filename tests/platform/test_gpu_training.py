@@ -81,7 +81,7 @@ def test_a_trial_fine_tunes_on_the_gpu_and_ends_on_the_cpu(tmp_path_factory: pyt
 
 
 def test_supernet_trains_on_the_gpu_checkpoints_and_ends_on_the_cpu(tmp_path: Path) -> None:
-    from tests.conftest import SmallCNN
+    from tests.helpers.small_models import SmallCNN
 
     torch.manual_seed(0)
     x, y = torch.randn(96, 1, 8, 8), torch.randint(0, 10, (96,))

@@ -164,11 +164,13 @@ def test_a_worker_without_cuda_trains_on_the_cpu(tmp_path: Path) -> None:
     assert worker_accelerator(_load(tmp_path, "")) == CPU
 
 
+@pytest.mark.usefixtures("cold_ray")
 def test_search_refuses_gpus_the_cluster_lacks_before_any_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Through the CLI, on the real local Ray the search starts (its GPUs hidden, so that this
-    holds on a GPU machine too): one line, exit code 2, no trial run, Ray stopped again."""
+    holds on a GPU machine too): one line, exit code 2, no trial run, Ray stopped again.
+    Starts cold: the Ray the search starts and stops is the point."""
     import ray
 
     monkeypatch.chdir(tmp_path)

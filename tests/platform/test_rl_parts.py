@@ -4,8 +4,6 @@ shaping, reward, and the plan exchange's bookkeeping (run on a plain asyncio loo
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -262,18 +260,20 @@ def test_a_batch_the_trials_cannot_fill_is_refused_with_the_numbers() -> None:
         get_strategy("rl").check(_rl(trials=3, rl={"env_runners": 4}))
 
 
-def test_the_cli_refuses_it_in_one_line_before_anything_runs(tmp_path: Path) -> None:
+def test_the_cli_refuses_it_in_one_line_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Issue 20: `strategy: rl`, 6 trials, 8 episodes per update ran, learned nothing, saved
-    nothing, and `--init-policy runs/<name>/rl_agent` failed afterwards."""
+    nothing, and `--init-policy runs/<name>/rl_agent` failed afterwards. Through the console
+    script's entry point in this process (test_cli runs the real executable's exit code)."""
+    from adacomp.platform.cli.main import main
+
     config = _rl(trials=6, rl={"episodes_per_update": 8}, output={"dir": str(tmp_path)})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    done = subprocess.run(
-        [sys.executable, "-m", "adacomp", "search", str(path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().count("\n") == 0 and "8 episodes per PPO update" in done.stderr
+    assert main(["search", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "8 episodes per PPO update" in err
     assert not (tmp_path / config.name).exists()  # refused before the search's directory
 
 

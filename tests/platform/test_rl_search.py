@@ -4,14 +4,10 @@ RLlib PPO with two env runners, real Tune trials, a real MLflow sqlite store."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pytest
-import ray
 import yaml
 
 from adacomp.platform.results.snapshot import SearchResult
@@ -24,23 +20,12 @@ from adacomp.platform.strategies.rl.searcher import (
     policy_module_dir,
     weights_fingerprint,
 )
-from tests.platform.test_search import search_config
+from tests.helpers.search import search_config
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[2]
 # The default batch (a fifth of the trials): issue 20's 6 trials used to end before the first
 # update (8 episodes), with no agent saved for `--init-policy`.
 RL = {"env_runners": 2}
-
-
-@pytest.fixture(scope="module")
-def shared_ray() -> Iterator[str]:
-    """One Ray for every search here (each search joins it instead of starting its own)."""
-    context = ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    yield str(context.address_info["gcs_address"])
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +105,15 @@ def test_an_agent_starts_another_search_from_its_saved_policy(resumed: SearchRes
     assert (warm.out_dir / AGENT_DIR / MODULE_PATH).is_dir()  # its own copy, updated or not
 
 
-def test_bad_init_policy_is_one_line_before_anything_runs(first: SearchResult, tmp_path: Path) -> None:
+def test_bad_init_policy_is_one_line_before_anything_runs(
+    first: SearchResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the console script's entry point in this process (test_cli runs the real
+    executable's exit code)."""
+    from adacomp.platform.cli.main import main
+
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(first.config.model_dump(mode="json")))
-    done = subprocess.run(
-        [sys.executable, "-m", "adacomp", "search", str(path), "--init-policy", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert done.stderr.strip().count("\n") == 0 and "holds no saved agent" in done.stderr
+    assert main(["search", str(path), "--init-policy", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "holds no saved agent" in err

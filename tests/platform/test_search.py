@@ -25,8 +25,8 @@ from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.pareto import dominates
 from adacomp.platform.results.tracking import search_links
 from adacomp.platform.search.job import SearchResult, search
-from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
+from tests.helpers.search import search_config
 from tests.loopback import free_port
 
 pytestmark = pytest.mark.slow
@@ -49,32 +49,8 @@ HOPELESS_PLAN = CompressionPlan.from_mapping(
 COSTLY_PLAN = CompressionPlan.from_mapping({"fc2": [Step.of("low_rank", rank_fraction=0.5)]})
 
 
-def search_config(out: Path, **changes: object) -> SearchConfig:
-    data: dict[str, object] = {
-        "name": "e2e",
-        "task": "tests.platform.tiny_task:tiny_digits",
-        "targets": ["pixel4", "snapdragon450"],
-        "objectives": [
-            {"metric": "accuracy"},
-            {"metric": "latency", "target": "pixel4"},
-            {"metric": "storage"},
-        ],
-        "constraints": [{"metric": "accuracy_drop", "max": 40}, {"metric": "storage", "max": 500_000}],
-        "fidelity": {"rungs": 3, "eta": 3, "min_results": 1},
-        "utility": {"accuracy": 1.0, "latency": 0.2, "storage": 0.3},
-        "finetune": {"steps": 5},
-        "trials": 8,
-        "concurrency": 2,
-        "strategy": "random",
-        "seed": 3,
-        "output": {"dir": str(out)},
-    }
-    data.update(changes)
-    return SearchConfig.model_validate(data)
-
-
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> SearchResult:
+def finished(tmp_path_factory: pytest.TempPathFactory, shared_ray: str) -> SearchResult:
     out = tmp_path_factory.mktemp("search")
     return search(
         search_config(out),

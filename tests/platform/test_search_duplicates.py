@@ -139,6 +139,7 @@ def test_ask_new_gives_distinct_configurations_then_none(tmp_path: Path) -> None
 
 # --- end to end --------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.usefixtures("shared_ray")
 def test_a_search_over_a_small_space_evaluates_each_plan_once_and_ends_short(tmp_path: Path) -> None:
     """`techniques: [quantize]` leaves the tiny model a handful of plans, fewer than `trials`:
     each is one trial, one ledger line and one MLflow child run; then the search ends, says
@@ -147,7 +148,7 @@ def test_a_search_over_a_small_space_evaluates_each_plan_once_and_ends_short(tmp
 
     from adacomp.platform.results.ledger import Ledger, TrialRecord
     from adacomp.platform.search.job import search
-    from tests.platform.test_search import search_config
+    from tests.helpers.search import search_config
 
     config = search_config(
         tmp_path,

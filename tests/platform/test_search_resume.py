@@ -1,8 +1,15 @@
 """A search killed mid-way (SIGKILL to its whole process group: driver, Ray, trial workers) and
-resumed with `adacomp search --resume`: nothing finished is lost, re-run or logged twice."""
+resumed with `adacomp search --resume`: nothing finished is lost, re-run or logged twice.
+
+The killed search is a real process (the kill is the point); the resume runs in this process,
+through the console script's entry point, on the suite's shared Ray: what it must prove is read
+from the files the killed process left, not from a process of its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -16,7 +23,7 @@ import pytest
 
 from adacomp.platform.results.ledger import Ledger
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("shared_ray")]
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = """
@@ -45,7 +52,18 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 
-def test_kill_and_resume(tmp_path: Path) -> None:
+def _resume_here(directory: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+    """`adacomp search search.yaml --resume --quiet` in `directory`: its exit code and stderr."""
+    from adacomp.platform.cli.main import main
+
+    monkeypatch.chdir(directory)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        code = main(["search", "search.yaml", "--resume", "--quiet"])
+    return code, stderr.getvalue()
+
+
+def test_kill_and_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "search.yaml").write_text(CONFIG)
     ledger = Ledger(tmp_path / "runs" / "resumable" / "trials.jsonl")
     first = subprocess.Popen(
@@ -67,16 +85,9 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert 2 <= len(before) < 4
     proposed_before = {_params(t) for t in _study(tmp_path).trials}  # what the first run proposed
 
-    resumed = subprocess.run(
-        _cli("search", "search.yaml", "--resume", "--quiet"),
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"resuming: {len(before)} trials finished" in resumed.stderr
+    code, said = _resume_here(tmp_path, monkeypatch)
+    assert code == 0, said[-3000:]
+    assert f"resuming: {len(before)} trials finished" in said
     after = ledger.load()
     assert len(after) == 4 and len({r.number for r in after}) == 4
     # Nothing finished was re-run: the first run's records are there unchanged.
@@ -154,7 +165,9 @@ output: {dir: runs}
 # the resume and took the resumed run past its timeout on a busy machine.
 
 
-def test_a_kill_mid_rung_resumes_after_the_last_finished_stage(tmp_path: Path) -> None:
+def test_a_kill_mid_rung_resumes_after_the_last_finished_stage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Killed while a plan fine-tunes its second stage (stages end at 100, 300 and 900 steps;
     nothing is stopped early here), the resumed search proposes that plan first and continues
     it: its first stage is the one scored before the kill, never redone, and it ends at 900."""
@@ -188,16 +201,9 @@ def test_a_kill_mid_rung_resumes_after_the_last_finished_stage(tmp_path: Path) -
     pending = cut_short()
     assert pending, "the kill came after the plan finished"
 
-    resumed = subprocess.run(
-        _cli("search", "search.yaml", "--resume", "--quiet"),
-        cwd=tmp_path,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "plans continue their fine-tune after their last finished stage" in resumed.stderr
+    code, said = _resume_here(tmp_path, monkeypatch)
+    assert code == 0, said[-3000:]
+    assert "plans continue their fine-tune after their last finished stage" in said
     after = {r.plan.hash: r for r in ledger.load() if r.duplicate_of is None}
     assert len(ledger.load()) == 2
     for plan_hash, saved in pending.items():

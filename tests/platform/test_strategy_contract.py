@@ -6,7 +6,6 @@ cleanly. Real Optuna studies (in memory), a real RLlib agent on a real local Ray
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy, registered_strategies
 from adacomp.search_spaces import CompressionPlan, build_space, compress
 from adacomp.tasks import load_task, pretrained_model
-from tests.platform.test_search import search_config
+from tests.helpers.search import search_config
 
 STRATEGIES = registered_strategies()
 BUILTIN = ["nsga2", "random", "rl", "tpe"]
@@ -97,20 +96,10 @@ def _propose(searcher: Any, trial_id: str, seconds: float = 120.0) -> dict[str, 
 
 
 @pytest.fixture
-def local_ray(request: pytest.FixtureRequest) -> Iterator[None]:
-    """A Ray of its own for the strategies that need one (the RL agent); the others run without."""
-    if request.node.callspec.params["name"] != "rl":
-        yield
-        return
-    import ray
-
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
+def local_ray(request: pytest.FixtureRequest) -> None:
+    """The suite's shared Ray for the strategies that need one (the RL agent); the others run without."""
+    if request.node.callspec.params["name"] == "rl":
+        request.getfixturevalue("shared_ray")
 
 
 @pytest.mark.parametrize(

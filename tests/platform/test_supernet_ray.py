@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,21 +16,7 @@ from adacomp.search_spaces.supernet import average_gradients
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def local_ray() -> Iterator[None]:
-    """One Ray for both trainings (the job reuses an initialised Ray): one start-up, not two."""
-    import ray
-
-    ray.init(
-        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def test_two_workers_resume_train_and_checkpoint(tmp_path: Path, local_ray: None) -> None:
+def test_two_workers_resume_train_and_checkpoint(tmp_path: Path, shared_ray: str) -> None:
     data = {
         "name": "dp",
         "task": "tests.platform.tiny_task:tiny_digits",

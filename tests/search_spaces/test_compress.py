@@ -8,23 +8,7 @@ from torch import nn
 
 from adacomp.errors import AdacompError
 from adacomp.search_spaces import CompressionPlan, Step, compress, model_facts
-
-MIXED = CompressionPlan.from_mapping(
-    {
-        "features.conv1": [Step.of("channel_prune", ratio=0.5)],
-        "features.conv2": [
-            Step.of("channel_prune", ratio=0.25),
-            Step.of("depthwise_separable", multiplier=2),
-            Step.of("quantize", precision="int8"),
-        ],
-        "features.conv3": [
-            Step.of("fire", squeeze_ratio=0.5, expand_1x1_fraction=0.5),
-            Step.of("magnitude_prune", sparsity=0.5),
-        ],
-        "fc1": [Step.of("gap_head"), Step.of("magnitude_prune", sparsity=0.3)],
-        "fc2": [Step.of("low_rank", rank_fraction=0.5), Step.of("quantize", precision="int8")],
-    }
-)
+from tests.helpers.compression_plans import MIXED
 
 
 def test_compress_never_mutates_its_input(cnn: nn.Module, cnn_input: torch.Tensor) -> None:

@@ -15,7 +15,7 @@ from torch import nn
 from adacomp.errors import AdacompError
 from adacomp.runtime.session import declared_session_config, open_session
 from adacomp.search_spaces import CompressionPlan, Step, compress, export_onnx, model_facts
-from tests.search_spaces.test_compress import MIXED
+from tests.helpers.compression_plans import MIXED
 
 
 def _run(onnx_bytes: bytes, x: torch.Tensor) -> np.ndarray:

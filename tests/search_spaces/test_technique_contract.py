@@ -21,7 +21,7 @@ from adacomp.search_spaces import (
     trace_sites,
 )
 from adacomp.search_spaces.params import defaults
-from tests.conftest import Small1D, SmallCNN, _randomise_bn
+from tests.helpers.small_models import Small1D, SmallCNN, randomise_bn
 
 TECHNIQUES = sorted(registered_techniques())
 
@@ -29,7 +29,7 @@ TECHNIQUES = sorted(registered_techniques())
 def _models() -> list[tuple[str, nn.Module, torch.Tensor]]:
     torch.manual_seed(0)
     return [
-        ("cnn", _randomise_bn(SmallCNN()), torch.randn(3, 1, 8, 8)),
+        ("cnn", randomise_bn(SmallCNN()), torch.randn(3, 1, 8, 8)),
         ("1d", Small1D().eval(), torch.randn(3, 1, 20)),
     ]
 

@@ -47,6 +47,7 @@ from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.mlflow_ui import FRONT_VIEW_TAG, display_metrics
 from adacomp.platform.results.snapshot import (
+    POLISHED_FILE,
     STATE_FILE,
     SearchResult,
     SearchSnapshot,
@@ -56,7 +57,7 @@ from adacomp.platform.results.snapshot import (
 from adacomp.platform.search import ray_watchdog
 from adacomp.platform.search.cluster import check_reachable, join
 from adacomp.platform.search.environment import scoped_environment, search_flags
-from adacomp.platform.search.polish import polish_front
+from adacomp.platform.search.polish import polish_candidates, polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
@@ -412,7 +413,9 @@ def search(
     tracking_uri = _tracking_uri(config, state)
     task, model, prepared = _load_model(config, out_dir, say)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
-    started_ray, reservation = _init_ray(address, farm_config)
+    # A resume with every trial and every polish recorded only re-reads and re-prints: no Ray.
+    finished = _nothing_left(config, out_dir, state)
+    started_ray, reservation = (False, None) if finished else _init_ray(address, farm_config)
     # A local Ray outlives a search killed with its process group (its helpers run in groups of
     # their own): the watchdog, in a session of its own, stops them when this process is gone.
     watchdog = ray_watchdog.start() if started_ray and reservation is not None else None
@@ -421,7 +424,8 @@ def search(
 
         # Before the baseline is measured or a trial asked for: one no node can place would wait
         # in Ray's queue forever. (The model is loaded before Ray starts, with every core.)
-        check_cluster_fits(config.resources, ray.cluster_resources())  # type: ignore[no-untyped-call]
+        if not finished:
+            check_cluster_fits(config.resources, ray.cluster_resources())  # type: ignore[no-untyped-call]
         with scoped_environment(search_flags(tracking_uri)):  # Tune's and MLflow's, this search only
             return _run(
                 config,
@@ -450,6 +454,21 @@ def search(
             watchdog.kill()  # nothing left to watch
             watchdog.wait()
             pin_process(cores_before)  # a second search in this process gets every core again
+
+
+def _nothing_left(config: SearchConfig, out_dir: Path, state: Mapping[str, Any]) -> bool:
+    """A resumed search whose every trial and every polish of its front is recorded: what
+    `_run` would do is read the ledgers and print, so Ray (seconds to start) is not needed.
+    The same conditions `_run` and `polish_front` test, read from the same files."""
+    if not state:
+        return False
+    records = Ledger[TrialRecord](out_dir / "trials.jsonl").load()
+    if config.trials - len(records) > 0:
+        return False
+    if not config.polish.top_k:
+        return True
+    polished = {r.number for r in Ledger[TrialRecord](out_dir / POLISHED_FILE).load()}
+    return all(r.number in polished for r in polish_candidates(config, records))
 
 
 def _job_dir(config: SearchConfig, out_dir: Path) -> JobDir:

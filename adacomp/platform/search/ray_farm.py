@@ -87,28 +87,38 @@ class DeviceActor:
 
 
 class RayFarm:
-    """Measures through device actors (real devices) or in-process (emulated ones)."""
+    """Measures through device actors (real devices) or in-process (emulated ones).
+
+    A device's actor is created at its first measurement, not with the farm: a resumed search
+    with nothing left to measure never starts Ray at all (search/job.py).
+    """
 
     def __init__(self, config: FarmConfig, reservation: CoreReservation | None = None) -> None:
         self.config = config
+        self.reservation = reservation
         emulated = tuple(spec for spec in config.devices if isinstance(spec, EmulatedSpec))
         self._local = Farm(config.model_copy(update={"devices": emulated})) if emulated else None
+        self._real = {spec.name: spec for spec in config.devices if not isinstance(spec, EmulatedSpec)}
         self.actors: dict[str, Any] = {}
-        for spec in config.devices:
-            if isinstance(spec, EmulatedSpec):
-                continue
+
+    def _actor(self, device: str) -> Any:
+        if device not in self.actors:
+            spec = self._real[device]
+            reservation = self.reservation
             cores = list(reservation.measurement) if reservation and isinstance(spec, HostSpec) else None
-            self.actors[spec.name] = DeviceActor.options(  # type: ignore[attr-defined]
+            store = str(self.config.store) if self.config.store else None
+            self.actors[device] = DeviceActor.options(  # type: ignore[attr-defined]
                 name=f"adacomp-device-{spec.name}",
                 get_if_exists=True,
                 resources={device_resource(spec.name): 1.0},
-            ).remote(spec.model_dump_json(by_alias=True), cores, str(config.store) if config.store else None)
+            ).remote(spec.model_dump_json(by_alias=True), cores, store)
+        return self.actors[device]
 
     def measure(self, model: OnnxModel, device: str, settings: MeasureSettings | None = None) -> Measurement:
         settings = settings or MeasureSettings()
-        if device in self.actors:
+        if device in self._real:
             try:
-                data = ray.get(self.actors[device].measure.remote(model.data, settings.model_dump_json()))
+                data = ray.get(self._actor(device).measure.remote(model.data, settings.model_dump_json()))
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
                 raise DeviceError(str(cause).strip().splitlines()[-1]) from None
@@ -116,7 +126,7 @@ class RayFarm:
                 raise DeviceError(f"device {device!r}: its actor died ({type(exc).__name__})") from None
             return Measurement.from_dict(data)
         if self._local is None or device not in self._local.devices:
-            known = ", ".join([*self.actors, *(self._local.devices if self._local else {})])
+            known = ", ".join([*self._real, *(self._local.devices if self._local else {})])
             raise DeviceError(f"unknown device {device!r}; devices in the farm: {known}")
         return self._local.measure(model, device, settings)
 

@@ -1,0 +1,1 @@
+"""What test modules share: builders and fakes imported by more than one module (never tests)."""
