@@ -262,11 +262,21 @@ def test_pareto_reads_the_directory_and_the_mlflow_run(
         moved.rename(finished.out_dir)
 
 
-def test_running_it_again_without_resume_is_refused_and_resume_is_a_no_op(finished: SearchResult) -> None:
+def test_running_it_again_without_resume_is_refused_and_resume_is_a_no_op(
+    finished: SearchResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume with every trial and polish recorded neither starts nor joins Ray (seconds)."""
+    from adacomp.platform.search import job
+
     with pytest.raises(
         AdacompError, match=r"output: search 'e2e' already exists .* continue it with resume=True"
     ):
         search(finished.config, progress=False)
+
+    def no_ray(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a finished search started Ray to resume")
+
+    monkeypatch.setattr(job, "_init_ray", no_ray)
     again = search(finished.config, resume=True, progress=False)
     assert [r.to_dict() for r in again.records] == [r.to_dict() for r in finished.records]
     assert again.run_id == finished.run_id and again.registered_model == finished.registered_model
