@@ -1,125 +1,31 @@
-"""A real two-node Ray cluster on loopback, with token authentication as Ray 2.60 sets it up
-(issue 20, items 1 and 2).
+"""Joining a real two-node Ray cluster on loopback, with token authentication as Ray 2.60 sets
+it up (issue 20, items 1 and 2): `ray_cluster` (tests/ops/conftest.py, tests/helpers/ray_cluster.py).
 
-The head and a worker node that offers `device:myhost` are started with `ray start`, both with
-`RAY_AUTH_MODE=token` and a token file of their own (`RAY_AUTH_TOKEN_PATH`). adacomp's processes
-get the token *path* only, as a user who copied the head's token gets it: joining must turn the
-mode on by itself. The search and the submitted job name their farm and its store by relative
-paths, given by a relative config path: every trial must succeed (Tune runs each in its own
-working directory), and the device's actor must run on the worker node. The test stops the
-cluster it started, and only that (each `ray start` in its own process group).
+The head and a worker node that offers `device:myhost` run with `RAY_AUTH_MODE=token` and a
+token file of their own. adacomp's processes get the token *path* only, as a user who copied the
+head's token gets it: joining must turn the mode on by itself. The search and the submitted job
+name their farm and its store by relative paths, given by a relative config path: every trial
+must succeed (Tune runs each in its own working directory), and the device's actor must run on
+the worker node.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from tests.loopback import free_port, port_opens
+from tests.helpers.ray_cluster import Cluster, client_env, write_token
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
-
-
-@dataclass(frozen=True)
-class Cluster:
-    gcs: str  # 127.0.0.1:PORT, what `--address` takes
-    dashboard: str  # http://127.0.0.1:PORT, what `adacomp submit --address` takes
-    env: dict[str, str]  # the client's environment: the token's path, no auth mode
-
-
-def _wait_for_port(port: int, what: str, seconds: float = 120) -> None:
-    if not port_opens(port, seconds):
-        pytest.fail(f"{what} never came up on port {port}")
-
-
-def _ray(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats", *args],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: stopped as a whole, nothing else touched
-    )
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    secrets = tmp_path_factory.mktemp("secrets")
-    token = secrets / "auth_token"
-    token.write_text("adacomp-test-cluster-token-" + os.urandom(8).hex())
-    token.chmod(0o600)
-    base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    base["PATH"] = f"{BIN}{os.pathsep}{base['PATH']}"  # the job's `python` is this venv's
-    base["RAY_AUTH_TOKEN_PATH"] = str(token)
-    node_env = {**base, "RAY_AUTH_MODE": "token"}
-    port, dashboard = free_port(), free_port()
-    temp = Path("/tmp") / f"adacomp-2node-{os.getpid()}"  # short: Ray's socket paths must fit
-    head = _ray(
-        node_env,
-        "--head",
-        f"--port={port}",
-        "--dashboard-host=127.0.0.1",
-        f"--dashboard-port={dashboard}",
-        f"--dashboard-agent-listen-port={free_port()}",
-        f"--ray-client-server-port={free_port()}",
-        "--num-cpus=2",
-        f"--temp-dir={temp}",
-    )
-    processes = [head]
-    try:
-        _wait_for_port(dashboard, "the head's dashboard")
-        worker = _ray(
-            node_env,
-            f"--address=127.0.0.1:{port}",
-            "--num-cpus=1",
-            '--resources={"device:myhost": 1}',
-            f"--dashboard-agent-listen-port={free_port()}",
-            f"--metrics-export-port={free_port()}",
-            # Its own temp dir, as on a machine of its own: sharing the head's, its runtime-env
-            # agent garbage-collected the job's working directory under the job's driver.
-            f"--temp-dir={temp}w",
-        )
-        processes.append(worker)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # the worker node has joined when its resource shows
-            status = subprocess.run(
-                [str(BIN / "ray"), "status", f"--address=127.0.0.1:{port}"],
-                env=node_env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            if "device:myhost" in status.stdout:
-                break
-            time.sleep(1)
-        else:
-            pytest.fail("the worker node never offered device:myhost")
-        yield Cluster(f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", base)
-    finally:
-        for process in reversed(processes):
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        subprocess.run(["rm", "-rf", str(temp), f"{temp}w"], check=False)
 
 
 def _write(directory: Path, runs: Path, trials: int) -> None:
@@ -156,11 +62,11 @@ def _write(directory: Path, runs: Path, trials: int) -> None:
     (directory / "search.yaml").write_text(yaml.safe_dump(config))
 
 
-def _adacomp(cluster: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+def _adacomp(env: dict[str, str], *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "adacomp", *args],
         cwd=cwd,
-        env={**cluster.env, "PYTHONPATH": str(REPO)},
+        env={**env, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=900,
@@ -172,10 +78,12 @@ def _records(runs: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def test_search_joins_a_token_cluster_with_relative_paths(cluster: Cluster, tmp_path: Path) -> None:
+def test_search_joins_a_token_cluster_with_relative_paths(ray_cluster: Cluster, tmp_path: Path) -> None:
     work, runs = tmp_path / "work", tmp_path / "runs"
     _write(work, runs, trials=3)
-    done = _adacomp(cluster, "search", "search.yaml", "--address", cluster.gcs, "--quiet", cwd=work)
+    done = _adacomp(
+        ray_cluster.env, "search", "search.yaml", "--address", ray_cluster.gcs, "--quiet", cwd=work
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "3 trials (0 failed)" in done.stdout, done.stdout[-2000:]
     records = _records(runs)
@@ -186,40 +94,39 @@ def test_search_joins_a_token_cluster_with_relative_paths(cluster: Cluster, tmp_
     assert {row["device"] for row in rows} == {"myhost", "phone"}  # the actor's and the trials'
     assert all(row["status"] == "ok" for row in rows)
     # The device's actor ran on the node that offers device:myhost (the worker, not the head).
-    nodes = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import json, ray; from ray.util.state import list_actors, list_nodes; "
-            f"ray.init(address={cluster.gcs!r}, log_to_driver=False); "
-            "nodes = {n.node_id: n.resources_total for n in list_nodes()}; "
-            "actors = [a.node_id for a in list_actors(filters=[('class_name', '=', 'DeviceActor')], limit=100)]; "
-            "print(json.dumps([nodes.get(a, {}) for a in actors]))",
-        ],
-        env={**cluster.env, "RAY_AUTH_MODE": "token"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert nodes.returncode == 0, nodes.stderr[-2000:]
-    placed = json.loads(nodes.stdout.strip().splitlines()[-1])
+    # Ray's state API (what `ray list actors` reads), asked over the dashboard with the token.
+    nodes = {node["node_id"]: node["resources_total"] for node in ray_cluster.listed("nodes")}
+    actors = ray_cluster.listed("actors", class_name="DeviceActor")
+    placed = [nodes.get(actor["node_id"], {}) for actor in actors]
     assert placed and all("device:myhost" in resources for resources in placed)
 
 
-def test_submit_runs_the_same_search_as_a_job(cluster: Cluster, tmp_path: Path) -> None:
+def test_submit_runs_the_same_search_as_a_job(ray_cluster: Cluster, tmp_path: Path) -> None:
+    """Also test_submit.py's successful job (merged here: one job fewer on the shared cluster): it
+    runs under its submission id, is followed to the end, and that id again follows it."""
     work, runs = tmp_path / "work", tmp_path / "runs"
     _write(work, runs, trials=2)
-    done = _adacomp(cluster, "submit", "search.yaml", "--address", cluster.dashboard, cwd=work)
+    submit = ("submit", "search.yaml", "--address", ray_cluster.dashboard, "--submission-id", "nightly-1")
+    done = _adacomp(ray_cluster.env, *submit, cwd=work)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 trials (0 failed)" in done.stdout, done.stdout[-2000:]
     assert len(_records(runs)) == 2
+    assert "submitted nightly-1" in done.stderr and "nightly-1: SUCCEEDED" in done.stderr
+    assert "search 'cluster': 2 trials" in done.stdout  # the job's own output, streamed here
+    assert len((runs / "cluster" / "trials.jsonl").read_text().splitlines()) == 2
+    # The same id again follows that job instead of running a second search.
+    again = _adacomp(ray_cluster.env, *submit, cwd=work)
+    assert again.returncode == 0 and "following it, not submitting again" in again.stderr
+    assert len((runs / "cluster" / "trials.jsonl").read_text().splitlines()) == 2
 
 
-def test_an_unreachable_cluster_is_one_line(cluster: Cluster, tmp_path: Path) -> None:
+def test_an_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
+    """An address nothing answers at (no cluster needed), with a token path as a client of one has."""
     work, runs = tmp_path / "work", tmp_path / "runs"
     _write(work, runs, trials=2)
+    env = client_env(write_token(tmp_path))
     started = time.monotonic()
-    done = _adacomp(cluster, "search", "search.yaml", "--address", f"127.0.0.1:{free_port()}", cwd=work)
+    done = _adacomp(env, "search", "search.yaml", "--address", f"127.0.0.1:{free_port()}", cwd=work)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and "no Ray cluster answers at 127.0.0.1:" in done.stderr
     assert time.monotonic() - started < 120  # Ray alone retries an empty address for minutes

@@ -1,16 +1,15 @@
-"""`adacomp submit` against a real Ray head started with `ray start --head` on loopback: the
-search runs as a Ray job (uploaded working directory, runtime env, submission id), its logs are
-followed to the end, and the exit code is the job's."""
+"""`adacomp submit` against a real Ray head started with `ray start --head` on loopback (the ops
+tests' token-auth cluster, `ray_cluster` in tests/ops/conftest.py, whose head runs while Ray's
+default agent port is taken): the search runs as a Ray job (uploaded working directory, runtime
+env, submission id), its logs are followed to the end, and the exit code is the job's.
+
+A job that succeeds, and the same submission id again, is test_cluster_join.py's
+`test_submit_runs_the_same_search_as_a_job` (one job on the cluster for both modules)."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,10 @@ import yaml
 from adacomp.errors import AdacompError
 from adacomp.platform.ops.submit import job_spec
 from adacomp.platform.search_config import load_search_config
-from tests.loopback import RAY_DEFAULT_AGENT_PORT, free_port, own_ray_head_ports, port_opens
+from tests.helpers.ray_cluster import Cluster
+from tests.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def _write_job(directory: Path, runs: Path, **changes: object) -> Path:
@@ -49,71 +48,32 @@ def _write_job(directory: Path, runs: Path, **changes: object) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def ray_agent_port_taken() -> Iterator[None]:
-    """Ray's default agent port, held as another Ray on the machine would hold it."""
-    with socket.socket() as taken:
-        with contextlib.suppress(OSError):  # already taken by someone else: the same situation
-            taken.bind(("0.0.0.0", RAY_DEFAULT_AGENT_PORT))
-            taken.listen()
-        yield
-
-
-@pytest.fixture(scope="module")
-def head(ray_agent_port_taken: None) -> Iterator[str]:
-    """`ray start --head` on 127.0.0.1, in its own temp dir (so no other Ray in this process
-    mistakes it for "the local cluster") and its own process group (killed as a whole).
-
-    It runs while Ray's default agent port is taken: the head must not depend on that port
-    (`own_ray_head_ports`)."""
-    temp = Path("/tmp") / f"adacomp-head-{os.getpid()}"  # short: Ray's socket paths must fit
-    port, dashboard = free_port(), free_port()
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # the job's `python`
-    process = subprocess.Popen(
-        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-         f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         "--num-cpus=2", "--disable-usage-stats", f"--temp-dir={temp}", *own_ray_head_ports()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        if not port_opens(dashboard, 90):
-            pytest.fail("ray start --head: the dashboard never came up")
-        yield address
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _adacomp(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _adacomp(
+    *args: str, cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "adacomp", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "adacomp", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
-@pytest.mark.slow
-def test_a_search_runs_as_a_ray_job_and_is_followed_to_the_end(head: str, tmp_path: Path) -> None:
-    work, runs = tmp_path / "work", tmp_path / "runs"
-    _write_job(work, runs)
-    done = _adacomp("submit", "job.yaml", "--address", head, "--submission-id", "nightly-1", cwd=work)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "submitted nightly-1" in done.stderr and "nightly-1: SUCCEEDED" in done.stderr
-    assert "search 'job': 2 trials" in done.stdout  # the job's own output, streamed here
-    assert len((runs / "job" / "trials.jsonl").read_text().splitlines()) == 2
-    # The same id again follows that job instead of running a second search.
-    again = _adacomp("submit", "job.yaml", "--address", head, "--submission-id", "nightly-1", cwd=work)
-    assert again.returncode == 0 and "following it, not submitting again" in again.stderr
-    assert len((runs / "job" / "trials.jsonl").read_text().splitlines()) == 2
+def _submit(cluster: Cluster, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`adacomp submit job.yaml --address DASHBOARD ARGS` as a client of `cluster` (its token's path)."""
+    return _adacomp("submit", "job.yaml", "--address", cluster.dashboard, *args, cwd=cwd, env=cluster.env)
 
 
 @pytest.mark.slow
-def test_a_failing_job_fails_the_command(head: str, tmp_path: Path) -> None:
+def test_a_failing_job_fails_the_command(ray_cluster: Cluster, tmp_path: Path) -> None:
     work = tmp_path / "work"
     _write_job(work, tmp_path / "runs", targets=["pixel4"], task="tests.platform.tiny_task:not_a_task")
-    done = _adacomp("submit", "job.yaml", "--address", head, "--no-follow", cwd=work)
+    done = _submit(ray_cluster, "--no-follow", cwd=work)
     assert done.returncode == 0 and "follow it with: ray job logs -f" in done.stderr
     job_id = done.stderr.split("submitted ", 1)[1].split()[0]
-    followed = _adacomp("submit", "job.yaml", "--address", head, "--submission-id", job_id, cwd=work)
+    followed = _submit(ray_cluster, "--submission-id", job_id, cwd=work)
     assert followed.returncode == 1
     assert f"{job_id}: FAILED" in followed.stderr
     assert "not_a_task" in followed.stdout  # the job's one-line error reached us through its log
