@@ -1,13 +1,16 @@
 """What really speeds a model up on ONNX Runtime's CPU provider: export and quantization choices
 side by side, on the host, one thread, batch 1.
 
-Run: `.venv/bin/python benchmarks/latency_choices.py [--tasks a,b] [--rounds 5] [--json PATH]`.
+Run: `.venv/bin/python benchmarks/latency_choices.py [--tasks a,b] [--rounds 5] [--json PATH]
+[--prune-ratios 0.25,0.4,0.5] [--exact-ratios 0.4]`.
 Prints a table per task and writes JSON (default benchmarks/results/latency_choices.json).
 Variants of one model are timed interleaved, round by round (each round times every variant
 for `--runs` calls after a warm-up), and the median over rounds is reported with its ratio to
 fp32 at full graph optimisation: ratios are measured side by side, so machine load cancels.
 Weights are the seeded untrained model's (latency does not depend on their values); int8 is
-calibrated on the task's training inputs.
+calibrated on the task's training inputs. Channel pruning (dense convs) is timed at each of
+`--prune-ratios`, with adacomp's rounded channel counts, and at each of `--exact-ratios` with the
+exact counts the ratio gives too ('' for none).
 """
 
 from __future__ import annotations
@@ -50,8 +53,11 @@ def int8(
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     nodes = None if only is None else [n.name for n in model.graph.node if only(n)]
-    logging.getLogger().setLevel(logging.ERROR)
-    with tempfile.TemporaryDirectory() as tmp:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's calibration warnings; the caller's level after
+    with contextlib.ExitStack() as restore, tempfile.TemporaryDirectory() as tmp:
+        restore.callback(root.setLevel, level)
         source, target = Path(tmp) / "f.onnx", Path(tmp) / "q.onnx"
         onnx.save(model, source)
         quantize_static(
@@ -77,8 +83,11 @@ def is_dense_weighted(node: onnx.NodeProto) -> bool:
     return is_weighted(node) and groups == 1
 
 
-def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
-    """name -> (ONNX bytes, graph optimisation level)."""
+def variants(
+    task_name: str, prune_ratios: Sequence[float] = (0.25, 0.4, 0.5), exact_ratios: Sequence[float] = (0.4,)
+) -> dict[str, tuple[bytes, str]]:
+    """name -> (ONNX bytes, graph optimisation level). Each graph is exported once: a variant
+    that only differs in its session config or quantizer settings reuses it."""
     task = load_task(task_name)
     torch.manual_seed(0)
     model = task.build_model().eval()
@@ -100,13 +109,10 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
         "all",
     )
     out["int8 QOperator per-channel all ops"] = (int8(proto, calibration, qoperator=True), "all")
-    weights_only = _every_layer(model, "int8_weights")
-    out["int8 weights only, float compute (adacomp int8_weights)"] = (
-        export_onnx(model, example, plan=weights_only),
-        "all",
-    )
+    weights_only = export_onnx(model, example, plan=_every_layer(model, "int8_weights"))
+    out["int8 weights only, float compute (adacomp int8_weights)"] = (weights_only, "all")
     out["int8 weights only, without the folding session config"] = (
-        _without_session_config(export_onnx(model, example, plan=weights_only)),
+        _without_session_config(weights_only),
         "all",
     )
     out["int8 QDQ dense convs/linear only (depthwise float)"] = (
@@ -118,7 +124,13 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
         for name, module in model.named_modules()
         if isinstance(module, torch.nn.Conv2d) and module.groups == 1 and name != _last_conv(model)
     ]
-    for ratio, multiple in ((0.25, None), (0.4, 1), (0.4, None), (0.5, None)):
+    # (ratio, channel multiple): exact counts (1) just before the same ratio rounded (None)
+    choices: list[tuple[float, int | None]] = [(r, 1) for r in exact_ratios if r not in prune_ratios]
+    for ratio in prune_ratios:
+        if ratio in exact_ratios:
+            choices.append((ratio, 1))
+        choices.append((ratio, None))
+    for ratio, multiple in choices:
         plan = CompressionPlan.from_mapping(
             {layer: [Step.of("channel_prune", ratio=ratio)] for layer in sites}
         )
@@ -130,15 +142,13 @@ def variants(task_name: str) -> dict[str, tuple[bytes, str]]:
             print(f"{task_name}: {label}: {error}")
             continue
         facts = model_facts(pruned, example)
+        pruned_proto = to_onnx_proto(pruned, example)  # the float graph, as export_onnx writes it
         out[f"{label} dense convs fp32 ({facts.macs / 1e6:.1f} M MACs)"] = (
-            export_onnx(pruned, example),
+            pruned_proto.SerializeToString(),
             "all",
         )
         if multiple is None:
-            out[f"{label} dense convs + int8 QDQ all ops"] = (
-                int8(to_onnx_proto(pruned, example), calibration),
-                "all",
-            )
+            out[f"{label} dense convs + int8 QDQ all ops"] = (int8(pruned_proto, calibration), "all")
             out[f"{label} dense convs + int8 weights only"] = (
                 export_onnx(pruned, example, plan=_every_layer(pruned, "int8_weights")),
                 "all",
@@ -181,9 +191,15 @@ def _last_conv(model: torch.nn.Module) -> str:
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)][-1]
 
 
-def measure(task_name: str, rounds: int, runs: int) -> dict[str, object]:
+def measure(
+    task_name: str,
+    rounds: int,
+    runs: int,
+    prune_ratios: Sequence[float] = (0.25, 0.4, 0.5),
+    exact_ratios: Sequence[float] = (0.4,),
+) -> dict[str, object]:
     task = load_task(task_name)
-    built = variants(task_name)
+    built = variants(task_name, prune_ratios, exact_ratios)
     medians = paired_medians_ms(built, task.example_input(1).numpy(), rounds=rounds, runs=runs)
     reference = medians["fp32 opt=all"]
     rows = [
@@ -198,6 +214,17 @@ def measure(task_name: str, rounds: int, runs: int) -> dict[str, object]:
     return {"task": task_name, "rounds": rounds, "runs_per_round": runs, "variants": rows}
 
 
+def _ratios(text: str) -> list[float]:
+    """'0.25,0.5' -> [0.25, 0.5] ('' -> none); each a fraction of channels removed, in (0, 1)."""
+    try:
+        ratios = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ratios, got {text!r}") from None
+    if any(not 0 < r < 1 for r in ratios):
+        raise argparse.ArgumentTypeError(f"ratios are in (0, 1), got {text!r}")
+    return ratios
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="mobilenet_digits,shapes_resnet")
@@ -206,9 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--json", type=Path, default=Path(__file__).parent / "results" / "latency_choices.json"
     )
+    parser.add_argument(
+        "--prune-ratios", type=_ratios, default=[0.25, 0.4, 0.5], help="channel-pruning ratios timed, a,b"
+    )
+    parser.add_argument(
+        "--exact-ratios", type=_ratios, default=[0.4], help="ratios timed with exact channel counts too"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    results = [measure(name, args.rounds, args.runs) for name in args.tasks.split(",") if name]
+    results = [
+        measure(name, args.rounds, args.runs, args.prune_ratios, args.exact_ratios)
+        for name in args.tasks.split(",")
+        if name
+    ]
     for result in results:
         print(f"\n{result['task']} (host, 1 thread, batch 1; median of {args.rounds} rounds)")
         rows = [

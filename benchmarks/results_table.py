@@ -18,7 +18,8 @@ the exported model's on the task's test split, the split the search ranked trial
 accuracy of the chosen model is an optimistic estimate; the baseline's is not.
 
 Searches live in `--out` (default benchmarks/results/results_runs/) and are resumed: a killed
-run continues where it stopped and a finished one is only read again.
+run continues where it stopped and a finished one is only read again. `--finetune-steps N`
+fine-tunes every trial N steps instead of the task's budget (a quick look, or a smoke test).
 """
 
 from __future__ import annotations
@@ -59,9 +60,20 @@ DEFAULT_BUDGET: dict[str, Any] = {"trials": 20, "finetune": {"steps": 100}}
 
 
 def search_config(
-    task: str, out: Path, *, trials: int | None, name: str | None = None, **changes: Any
+    task: str,
+    out: Path,
+    *,
+    trials: int | None,
+    name: str | None = None,
+    finetune_steps: int | None = None,
+    **changes: Any,
 ) -> SearchConfig:
+    """The search of `task` at its budget (BUDGETS); `finetune_steps` replaces its fine-tune's
+    length (steps or epochs), distillation as budgeted."""
     budget = BUDGETS.get(task, DEFAULT_BUDGET)
+    finetune = dict(budget["finetune"])
+    if finetune_steps is not None:
+        finetune = {**{k: v for k, v in finetune.items() if k != "epochs"}, "steps": finetune_steps}
     data: dict[str, Any] = {
         "name": name or task.replace(":", "-").replace(".", "-"),
         "task": task,
@@ -74,7 +86,7 @@ def search_config(
         # Near-lossless region only: what is further than 3 pt away is never what a user ships.
         "constraints": [{"metric": "accuracy_drop", "max": 3.0}],
         "utility": {"accuracy": 1.0, "latency": 0.5, "storage": 0.2},
-        "finetune": budget["finetune"],
+        "finetune": finetune,
         "trials": trials or budget["trials"],
         "concurrency": 2,
         "strategy": "nsga2",
@@ -151,12 +163,17 @@ def paired_host_ratios(
 
 
 def task_row(
-    task_name: str, out: Path, trials: int | None, rounds: int, runs: int, within_pt: float
+    task_name: str,
+    out: Path,
+    trials: int | None,
+    rounds: int,
+    runs: int,
+    within_pt: float,
+    finetune_steps: int | None = None,
 ) -> tuple[dict[str, Any], SearchResult]:
     started = time.perf_counter()
-    result = search(
-        search_config(task_name, out, trials=trials), resume=True, progress=False, log=_say(task_name)
-    )
+    config = search_config(task_name, out, trials=trials, finetune_steps=finetune_steps)
+    result = search(config, resume=True, progress=False, log=_say(task_name))
     baseline = result.baseline
     near = within(result.records, within_pt)
     row: dict[str, Any] = {
@@ -193,7 +210,12 @@ def task_row(
 
 
 def singles(
-    task_name: str, combined: SearchResult, out: Path, trials: int | None, only: list[str] | None
+    task_name: str,
+    combined: SearchResult,
+    out: Path,
+    trials: int | None,
+    only: list[str] | None,
+    finetune_steps: int | None = None,
 ) -> dict[str, Any]:
     """The combined search's front against one search per technique alone, same trial budget
     (every technique that applies to the model, or those in `only`). With fewer trials per
@@ -211,6 +233,7 @@ def singles(
             out,
             trials=budget,
             name=f"{combined.config.name}-only-{technique}",
+            finetune_steps=finetune_steps,
             techniques=[technique],
         )
         alone = search(config, resume=True, progress=False, log=_say(config.name))
@@ -274,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--single-trials", type=int, default=None, help="default: the combined search's")
     parser.add_argument("--singles", default="", help="techniques to compare, a,b (default: all that apply)")
     parser.add_argument("--within-pt", type=float, default=WITHIN_PT, help="accuracy drop allowed, pt")
+    parser.add_argument(
+        "--finetune-steps", type=int, default=None, help="fine-tune steps of every trial (default: per task)"
+    )
     parser.add_argument("--rounds", type=int, default=7, help="paired host timing rounds")
     parser.add_argument("--runs", type=int, default=100, help="calls per round")
     parser.add_argument("--out", type=Path, default=RESULTS / "results_runs")
@@ -283,11 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.singles_task and args.singles_task not in names:
         print(f"results_table: --singles-task {args.singles_task!r} is not among --tasks {names}")
         return 2
+    if args.finetune_steps is not None and args.finetune_steps < 1:
+        print(
+            f"results_table: --finetune-steps: expected a positive number of steps, got {args.finetune_steps}"
+        )
+        return 2
     started = time.perf_counter()
     rows, results = [], {}
     try:
         for name in names:
-            row, results[name] = task_row(name, args.out, args.trials, args.rounds, args.runs, args.within_pt)
+            row, results[name] = task_row(
+                name, args.out, args.trials, args.rounds, args.runs, args.within_pt, args.finetune_steps
+            )
             rows.append(row)
             print(
                 f"{name}: {row['trials']} trials, {row['trials_within']} within {args.within_pt} pt, {row['seconds']} s",
@@ -300,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.out,
                 args.single_trials,
                 [t for t in args.singles.split(",") if t] or None,
+                args.finetune_steps,
             )
             if args.singles_task
             else None

@@ -1,15 +1,17 @@
 """Search benchmarks: strategies' hypervolume and best feasible utility against trials (nsga2,
 tpe, random and the rl agent at an equal budget of evaluated plans), the platform's per-trial overhead,
 and the speed-up from running trials in parallel. Prints tables, writes
-benchmarks/results/search_bench.json.
+benchmarks/results/search_bench.json (`--compare`: search_compare.json and search_curves.png).
 
     python benchmarks/search_bench.py                 # 16 trials x 3 seeds x 4 strategies, ~20 min on 2 cores
     python benchmarks/search_bench.py --trials 8 --seeds 1
     python benchmarks/search_bench.py --compare        # today's flat search vs the new one, MobileNetV2
     python benchmarks/search_bench.py --platform-only  # per-trial overhead and 1 -> 2 trials' speed-up
+    python benchmarks/search_bench.py --results /tmp/sb  # every file written under /tmp/sb instead
 
 Every search uses the digits task, emulated targets only (so both cores train), one Ray
-instance for all runs, and its own MLflow store under benchmarks/results/search_runs/.
+instance for all runs (the caller's, when this process has one already: it is left running),
+and its own MLflow store under <results>/search_runs/ (emptied first).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import json
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,8 +39,8 @@ from adacomp.platform.table import format_table
 from adacomp.search_spaces import build_space
 from adacomp.tasks import load_task, pretrained_model
 
-RESULTS = Path(__file__).parent / "results"
-RUNS = RESULTS / "search_runs"
+RESULTS = Path(__file__).parent / "results"  # --results changes it
+RUNS = "search_runs"  # under the results folder: every search's directory and MLflow store
 
 
 # Rows of the strategy table: the registered strategy and its settings.
@@ -51,7 +54,7 @@ ARMS: dict[str, dict[str, Any]] = {
 
 
 def config(
-    name: str, strategy: str, trials: int, seed: int, concurrency: int, **changes: Any
+    name: str, strategy: str, trials: int, seed: int, concurrency: int, runs: Path, **changes: Any
 ) -> SearchConfig:
     return SearchConfig.model_validate(
         {
@@ -70,7 +73,7 @@ def config(
             "concurrency": concurrency,
             "strategy": strategy,
             "seed": seed,
-            "output": {"dir": str(RUNS)},
+            "output": {"dir": str(runs)},
             **changes,
         }
     )
@@ -92,14 +95,16 @@ def best_utility_history(records: list[TrialRecord]) -> list[float]:
     return history
 
 
-def strategies_table(arms: list[str], trials: int, seeds: int, checkpoints: list[int]) -> dict[str, Any]:
+def strategies_table(
+    arms: list[str], trials: int, seeds: int, checkpoints: list[int], runs: Path
+) -> dict[str, Any]:
     rows, data = [], {}
     for arm in arms:
         settings = dict(ARMS[arm])
         strategy = settings.pop("strategy")
         curves, bests, seconds, episodes = [], [], [], []
         for seed in range(seeds):
-            cfg = config(f"hv-{arm}-{seed}", strategy, trials, seed, 2, **settings)
+            cfg = config(f"hv-{arm}-{seed}", strategy, trials, seed, 2, runs, **settings)
             result = search(cfg, progress=False)
             curves.append(hypervolume_history(result.config, result.records, result.baseline))
             bests.append(best_utility_history(result.records))
@@ -142,12 +147,12 @@ def _episodes(out_dir: Path) -> int:
     return int(history[-1].value) if history else 0
 
 
-def plain_optuna_loop(trials: int) -> dict[str, float]:
+def plain_optuna_loop(trials: int, runs: Path) -> dict[str, float]:
     """The same trials (same sampler, same seed, same plans) without Ray, Tune or MLflow."""
     import torch
 
     torch.set_num_threads(1)  # a Tune trial gets 1 CPU, so its torch runs 1 thread: same work
-    cfg = config("plain", "random", trials, 0, 1)
+    cfg = config("plain", "random", trials, 0, 1, runs)
     task = load_task("digits")
     model = pretrained_model(task)
     farm = Farm()
@@ -177,9 +182,9 @@ def plain_optuna_loop(trials: int) -> dict[str, float]:
 PLATFORM_ONLY: dict[str, Any] = {"fidelity": {"rungs": 1}, "polish": {"top_k": 0}}
 
 
-def overhead_table(trials: int) -> dict[str, Any]:
-    plain = plain_optuna_loop(trials)
-    result = search(config("overhead", "random", trials, 0, 1, **PLATFORM_ONLY), progress=False)
+def overhead_table(trials: int, runs: Path) -> dict[str, Any]:
+    plain = plain_optuna_loop(trials, runs)
+    result = search(config("overhead", "random", trials, 0, 1, runs, **PLATFORM_ONLY), progress=False)
     phase = trial_phase_seconds(result.records)
     platform = {
         "wall_per_trial": phase / trials,
@@ -197,10 +202,10 @@ def overhead_table(trials: int) -> dict[str, Any]:
     return {"plain": plain, "platform": platform}
 
 
-def speedup_table(trials: int) -> dict[str, Any]:
+def speedup_table(trials: int, runs: Path) -> dict[str, Any]:
     walls = {}
     for concurrency in (1, 2):
-        cfg = config(f"speedup-{concurrency}", "random", trials, 0, concurrency, **PLATFORM_ONLY)
+        cfg = config(f"speedup-{concurrency}", "random", trials, 0, concurrency, runs, **PLATFORM_ONLY)
         result = search(cfg, progress=False)
         walls[concurrency] = trial_phase_seconds(result.records)
     rows = [[c, walls[c], walls[1] / walls[c]] for c in (1, 2)]
@@ -209,7 +214,9 @@ def speedup_table(trials: int) -> dict[str, Any]:
 
 
 # --- today's flat search against the new one, at equal compute --------------------------------
-def compare_config(task: str, name: str, seed: int, trials: int, steps: int, flat: bool) -> SearchConfig:
+def compare_config(
+    task: str, name: str, seed: int, trials: int, steps: int, flat: bool, runs: Path
+) -> SearchConfig:
     """The MobileNetV2 example's usage (two phones, accuracy floor, latency budget); `flat` is the
     search as it was: one choice per layer, no sensitivity bounds, every plan fine-tuned in full."""
     changes: dict[str, Any] = {
@@ -231,7 +238,7 @@ def compare_config(task: str, name: str, seed: int, trials: int, steps: int, fla
         changes.update(
             space={"grouping": "layer", "sensitivity": False}, cost_first=False, fidelity={"rungs": 1}
         )
-    cfg = config(name, "nsga2", trials, seed, 2, **changes)
+    cfg = config(name, "nsga2", trials, seed, 2, runs, **changes)
     return cfg.model_copy(update={"task": task})
 
 
@@ -256,13 +263,17 @@ def infeasible_share(records: list[TrialRecord]) -> float:
     return wasted / total if total else 0.0
 
 
-def compare_table(task: str, seeds: int, new_trials: int, flat_trials: int, steps: int) -> dict[str, Any]:
+def compare_table(
+    task: str, seeds: int, new_trials: int, flat_trials: int, steps: int, results: Path
+) -> dict[str, Any]:
     rows, data = [], []
     for seed in range(seeds):
         pretrained_model(load_task(task), seed=seed)  # each seed's baseline, before any clock starts
         runs: dict[str, dict[str, Any]] = {}
         for arm, trials in (("new", new_trials), ("flat", flat_trials)):
-            cfg = compare_config(task, f"cmp-{arm}-{seed}", seed, trials, steps, flat=arm == "flat")
+            cfg = compare_config(
+                task, f"cmp-{arm}-{seed}", seed, trials, steps, flat=arm == "flat", runs=results / RUNS
+            )
             started = time.time()
             result = search(cfg, progress=False)
             curve = compute_curve(result, started)
@@ -307,7 +318,7 @@ def compare_table(task: str, seeds: int, new_trials: int, flat_trials: int, step
     headers = ["seed", "new s", "new hv", "flat hv @1x", "flat hv @3x", "new wasted", "flat wasted",
                "new stopped/over budget"]  # fmt: skip
     print(format_table(headers, rows))
-    _plot_curves(data, RESULTS / "search_curves.png")
+    _plot_curves(data, results / "search_curves.png")
     return {"task": task, "new_trials": new_trials, "flat_trials": flat_trials, "steps": steps,
             "seeds": data, "mean": mean}  # fmt: skip
 
@@ -333,7 +344,7 @@ def _plot_curves(data: list[dict[str, Any]], path: Path) -> None:
     print(f"  curves: {path}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--seeds", type=int, default=3)
@@ -356,40 +367,62 @@ def main() -> None:
     parser.add_argument("--compare-trials", type=int, default=24, help="trials of the new search")
     parser.add_argument("--compare-flat-trials", type=int, default=48, help="trials of the flat search")
     parser.add_argument("--compare-steps", type=int, default=60, help="fine-tune steps per plan")
-    args = parser.parse_args()
-    shutil.rmtree(RUNS, ignore_errors=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help=f"folder of the JSON, the curves and the searches (<results>/{RUNS}/, emptied first); "
+        "default benchmarks/results",
+    )
+    args = parser.parse_args(argv)
+    results: Path = args.results
+    runs = results / RUNS
+    shutil.rmtree(runs, ignore_errors=True)
+    results.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # One Ray for every search (each joins it); a caller's Ray is used and left running.
+    started_ray = not ray.is_initialized()
+    if started_ray:
+        ray.init(
+            address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False
+        )
+    try:
+        report = run(args, results)
+    finally:
+        if started_ray:
+            ray.shutdown()
+    path = results / ("search_compare.json" if args.compare else "search_bench.json")
+    path.write_text(json.dumps(report, indent=2))
+    print(f"\nwritten to {path}")
+    return 0
+
+
+def run(args: argparse.Namespace, results: Path) -> dict[str, Any]:
+    """The tables `args` asks for, as the report written."""
+    runs = results / RUNS
     if args.compare:
         print(
             f"## flat NSGA-II (today) against grouped + cost first + multi-fidelity, on {args.compare_task}"
             f" ({args.seeds} seeds): hypervolume at the new search's compute and at three times it"
         )
-        report = {"compare": compare_table(args.compare_task, args.seeds, args.compare_trials,
-                                           args.compare_flat_trials, args.compare_steps)}  # fmt: skip
-        ray.shutdown()
-        (RESULTS / "search_compare.json").write_text(json.dumps(report, indent=2))
-        print(f"\nwritten to {RESULTS / 'search_compare.json'}")
-        return
+        return {"compare": compare_table(args.compare_task, args.seeds, args.compare_trials,
+                                         args.compare_flat_trials, args.compare_steps, results)}  # fmt: skip
     checkpoints = sorted({max(1, args.trials // 4), args.trials // 2, 3 * args.trials // 4, args.trials})
-    report = {"trials": args.trials, "seeds": args.seeds}
+    report: dict[str, Any] = {"trials": args.trials, "seeds": args.seeds}
     if not args.platform_only:
         print(f"## hypervolume against trials ({args.trials} trials, {args.seeds} seeds, mean)")
     arms = ["nsga2", "tpe", "random", "rl", *(["rl-noshaping"] if args.ablation else [])]
     if args.arms:
         arms = [arm for arm in args.arms.split(",") if arm in ARMS]
     if not args.platform_only:
-        report["strategies"] = strategies_table(arms, args.trials, args.seeds, checkpoints)
+        report["strategies"] = strategies_table(arms, args.trials, args.seeds, checkpoints, runs)
     if not args.strategies_only:
         print(f"\n## per-trial overhead ({args.overhead_trials} trials, random sampler, 1 at a time)")
-        report["overhead"] = overhead_table(args.overhead_trials)
+        report["overhead"] = overhead_table(args.overhead_trials, runs)
         print(f"\n## speed-up from concurrent trials ({args.speedup_trials} trials, 2 cores)")
-        report["speedup"] = speedup_table(args.speedup_trials)
-    ray.shutdown()
-    (RESULTS / "search_bench.json").write_text(json.dumps(report, indent=2))
-    print(f"\nwritten to {RESULTS / 'search_bench.json'}")
+        report["speedup"] = speedup_table(args.speedup_trials, runs)
+    return report
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

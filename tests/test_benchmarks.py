@@ -1,23 +1,33 @@
 """The benchmark scripts run, print their table and write the JSON they promise (tiny budgets
-here: the numbers themselves are the benchmarks' job, never asserted in tests)."""
+here: the numbers themselves are the benchmarks' job, never asserted in tests; the full runs are
+`make bench`). Everything a script writes goes under the test's tmp folder, never the checkout.
+
+Each script runs in this process through its `main(argv)`, what `python benchmarks/<script>.py`
+calls (no interpreter to start, no torch, Ray or MLflow to import again); one, the cheapest,
+also runs as a user runs it, in an interpreter of its own. The two that search join the suite's
+shared Ray (conftest) as every in-process search does; run alone, each starts and stops its own
+(search_bench.py leaves a Ray it found running)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+BENCHMARKS = REPO / "benchmarks"
 
 
 def _run(script: str, *args: str) -> str:
     """The script as a user runs it; the repo root on the path for the tests' own task module."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        [sys.executable, str(BENCHMARKS / script), *args],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
@@ -28,8 +38,27 @@ def _run(script: str, *args: str) -> str:
     return done.stdout
 
 
+def _script(name: str) -> ModuleType:
+    """benchmarks/<name>.py as a module, imported with its folder first on the path as when it
+    is run (its sibling modules, report and host_timing, import the same way)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def _main(capsys: pytest.CaptureFixture[str], name: str, *args: str, code: int = 0) -> str:
+    """`python benchmarks/<name>.py args...` in this process: its exit code, then its stdout."""
+    returned = _script(name).main(list(args))
+    out, err = capsys.readouterr()
+    assert returned == code, (out + err)[-2000:]
+    return out
+
+
 @pytest.mark.slow
 def test_baselines_compares_the_budget_with_a_longer_run(tmp_path: Path) -> None:
+    """The one script run in an interpreter of its own, as `make bench` and the README run them."""
     out = _run(
         "baselines.py",
         "--tasks",
@@ -52,28 +81,27 @@ def test_baselines_compares_the_budget_with_a_longer_run(tmp_path: Path) -> None
     )
 
 
-def test_baselines_refuses_an_unknown_task_in_one_line(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "baselines.py"), "--tasks", "nope"],
-        capture_output=True,
-        text=True,
-    )
-    assert done.returncode == 2 and "unknown nope" in done.stdout
-    bad = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "baselines.py"), "--tasks", "digits", "--seeds", "a"],
-        capture_output=True,
-        text=True,
-    )
-    assert bad.returncode == 2 and "--seeds: expected comma-separated integers" in bad.stdout
+def test_baselines_refuses_an_unknown_task_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _main(capsys, "baselines", "--tasks", "nope", "--json", str(tmp_path / "b.json"), code=2)
+    assert "unknown nope" in out and len(out.splitlines()) == 1
+    bad = _main(capsys, "baselines", "--tasks", "digits", "--seeds", "a", code=2)
+    assert "--seeds: expected comma-separated integers" in bad and len(bad.splitlines()) == 1
+    assert not (tmp_path / "b.json").exists()
 
 
 @pytest.mark.slow
-def test_latency_choices_times_every_variant_side_by_side(tmp_path: Path) -> None:
+def test_latency_choices_times_every_variant_side_by_side(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One pruning ratio and no exact-count variant (each pruned graph is one more export)."""
     path = tmp_path / "l.json"
-    out = _run(
-        "latency_choices.py", "--tasks", "shapes_resnet", "--rounds", "1", "--runs", "3", "--json", str(path)
-    )
-    assert "int8 adacomp plan" in out and "channel_prune 0.5" in out
+    out = _main(
+        capsys, "latency_choices", "--tasks", "shapes_resnet", "--rounds", "1", "--runs", "3",
+        "--prune-ratios", "0.5", "--exact-ratios", "", "--json", str(path),
+    )  # fmt: skip
+    assert "int8 adacomp plan" in out and "channel_prune 0.5" in out and "exact counts" not in out
     (task,) = json.loads(path.read_text())["tasks"]
     names = [v["variant"] for v in task["variants"]]
     assert names[0] == "fp32 opt=all" and len(names) == len(set(names)) >= 10
@@ -82,16 +110,20 @@ def test_latency_choices_times_every_variant_side_by_side(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
-def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(tmp_path: Path) -> None:
+@pytest.mark.usefixtures("shared_ray")
+def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A two-trial search of the tiny task, every finished trial counted as "within" the drop
     (--within-pt 100) so the best-model path always runs; one technique alone (int8 only) with
-    one trial, compared with the combined search's first trial only (the same budget)."""
+    one trial, compared with the combined search's first trial only (the same budget). Trials
+    fine-tune the tiny task's own 10 steps."""
     task = "tests.platform.tiny_task:tiny_digits"
     path = tmp_path / "r.json"
-    out = _run(
-        "results_table.py", "--tasks", task, "--trials", "2", "--within-pt", "100",
+    out = _main(
+        capsys, "results_table", "--tasks", task, "--trials", "2", "--within-pt", "100",
         "--singles-task", task, "--singles", "quantize", "--single-trials", "1", "--rounds", "1", "--runs", "3",
-        "--out", str(tmp_path / "runs"), "--json", str(path),
+        "--finetune-steps", "10", "--out", str(tmp_path / "runs"), "--json", str(path),
     )  # fmt: skip
     assert "host (paired)" in out and "all combined" in out and "quantize" in out
     report = json.loads(path.read_text())
@@ -116,20 +148,15 @@ def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(t
     ).exists()
 
 
-def test_results_table_refuses_a_comparison_task_it_does_not_search() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "results_table.py"),
-            "--tasks",
-            "digits",
-            "--singles-task",
-            "x",
-        ],
-        capture_output=True,
-        text=True,
+def test_results_table_refuses_a_comparison_task_it_does_not_search(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = _main(capsys, "results_table", "--tasks", "digits", "--singles-task", "x", code=2)
+    assert "--singles-task 'x' is not among --tasks" in out
+    out = _main(
+        capsys, "results_table", "--tasks", "digits", "--singles-task", "", "--finetune-steps", "0", code=2
     )
-    assert done.returncode == 2 and "--singles-task 'x' is not among --tasks" in done.stdout
+    assert "--finetune-steps: expected a positive number of steps, got 0" in out
 
 
 def test_results_table_prints_a_task_with_no_trial_within_the_drop_and_its_closest_trial(
@@ -137,11 +164,7 @@ def test_results_table_prints_a_task_with_no_trial_within_the_drop_and_its_close
 ) -> None:
     """A search whose trials all lose too much accuracy (the flat MobileNetV2 search did): the
     table keeps its columns and shows the nearest trial instead of failing."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import results_table
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
+    results_table = _script("results_table")
     closest = {
         "accuracy_drop_pt": 4.17, "storage_ratio": 12.9, "host_latency_ratio": 0.91,
         "search_host_latency_ratio": 0.9, "plan": "{'layers': ...}",
@@ -155,40 +178,41 @@ def test_results_table_prints_a_task_with_no_trial_within_the_drop_and_its_close
 
 
 @pytest.mark.slow
-def test_search_bench_compares_the_flat_search_with_the_new_one() -> None:
+@pytest.mark.usefixtures("shared_ray")
+def test_search_bench_compares_the_flat_search_with_the_new_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`search_bench.py --compare` (README), on the tiny task: both arms run, the table and the
-    curves come out, the JSON holds each seed's hypervolume at 1x and 3x the new search's compute."""
-    out = _run(
-        "search_bench.py",
-        "--compare",
-        "--compare-task",
-        "tests.platform.tiny_task:tiny_digits",
-        "--seeds",
-        "1",
-        "--compare-trials",
-        "4",
-        "--compare-flat-trials",
-        "5",
-        "--compare-steps",
-        "9",
-    )
+    curves come out, the JSON holds each seed's hypervolume at 1x and 3x the new search's compute.
+    `--results` keeps the JSON, the curves and both searches under tmp_path."""
+    out = _main(
+        capsys, "search_bench", "--compare", "--compare-task", "tests.platform.tiny_task:tiny_digits",
+        "--seeds", "1", "--compare-trials", "4", "--compare-flat-trials", "5", "--compare-steps", "9",
+        "--results", str(tmp_path),
+    )  # fmt: skip
     assert "flat hv @3x" in out and "new wasted" in out
-    report = json.loads((REPO / "benchmarks" / "results" / "search_compare.json").read_text())["compare"]
+    report = json.loads((tmp_path / "search_compare.json").read_text())["compare"]
     (seed,) = report["seeds"]
     assert seed["flat_hv_3x_compute"] >= seed["flat_hv_same_compute"] >= 0.0
     assert 0.0 <= seed["new_infeasible_share"] <= 1.0 and seed["runs"]["new"]["trials"] == 4
-    assert (REPO / "benchmarks" / "results" / "search_curves.png").stat().st_size > 0
+    assert seed["runs"]["flat"]["trials"] == 5
+    assert (tmp_path / "search_curves.png").stat().st_size > 0
+    assert {p.name for p in (tmp_path / "search_runs").iterdir()} >= {"cmp-new-0", "cmp-flat-0"}
 
 
 @pytest.mark.slow
-def test_farm_bench_reports_calibration_unseen_few_shot_and_speed(tmp_path: Path) -> None:
-    out = _run(
-        "farm_bench.py",
+def test_farm_bench_reports_calibration_unseen_few_shot_and_speed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _main(
+        capsys, "farm_bench",
         *("--calibration-models", "8", "--held-out", "2", "--rounds", "1", "--unseen", "2"),
-        *("--shots", "2", "--fewshot-held-out", "2", "--out", str(tmp_path / "f.json")),
-    )
+        *("--shots", "2", "--fewshot-held-out", "2", "--speed-seconds", "0.05"),
+        *("--out", str(tmp_path / "f.json")),
+    )  # fmt: skip
     assert "host unseen architectures" in out and "few-shot: 2 threads" in out and "noise floor" in out
     report = json.loads((tmp_path / "f.json").read_text())
     assert report["calibration"]["models"] == 8 and report["calibration"]["held_out"] == 2
     assert len(report["unseen"]["rows"]) == 2 and report["few_shot"]["mode"] == "few-shot"
     assert all(row["cached_per_s"] > 0 and row["new_per_s"] > 0 for row in report["emulator_speed"])
+    assert len(report["emulator_speed"]) == 6  # three models, each on two profiles
