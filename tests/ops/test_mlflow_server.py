@@ -64,9 +64,11 @@ class Server:
             self.process = None
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    running = Server(tmp_path)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for the module (its start is seconds): each test logs its own search to it,
+    and the outage test, which kills and restarts it, runs last."""
+    running = Server(tmp_path_factory.mktemp("mlflow-server"))
     running.start()
     yield running
     running.kill()
