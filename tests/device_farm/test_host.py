@@ -58,10 +58,17 @@ def test_non_onnx_is_refused_before_any_work() -> None:
         HostDevice().measure(OnnxModel(b"\x00garbage" * 10), QUICK)
 
 
-def test_timeout_is_a_device_error(onnx_model: OnnxModel) -> None:
+def test_timeout_is_a_device_error() -> None:
+    """100,000 runs of a model of a few million MACs (tens of seconds on any CPU) against a 1.5 s
+    timeout: a fast machine ran the 10-microsecond tiny model's 100,000 runs in time."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.Flatten()
+    ).eval()
+    heavy = OnnxModel(export_onnx(model, torch.randn(2, 1, 8, 8)), "heavy.onnx")
     slow = MeasureSettings(warmup_runs=0, min_runs=100_000, max_runs=100_000, max_seconds=60)
     with pytest.raises(DeviceError, match="timed out"):
-        HostDevice(timeout_s=1.5).measure(onnx_model, slow)
+        HostDevice(timeout_s=1.5).measure(heavy, slow)
 
 
 def test_rapl_counter_wraparound() -> None:

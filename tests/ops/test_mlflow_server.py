@@ -113,7 +113,7 @@ def test_many_trials_log_at_once_and_nothing_is_lost(server: Server, tmp_path: P
     children = _children(server.url, parent)
     assert sorted(int(c.data.tags[TRIAL_TAG]) for c in children) == list(range(48))
     assert all(c.data.tags[COMPLETE_TAG] == "true" and c.data.metrics["utility"] == 0.5 for c in children)
-    stored = list((tmp_path / "runs" / "mlflow-artifacts").rglob("model.onnx"))
+    stored = list((server.cwd / "runs" / "mlflow-artifacts").rglob("model.onnx"))
     assert len(stored) == 48  # the server's artifact root holds them, not the clients
 
 
