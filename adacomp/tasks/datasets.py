@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
+
+from adacomp.tasks.cache_dir import kept_arrays
 
 __all__ = ["TensorPairDataset", "stratified_split"]
 
@@ -34,12 +38,39 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], *, seed: 
 
     Stratifying keeps small splits (a few hundred digits) from missing classes, and a fixed
     seed makes the splits identical in every process, so cached baselines stay valid.
+
+    scikit-learn draws them, and importing it costs about a second, paid by every process (each
+    CLI call, each Ray trial worker) that builds a task. The indices depend only on the labels,
+    the fractions, the seed and scikit-learn's version, so the first process on a machine keeps
+    them in the cache folder (`splits/`, `kept_arrays`) and the others read them back.
     """
     if not fractions or abs(sum(fractions) - 1.0) > 1e-9 or min(fractions) <= 0:
         raise ValueError(f"fractions={fractions!r}; expected positive numbers summing to 1")
-    # Imported here: scikit-learn costs seconds to import, paid by every process (each CLI call,
-    # each Ray trial worker) that only names a task.
-    from sklearn.model_selection import train_test_split
+    labels = np.asarray(labels)
+    key = f"{hashlib.sha256(np.ascontiguousarray(labels.astype(np.int64)).tobytes()).hexdigest()}"
+    key += f"|{[float(f) for f in fractions]}|{seed}|scikit-learn {_sklearn_version()}"
+    names = [f"part{i}" for i in range(len(fractions))]
+
+    def draw() -> dict[str, np.ndarray]:
+        return dict(zip(names, _draw_split(labels, fractions, seed), strict=True))
+
+    def partitions(parts: dict[str, np.ndarray]) -> bool:
+        joined = np.sort(np.concatenate(list(parts.values())))
+        return bool(np.array_equal(joined, np.arange(len(labels))))
+
+    parts = kept_arrays("splits", key, names, draw, valid=partitions)
+    return [np.asarray(parts[name], dtype=np.int64) for name in names]
+
+
+def _sklearn_version() -> str:
+    try:
+        return importlib.metadata.version("scikit-learn")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency of adacomp
+        return "unknown"
+
+
+def _draw_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:
+    from sklearn.model_selection import train_test_split  # the second of imports kept above
 
     remaining = np.arange(len(labels))
     parts: list[np.ndarray] = []

@@ -6,8 +6,11 @@ linear layers, so every compression technique has something to bite on.
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from collections import OrderedDict
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -53,13 +56,28 @@ class DigitsCNN(nn.Module):
 @lru_cache(maxsize=1)
 def digits_arrays() -> tuple[Tensor, Tensor, tuple[np.ndarray, ...]]:
     """Images (N, 1, 8, 8) in [0, 1], labels (N,), and train/val/test index arrays."""
-    from sklearn.datasets import load_digits  # here, not at import: seconds every process pays
-
-    bunch = load_digits()
-    images = torch.from_numpy(np.asarray(bunch.images, dtype=np.float32) / 16.0).unsqueeze(1)
-    labels = torch.from_numpy(np.asarray(bunch.target, dtype=np.int64))
+    pixels, targets = _digits_table()
+    images = torch.from_numpy(np.asarray(pixels, dtype=np.float32).reshape(-1, 8, 8) / 16.0).unsqueeze(1)
+    labels = torch.from_numpy(np.asarray(targets, dtype=np.int64))
     splits = stratified_split(labels.numpy(), SPLIT_FRACTIONS, seed=SPLIT_SEED)
     return images, labels, tuple(splits)
+
+
+def _digits_table() -> tuple[np.ndarray, np.ndarray]:
+    """Pixels (N, 64) and labels (N,) of the digits file scikit-learn ships, read as its own
+    `load_digits` reads it (one CSV row per image, the label last) but without importing
+    scikit-learn, which costs every process that builds the task about a second."""
+    spec = importlib.util.find_spec("sklearn")  # locates the package; runs none of it
+    origin = spec.origin if spec is not None else None
+    path = Path(origin).parent / "datasets" / "data" / "digits.csv.gz" if origin else None
+    if path is None or not path.is_file():  # pragma: no cover - a scikit-learn that moved its data
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return np.asarray(bunch.data), np.asarray(bunch.target)
+    with gzip.open(path, "rt") as rows:
+        table = np.loadtxt(rows, delimiter=",", ndmin=2)
+    return table[:, :-1], table[:, -1].astype(np.int64)
 
 
 def digits_task() -> Task:

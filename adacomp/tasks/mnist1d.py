@@ -7,6 +7,7 @@ path (`get_dataset`) is never used, so the task works offline.
 
 from __future__ import annotations
 
+import importlib.metadata
 import random
 from collections import OrderedDict
 from functools import lru_cache
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from adacomp.tasks._base import DataSplits, Task, TrainBudget
+from adacomp.tasks.cache_dir import kept_arrays
 from adacomp.tasks.datasets import TensorPairDataset, stratified_split
 
 __all__ = ["Mnist1dCNN", "mnist1d_task"]
@@ -55,7 +57,29 @@ class Mnist1dCNN(nn.Module):
 
 @lru_cache(maxsize=1)
 def _generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(x_train, y_train, x_test, y_test) from mnist1d's generator; takes about 2 s, so cached.
+    """(x_train, y_train, x_test, y_test) from mnist1d's generator. It takes about 2 s, so the
+    first process on a machine keeps the arrays in the cache folder (`kept_arrays`, keyed on
+    mnist1d's version and the arguments) and the others read them back."""
+    key = f"mnist1d {_mnist1d_version()}|samples={NUM_SAMPLES}|seed={GENERATOR_SEED}"
+    names = ("x", "y", "x_test", "y_test")
+    kept = kept_arrays("mnist1d", key, names, _make_dataset)
+    return (
+        np.asarray(kept["x"], dtype=np.float32),
+        np.asarray(kept["y"], dtype=np.int64),
+        np.asarray(kept["x_test"], dtype=np.float32),
+        np.asarray(kept["y_test"], dtype=np.int64),
+    )
+
+
+def _mnist1d_version() -> str:
+    try:
+        return importlib.metadata.version("mnist1d")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency of adacomp
+        return "unknown"
+
+
+def _make_dataset() -> dict[str, np.ndarray]:
+    """mnist1d's generator, run here.
 
     The generator reseeds Python's and numpy's global RNGs; their states are restored so that
     loading a task does not change the random numbers the caller sees next.
@@ -72,12 +96,12 @@ def _generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     finally:
         random.setstate(python_state)
         np.random.set_state(numpy_state)
-    return (
-        np.asarray(data["x"], dtype=np.float32),
-        np.asarray(data["y"], dtype=np.int64),
-        np.asarray(data["x_test"], dtype=np.float32),
-        np.asarray(data["y_test"], dtype=np.int64),
-    )
+    return {
+        "x": np.asarray(data["x"], dtype=np.float32),
+        "y": np.asarray(data["y"], dtype=np.int64),
+        "x_test": np.asarray(data["x_test"], dtype=np.float32),
+        "y_test": np.asarray(data["y_test"], dtype=np.int64),
+    }
 
 
 def mnist1d_task() -> Task:

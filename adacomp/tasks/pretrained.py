@@ -21,14 +21,10 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from adacomp.tasks._base import Task, TaskError
+from adacomp.tasks.cache_dir import default_cache_dir
 from adacomp.tasks.training import train
 
 __all__ = ["cache_key", "default_cache_dir", "load_weights", "pretrained_model"]
-
-
-def default_cache_dir() -> Path:
-    """`$ADACOMP_CACHE`, else ~/.cache/adacomp; read per call so tests and jobs can redirect it."""
-    return Path(os.environ.get("ADACOMP_CACHE", Path.home() / ".cache" / "adacomp"))
 
 
 def cache_key(task: Task, model: nn.Module, seed: int) -> str:

@@ -71,7 +71,7 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
     target = Path(tracking_uri.removeprefix("sqlite:///"))
     if target.exists() or not target.parent.is_dir():
         return
-    from adacomp.tasks.pretrained import default_cache_dir
+    from adacomp.tasks.cache_dir import default_cache_dir
 
     template = (cache_dir or default_cache_dir()) / "mlflow" / f"empty-store-{mlflow.__version__}.db"
     staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
