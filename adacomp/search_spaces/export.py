@@ -20,6 +20,7 @@ import onnx
 import torch
 from torch import nn
 
+from adacomp.search_spaces import export_memo
 from adacomp.search_spaces.plan import CompressionPlan
 from adacomp.search_spaces.techniques.magnitude_prune import bake_pruning
 from adacomp.search_spaces.techniques.quantize import quantize_onnx
@@ -41,11 +42,24 @@ def export_precisions(plan: CompressionPlan | None) -> dict[str, str]:
 
 
 def to_onnx_proto(model: nn.Module, example_input: torch.Tensor) -> onnx.ModelProto:
-    """Float32 ONNX graph of `model` (eval mode, masks baked, dynamic batch)."""
+    """Float32 ONNX graph of `model` (eval mode, masks baked, dynamic batch). An export of the
+    same model, weights and code is read back from the memo (export_memo.py) once it agrees."""
     baked = bake_pruning(copy.deepcopy(model)).eval()
     # A batch of one would be specialised by torch.export; two keeps the batch dimension dynamic.
     sample = example_input[:1]
     example = torch.cat([sample, sample]).contiguous()
+    key = export_memo.fingerprint(baked, example) if export_memo.memo_limit_bytes() else None
+    if key is not None:
+        remembered = export_memo.recall(key)
+        if remembered is not None and export_memo.agrees(remembered, baked, example):
+            return remembered
+    proto = _exported(baked, example)
+    if key is not None:
+        export_memo.remember(key, proto)
+    return proto
+
+
+def _exported(baked: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
     batch = torch.export.Dim("batch")
     with _quiet(), _torchlib_registry_built_once():
         program = torch.onnx.export(

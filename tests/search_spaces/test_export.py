@@ -219,10 +219,15 @@ def test_int8_kernels_compute_what_the_qdq_graph_says(kind: str) -> None:
     np.testing.assert_allclose(fused, reference, rtol=1e-3, atol=1e-3 * np.abs(reference).max())
 
 
-def test_exports_share_one_torchlib_table_and_stay_identical(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+def test_exports_share_one_torchlib_table_and_stay_identical(
+    cnn: nn.Module, cnn_input: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The exporter's aten -> ONNX table is built once per process: later exports are
-    byte-identical to one made with torch's own per-export table, and torch's hook is restored."""
+    byte-identical to one made with torch's own per-export table, and torch's hook is restored.
+    Every export here is torch's own: the export memo (test_export_memo.py) is off."""
     from torch.onnx._internal.exporter import _registration
+
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MB", "0")
 
     from adacomp.search_spaces import export
 
