@@ -16,7 +16,7 @@ remembered graph is used only after it answers like the model (`agrees`): ONNX R
 on the export's own sample. A graph that disagrees is exported again and replaced. The failure
 mode is a slower export, never a different one.
 
-The folder (`<cache>/exports/`) is bounded (`ADACOMP_EXPORT_MEMO_MB`, default 512; 0 turns the
+The folder (`<cache>/exports/`) is bounded (`ADACOMP_EXPORT_MEMO_MIB`, default 512 MiB; 0 turns the
 memo off): the least recently used files go first.
 """
 
@@ -41,17 +41,17 @@ from adacomp.tasks.cache_dir import default_cache_dir
 __all__ = ["agrees", "fingerprint", "memo_limit_bytes", "recall", "remember"]
 
 MEMO_VERSION = 1  # bump when what to_onnx_proto produces changes for the same inputs
-DEFAULT_LIMIT_MB = 512
+DEFAULT_LIMIT_MIB = 512
 _PLAIN = (bool, int, float, str, bytes, type(None))
 
 
 def memo_limit_bytes() -> int:
-    """The folder's bound, from `ADACOMP_EXPORT_MEMO_MB` (0 turns the memo off)."""
-    raw = os.environ.get("ADACOMP_EXPORT_MEMO_MB", str(DEFAULT_LIMIT_MB))
+    """The folder's bound, from `ADACOMP_EXPORT_MEMO_MIB` (0 turns the memo off)."""
+    raw = os.environ.get("ADACOMP_EXPORT_MEMO_MIB", str(DEFAULT_LIMIT_MIB))
     try:
         return max(0, int(float(raw) * 1024 * 1024))
     except ValueError:
-        return DEFAULT_LIMIT_MB * 1024 * 1024
+        return DEFAULT_LIMIT_MIB * 1024 * 1024
 
 
 def fingerprint(model: nn.Module, sample: torch.Tensor) -> str | None:

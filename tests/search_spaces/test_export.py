@@ -227,7 +227,7 @@ def test_exports_share_one_torchlib_table_and_stay_identical(
     Every export here is torch's own: the export memo (test_export_memo.py) is off."""
     from torch.onnx._internal.exporter import _registration
 
-    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MB", "0")
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "0")
 
     from adacomp.search_spaces import export
 

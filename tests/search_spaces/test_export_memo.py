@@ -42,7 +42,7 @@ class Shifted(Scaled):
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ADACOMP_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("ADACOMP_EXPORT_MEMO_MB", raising=False)
+    monkeypatch.delenv("ADACOMP_EXPORT_MEMO_MIB", raising=False)
     return tmp_path / "cache"
 
 
@@ -139,13 +139,13 @@ def test_the_memo_is_bounded_least_recently_used_first_and_can_be_turned_off(
     to_onnx_proto(_cnn(0), _sample())
     (only,) = (cache / "exports").glob("*.onnx")
     room_for_one = only.stat().st_size * 1.5 / (1024 * 1024)
-    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MB", f"{room_for_one:.6f}")
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", f"{room_for_one:.6f}")
     to_onnx_proto(_cnn(1), _sample())
     (kept,) = (cache / "exports").glob("*.onnx")
     assert kept != only  # the newer stays, the older went
     to_onnx_proto(_cnn(1), _sample())
     assert len(exports) == 2
-    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MB", "0")
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "0")
     to_onnx_proto(_cnn(1), _sample())
     assert len(exports) == 3 and export_memo.recall(kept.stem) is None
 
