@@ -129,16 +129,23 @@ def agrees(proto: onnx.ModelProto, model: nn.Module, sample: torch.Tensor) -> bo
         outputs = session.run(None, feed)
         with torch.no_grad():
             expected = model(sample)
-    except Exception:  # a graph that does not even run does not agree
+        return _close(outputs, expected)
+    except Exception:  # a graph that does not run, or outputs of another kind, do not agree
         return False
-    reference = [t.detach().cpu().numpy() for t in (expected if isinstance(expected, tuple) else (expected,))]
-    if len(reference) != len(outputs):
+
+
+def _close(outputs: list[object], expected: object) -> bool:
+    values = list(expected) if isinstance(expected, (tuple, list)) else [expected]
+    tensors = [value for value in values if isinstance(value, torch.Tensor)]
+    if len(tensors) != len(values) or len(tensors) != len(outputs):
         return False
-    for got, want in zip(outputs, reference, strict=True):
-        if got.shape != want.shape:
+    for got, tensor in zip(outputs, tensors, strict=True):
+        want = tensor.detach().cpu().float().numpy()
+        got_array = np.asarray(got)
+        if got_array.shape != want.shape:
             return False
         scale = float(np.abs(want).max()) if want.size else 0.0
-        if not np.allclose(got, want, rtol=1e-3, atol=1e-4 * max(1.0, scale)):
+        if not np.allclose(got_array, want, rtol=1e-3, atol=1e-4 * max(1.0, scale)):
             return False
     return True
 

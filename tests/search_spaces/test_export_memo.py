@@ -159,3 +159,34 @@ def test_a_cache_folder_that_cannot_be_written_still_exports(
     first = to_onnx_proto(_cnn(), _sample())
     second = to_onnx_proto(_cnn(), _sample())
     assert len(exports) == 2 and first.SerializeToString() == second.SerializeToString()
+
+
+class TwoHeads(nn.Module):
+    """Two outputs: each is compared."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.linear(x)
+        return out, out.relu()
+
+
+class Keyed(TwoHeads):
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # type: ignore[override]
+        return {"out": self.linear(x)}
+
+
+def test_every_output_must_agree_and_outputs_of_another_kind_never_do(cache: Path) -> None:
+    torch.manual_seed(0)
+    model = TwoHeads().eval()
+    example = torch.randn(2, 4)
+    graph = to_onnx_proto(model, example)
+    assert len(graph.graph.output) == 2 and export_memo.agrees(graph, model, example)
+    with torch.no_grad():
+        model.linear.bias[0] += 1.0  # the weights moved after the export
+    assert not export_memo.agrees(graph, model, example)
+    torch.manual_seed(0)
+    assert not export_memo.agrees(graph, Keyed().eval(), example)  # a dict, not two tensors
+    assert not export_memo.agrees(onnx.ModelProto(), model, example)  # not a graph at all
