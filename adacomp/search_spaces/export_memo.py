@@ -36,22 +36,18 @@ import onnx
 import torch
 from torch import nn
 
+from adacomp.environment import export_memo_limit_bytes
 from adacomp.tasks.cache_dir import default_cache_dir
 
 __all__ = ["agrees", "fingerprint", "memo_limit_bytes", "recall", "remember"]
 
 MEMO_VERSION = 1  # bump when what to_onnx_proto produces changes for the same inputs
-DEFAULT_LIMIT_MIB = 512
 _PLAIN = (bool, int, float, str, bytes, type(None))
 
 
 def memo_limit_bytes() -> int:
     """The folder's bound, from `ADACOMP_EXPORT_MEMO_MIB` (0 turns the memo off)."""
-    raw = os.environ.get("ADACOMP_EXPORT_MEMO_MIB", str(DEFAULT_LIMIT_MIB))
-    try:
-        return max(0, int(float(raw) * 1024 * 1024))
-    except ValueError:
-        return DEFAULT_LIMIT_MIB * 1024 * 1024
+    return export_memo_limit_bytes()
 
 
 def fingerprint(model: nn.Module, sample: torch.Tensor) -> str | None:

@@ -185,3 +185,22 @@ def test_space_shows_groups_and_the_sensitivity_table(
     assert data["grouping"] == "layer" and data["sensitivity"]["probes"]
     assert main(["space", "--task", TINY, "--sensitivity"]) == 0
     assert "drop at each level" in capsys.readouterr().out
+
+
+def test_an_unusable_environment_setting_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ADACOMP_EXPORT_MEMO_MIB is read by every process that exports (each trial worker): the CLI
+    refuses a bad value first, before it reads the plan or trains anything."""
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "lots")
+    code = main(
+        ["compress", "--task", "digits", "--plan", str(tmp_path / "missing.json"), "--out", str(tmp_path)]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err == (
+        "adacomp: error: ADACOMP_EXPORT_MEMO_MIB='lots': expected a number of MiB >= 0 "
+        "(0 turns the export memo off)"
+    )
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "0")
+    assert main(["tasks"]) == 0

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from adacomp.errors import AdacompError
 from adacomp.search_spaces import export, export_memo
 from adacomp.search_spaces.export import to_onnx_proto
 from tests.helpers.small_models import SmallCNN, randomise_bn
@@ -190,3 +191,15 @@ def test_every_output_must_agree_and_outputs_of_another_kind_never_do(cache: Pat
     torch.manual_seed(0)
     assert not export_memo.agrees(graph, Keyed().eval(), example)  # a dict, not two tensors
     assert not export_memo.agrees(onnx.ModelProto(), model, example)  # not a graph at all
+
+
+@pytest.mark.parametrize("value", ["lots", "-1", "nan", "inf"])
+def test_a_bound_that_is_not_a_size_is_refused_in_one_line(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", value)
+    with pytest.raises(
+        AdacompError, match=r"ADACOMP_EXPORT_MEMO_MIB=.*expected a number of MiB >= 0"
+    ) as error:
+        to_onnx_proto(_cnn(), _sample())
+    assert len(str(error.value).splitlines()) == 1

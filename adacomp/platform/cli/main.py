@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 
 from adacomp import __version__
+from adacomp.environment import check_environment
 from adacomp.errors import AdacompError
 
 EXIT_USAGE = 2
@@ -74,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_environment()
         run: Callable[[argparse.Namespace], int] = args.run  # each command group sets its own
         return run(args)
     except AdacompError as exc:
