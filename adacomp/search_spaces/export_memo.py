@@ -27,7 +27,6 @@ import hashlib
 import importlib.metadata
 import inspect
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +36,7 @@ import torch
 from torch import nn
 
 from adacomp.environment import export_memo_limit_bytes
-from adacomp.tasks.cache_dir import default_cache_dir
+from adacomp.tasks.cache_dir import default_cache_dir, keep_file
 
 __all__ = ["agrees", "fingerprint", "memo_limit_bytes", "recall", "remember"]
 
@@ -99,16 +98,7 @@ def remember(key: str, proto: onnx.ModelProto) -> None:
     if limit == 0 or len(data) > limit:
         return
     folder = _folder()
-    with contextlib.suppress(OSError):
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".onnx.tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-            os.replace(temporary, folder / f"{key}.onnx")
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+    if keep_file(folder / f"{key}.onnx", data):
         _evict(folder, limit)
 
 

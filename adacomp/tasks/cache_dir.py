@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["default_cache_dir", "kept_arrays"]
+__all__ = ["default_cache_dir", "keep_file", "kept_arrays"]
 
 Arrays = dict[str, np.ndarray]
 
@@ -53,13 +54,28 @@ def _read(path: Path, names: Sequence[str]) -> Arrays | None:
 
 
 def _write(path: Path, arrays: Arrays) -> None:
-    with contextlib.suppress(OSError):
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    keep_file(path, buffer.getvalue())
+
+
+def keep_file(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` for the cache: atomically (a temp file beside it, then a rename), so
+    a concurrent reader or a killed writer never leaves half a file. False, and nothing left
+    behind, where the folder cannot be written: a cache that cannot keep a file is only slower."""
+    try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, **arrays)  # type: ignore[arg-type]
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.replace(temporary, path)
+        return True
+    except OSError:
+        return False
+    finally:
+        if os.path.exists(temporary):
+            with contextlib.suppress(OSError):
                 os.unlink(temporary)
