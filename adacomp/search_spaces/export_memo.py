@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import importlib.metadata
 import inspect
 import os
 from functools import lru_cache
@@ -35,18 +34,13 @@ import onnx
 import torch
 from torch import nn
 
-from adacomp.environment import export_memo_limit_bytes
-from adacomp.tasks.cache_dir import default_cache_dir, keep_file
+from adacomp.environment import export_memo_limit_bytes as memo_limit_bytes
+from adacomp.tasks.cache_dir import default_cache_dir, keep_file, package_version
 
 __all__ = ["agrees", "fingerprint", "memo_limit_bytes", "recall", "remember"]
 
 MEMO_VERSION = 1  # bump when what to_onnx_proto produces changes for the same inputs
 _PLAIN = (bool, int, float, str, bytes, type(None))
-
-
-def memo_limit_bytes() -> int:
-    """The folder's bound, from `ADACOMP_EXPORT_MEMO_MIB` (0 turns the memo off)."""
-    return export_memo_limit_bytes()
 
 
 def fingerprint(model: nn.Module, sample: torch.Tensor) -> str | None:
@@ -157,13 +151,7 @@ def _evict(folder: Path, limit: int) -> None:
 
 @lru_cache(maxsize=1)
 def _exporter_versions() -> str:
-    versions = []
-    for package in ("onnx", "onnxscript", "onnx-ir"):
-        try:
-            versions.append(f"{package} {importlib.metadata.version(package)}")
-        except importlib.metadata.PackageNotFoundError:
-            versions.append(f"{package} -")
-    return ",".join(versions)
+    return ",".join(f"{name} {package_version(name)}" for name in ("onnx", "onnxscript", "onnx-ir"))
 
 
 _CLASS_DIGESTS: dict[type, str] = {}

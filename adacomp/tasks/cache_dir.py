@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import io
 import os
 import tempfile
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["default_cache_dir", "keep_file", "kept_arrays"]
+__all__ = ["default_cache_dir", "keep_file", "kept_arrays", "package_version"]
 
 Arrays = dict[str, np.ndarray]
 
@@ -21,6 +22,14 @@ Arrays = dict[str, np.ndarray]
 def default_cache_dir() -> Path:
     """`$ADACOMP_CACHE`, else ~/.cache/adacomp; read per call so tests and jobs can redirect it."""
     return Path(os.environ.get("ADACOMP_CACHE", Path.home() / ".cache" / "adacomp"))
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version for a cache key ("unknown" where it has no metadata)."""
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def kept_arrays(

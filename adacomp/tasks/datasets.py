@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from adacomp.tasks.cache_dir import kept_arrays
+from adacomp.tasks.cache_dir import kept_arrays, package_version
 
 __all__ = ["TensorPairDataset", "stratified_split"]
 
@@ -48,7 +47,7 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], *, seed: 
         raise ValueError(f"fractions={fractions!r}; expected positive numbers summing to 1")
     labels = np.asarray(labels)
     key = f"{hashlib.sha256(np.ascontiguousarray(labels.astype(np.int64)).tobytes()).hexdigest()}"
-    key += f"|{[float(f) for f in fractions]}|{seed}|scikit-learn {_sklearn_version()}"
+    key += f"|{[float(f) for f in fractions]}|{seed}|scikit-learn {package_version('scikit-learn')}"
     names = [f"part{i}" for i in range(len(fractions))]
 
     def draw() -> dict[str, np.ndarray]:
@@ -60,13 +59,6 @@ def stratified_split(labels: np.ndarray, fractions: tuple[float, ...], *, seed: 
 
     parts = kept_arrays("splits", key, names, draw, valid=partitions)
     return [np.asarray(parts[name], dtype=np.int64) for name in names]
-
-
-def _sklearn_version() -> str:
-    try:
-        return importlib.metadata.version("scikit-learn")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency of adacomp
-        return "unknown"
 
 
 def _draw_split(labels: np.ndarray, fractions: tuple[float, ...], seed: int) -> list[np.ndarray]:

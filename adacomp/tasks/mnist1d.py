@@ -7,7 +7,6 @@ path (`get_dataset`) is never used, so the task works offline.
 
 from __future__ import annotations
 
-import importlib.metadata
 import random
 from collections import OrderedDict
 from functools import lru_cache
@@ -17,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from adacomp.tasks._base import DataSplits, Task, TrainBudget
-from adacomp.tasks.cache_dir import kept_arrays
+from adacomp.tasks.cache_dir import kept_arrays, package_version
 from adacomp.tasks.datasets import TensorPairDataset, stratified_split
 
 __all__ = ["Mnist1dCNN", "mnist1d_task"]
@@ -60,7 +59,7 @@ def _generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(x_train, y_train, x_test, y_test) from mnist1d's generator. It takes about 2 s, so the
     first process on a machine keeps the arrays in the cache folder (`kept_arrays`, keyed on
     mnist1d's version and the arguments) and the others read them back."""
-    key = f"mnist1d {_mnist1d_version()}|samples={NUM_SAMPLES}|seed={GENERATOR_SEED}"
+    key = f"mnist1d {package_version('mnist1d')}|samples={NUM_SAMPLES}|seed={GENERATOR_SEED}"
     names = ("x", "y", "x_test", "y_test")
     kept = kept_arrays("mnist1d", key, names, _make_dataset)
     return (
@@ -69,13 +68,6 @@ def _generate() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         np.asarray(kept["x_test"], dtype=np.float32),
         np.asarray(kept["y_test"], dtype=np.int64),
     )
-
-
-def _mnist1d_version() -> str:
-    try:
-        return importlib.metadata.version("mnist1d")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency of adacomp
-        return "unknown"
 
 
 def _make_dataset() -> dict[str, np.ndarray]:
