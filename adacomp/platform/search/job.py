@@ -64,7 +64,13 @@ from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
 from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
-from adacomp.platform.strategies._base import DUPLICATE_OF, SearchContext, SearcherSetup, Strategy
+from adacomp.platform.strategies._base import (
+    DUPLICATE_OF,
+    PLAN_HASH_ATTR,
+    SearchContext,
+    SearcherSetup,
+    Strategy,
+)
 from adacomp.platform.strategies.plan_space import params_from_plan, plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy
 from adacomp.search_spaces import CompressionPlan
@@ -339,11 +345,16 @@ def _define_by_run(config: SearchConfig, run: _SearchRun, space: Any) -> Callabl
     """The Optuna searcher's proposal of a trial. A plan this search has evaluated or is
     evaluating comes back as `{DUPLICATE_OF: its trial}` instead: the searcher asks again, so a
     repeated plan takes no slot of `trials` and never becomes a trial, a ledger line or an
-    MLflow child run (optuna_searcher.py); a new one is in flight until it is recorded."""
+    MLflow child run (optuna_searcher.py); a new one is in flight until it is recorded.
+
+    Every drawn plan's hash goes on its Optuna trial at once: the study then tells a proposal
+    from a trial that a kill cut short while it was still being drawn (params partial or none).
+    """
 
     def define(trial: Any) -> dict[str, Any]:
         suggest(trial, space)
         plan = plan_from_params(trial.params, space)
+        trial.set_user_attr(PLAN_HASH_ATTR, plan.hash)
         earlier = run.by_hash.get(plan.hash)
         known = earlier.number if earlier is not None else run.in_flight.get(plan.hash)
         if known is not None:

@@ -46,6 +46,9 @@ class SearchContext:
 # The key of a define-by-run proposal that is a plan the search already has (evaluated or in
 # flight), with the number of the trial that has it: the searcher asks again (optuna_searcher.py).
 DUPLICATE_OF = "duplicate_of"
+# The Optuna user attribute that holds a drawn plan's hash: set as soon as the plan is drawn, so a
+# trial without it is one a kill cut short mid-draw (see job.py's define-by-run).
+PLAN_HASH_ATTR = "adacomp:plan_hash"
 
 
 @dataclass(frozen=True)

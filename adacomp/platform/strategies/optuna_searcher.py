@@ -29,7 +29,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from adacomp.platform.strategies._base import DUPLICATE_OF
+from adacomp.platform.strategies._base import DUPLICATE_OF, PLAN_HASH_ATTR
 
 FAILED = optuna.trial.TrialState.FAIL
 # Proposals of known plans in a row before the space counts as exhausted. Asking is cheap
@@ -71,7 +71,7 @@ class ConstrainedOptunaSearch(OptunaSearch):
             tell_failed(study, ot_trial, "the trial raised" if error else "no objective values")
             return
         if "plan_hash" in result:
-            ot_trial.set_user_attr("adacomp:plan_hash", result["plan_hash"])
+            ot_trial.set_user_attr(PLAN_HASH_ATTR, result["plan_hash"])
         tell_result(
             study,
             ot_trial,
