@@ -85,6 +85,7 @@ def _children(uri: str, parent: str) -> list[mlflow.entities.Run]:
     return client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'", max_results=1000)
 
 
+@pytest.mark.slow  # a real `mlflow server` process (seconds to start) and 48 runs logged through it
 def test_many_trials_log_at_once_and_nothing_is_lost(server: Server, tmp_path: Path) -> None:
     config = SearchConfig.model_validate(
         {"name": "shared", "task": "digits", "targets": ["pixel4"], "objectives": [{"metric": "accuracy"}],

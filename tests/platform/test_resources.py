@@ -164,6 +164,7 @@ def test_a_worker_without_cuda_trains_on_the_cpu(tmp_path: Path) -> None:
     assert worker_accelerator(_load(tmp_path, "")) == CPU
 
 
+@pytest.mark.slow  # a search that starts and stops its own Ray: end to end, not the inner loop
 @pytest.mark.usefixtures("cold_ray")
 def test_search_refuses_gpus_the_cluster_lacks_before_any_trial(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
