@@ -62,7 +62,7 @@ from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
-from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
+from adacomp.platform.search.trial_worker import TrialPayload, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import (
     DUPLICATE_OF,
@@ -678,6 +678,8 @@ def _tune(
     import ray
     from ray import tune
 
+    from adacomp.platform.search.trial_proxy import TrialLink, run_trial
+
     cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
     concurrency = trials_that_fit(config.resources, cluster, config.concurrency)
     request = trial_resources(config.resources)
@@ -685,8 +687,13 @@ def _tune(
     say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time ({each} each)")
     searcher = strategy.searcher(setup)
     scheduler = RungHalving(config.fidelity, run.rungs.scores()) if config.fidelity.rungs > 1 else None
+    link = TrialLink(
+        payload=ray.put(payload),
+        threads=max(1, int(config.resources.cpu)),
+        in_actor=config.resources.gpu > 0,
+    )
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, payload=payload), request),
+        tune.with_resources(tune.with_parameters(run_trial, link=link), request),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
