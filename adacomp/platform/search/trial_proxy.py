@@ -49,18 +49,23 @@ def run_trial(params: dict[str, Any], link: TrialLink) -> None:
 
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     events: Any = evaluate_pooled.options(scheduling_strategy=here).remote(params, link.payload, link.threads)
-    finished = False
+    final: tuple[dict[str, Any], bytes | None] | None = None
+    ended = False
     try:
         for ref in events:
             kind, report, model = _unwrapped(ref)
             if kind == "rung":
                 tune.report(report)  # may never return: Tune stops the trial here (SystemExit)
             elif kind == "done":
-                finished = True
-                _report_final(report, model)
+                final = (report, model)
+        ended = True
     finally:
-        if not finished:  # stopped by Tune, or the actor is going away: stop the evaluation too
+        if not ended:  # stopped by Tune, or the actor is going away: stop the evaluation too
             ray.cancel(events)
+    # Reported only once the task has ended: Tune may end this actor as soon as it has the last
+    # result, and Ray ends a worker whose task's owner died mid-task (a warm worker lost).
+    if final is not None:
+        _report_final(*final)
 
 
 def _unwrapped(ref: Any) -> tuple[str, Any, Any]:
