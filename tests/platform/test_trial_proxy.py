@@ -70,14 +70,23 @@ def test_stages_stream_before_the_end_and_a_stop_ends_at_the_next_boundary(tmp_p
 
 
 @pytest.mark.usefixtures("shared_ray")
-def test_the_pooled_task_streams_what_the_evaluation_in_this_process_reports(tmp_path: Path) -> None:
+def test_the_relayed_pooled_evaluation_reports_what_the_evaluation_in_this_process_reports(
+    tmp_path: Path,
+) -> None:
+    """Through the driver's relay, as a trial actor asks for it; a stopped stream leaves the
+    relay serving the next one."""
     import ray
 
-    from adacomp.platform.search.trial_proxy import evaluate_pooled
+    from adacomp.platform.search.trial_proxy import evaluation_relay
 
     here = list(pooled_events(PARAMS, _payload(tmp_path / "here", "here"), threads=1))
+    relay = evaluation_relay("adacomp-test-relay")
+    node = ray.get_runtime_context().get_node_id()
+    stopped: Any = relay.stream.remote(node, PARAMS, [ray.put(_payload(tmp_path / "stop", "stop"))], 1)
+    assert ray.get(next(stopped))[0] == "rung"
+    ray.cancel(stopped)  # Tune stopped the trial after its first stage
     payload = ray.put(_payload(tmp_path / "pooled", "pooled"))
-    stream: Any = evaluate_pooled.remote(PARAMS, payload, 1)
+    stream: Any = relay.stream.remote(node, PARAMS, [payload], 1)
     pooled = [ray.get(ref) for ref in stream]
     assert [kind for kind, _, _ in pooled] == [kind for kind, _, _ in here]
     assert [_without_timing(r) for _, r, _ in pooled] == [_without_timing(r) for _, r, _ in here]

@@ -663,6 +663,10 @@ def _searcher_setup(
     )
 
 
+# The driver's evaluation relay (trial_proxy.py): one per driver process, named after it.
+RELAY = f"adacomp-evaluation-relay-{os.getpid()}"
+
+
 def _tune(
     config: SearchConfig,
     strategy: Strategy,
@@ -678,7 +682,7 @@ def _tune(
     import ray
     from ray import tune
 
-    from adacomp.platform.search.trial_proxy import TrialLink, run_trial
+    from adacomp.platform.search.trial_proxy import TrialLink, evaluation_relay, run_trial
 
     cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
     concurrency = trials_that_fit(config.resources, cluster, config.concurrency)
@@ -691,7 +695,10 @@ def _tune(
         payload=ray.put(payload),
         threads=max(1, int(config.resources.cpu)),
         in_actor=config.resources.gpu > 0,
+        relay=RELAY,
+        namespace=ray.get_runtime_context().namespace,
     )
+    evaluation_relay(RELAY)
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, link=link), request),
         tune_config=tune.TuneConfig(
