@@ -11,8 +11,9 @@ processes of finished tasks and hands them the next task of the same driver, so 
 after the first in a process (a notebook, the nightly job, a benchmark, the test suite)
 evaluates in warm workers; `init_local_ray` keeps them warm between searches (ray_farm.py).
 The price is paid once per process: the first search starts the relay and the light trial
-actors beside the evaluating workers (about 5 s more on 2 cores, measured). Resources stay exact: the actor holds the trial's CPUs, the task asks for none
-and runs in their place, on the same node, while the actor waits.
+actors beside the evaluating workers (about 5 s more on 2 cores, measured). Resources stay
+exact: the actor holds the trial's CPUs, the task asks for none and runs in their place, on the
+same node, while the actor waits.
 
 A GPU trial evaluates in the actor itself: Ray hands a GPU to the process that reserved it, and a
 zero-resource task would see none.
