@@ -123,9 +123,9 @@ _RELAYS: dict[str, Any] = {}  # the driver's handles: a named actor lives while 
 
 
 def evaluation_relay(name: str) -> Any:
-    """The driver's relay (created on first use, named so that trial actors find it)."""
-    if name not in _RELAYS:
-        _RELAYS[name] = EvaluationRelay.options(name=name, get_if_exists=True).remote()  # type: ignore[attr-defined]
+    """The driver's relay, named so that trial actors find it: this Ray's, or a new one (a handle
+    kept from a Ray this process stopped names an actor that is gone)."""
+    _RELAYS[name] = EvaluationRelay.options(name=name, get_if_exists=True).remote()  # type: ignore[attr-defined]
     return _RELAYS[name]
 
 
