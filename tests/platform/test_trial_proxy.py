@@ -91,3 +91,21 @@ def test_the_relayed_pooled_evaluation_reports_what_the_evaluation_in_this_proce
     assert [kind for kind, _, _ in pooled] == [kind for kind, _, _ in here]
     assert [_without_timing(r) for _, r, _ in pooled] == [_without_timing(r) for _, r, _ in here]
     assert len(pooled[-1][2]) > 1000  # the ONNX model came back with the final report
+
+
+@pytest.mark.usefixtures("cold_ray")
+def test_the_relay_is_this_rays_after_the_process_started_another() -> None:
+    """A process that stopped its Ray and started another (a notebook; the suite's `cold_ray`
+    tests) gets a relay that trial actors of the new Ray can find."""
+    import ray
+
+    from adacomp.platform.search.trial_proxy import evaluation_relay
+
+    for _ in range(2):
+        ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+        try:
+            evaluation_relay("adacomp-test-relay-restart")
+            found = ray.get_actor("adacomp-test-relay-restart")
+            assert ray.get(found.__ray_ready__.remote())  # alive, in this Ray
+        finally:
+            ray.shutdown()
