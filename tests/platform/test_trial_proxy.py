@@ -69,6 +69,7 @@ def test_stages_stream_before_the_end_and_a_stop_ends_at_the_next_boundary(tmp_p
     assert stages is not None and len(stages.history) == 2  # it ended at the next boundary, not later
 
 
+@pytest.mark.slow  # Ray workers evaluating for real
 @pytest.mark.usefixtures("shared_ray")
 def test_the_relayed_pooled_evaluation_reports_what_the_evaluation_in_this_process_reports(
     tmp_path: Path,
@@ -93,6 +94,7 @@ def test_the_relayed_pooled_evaluation_reports_what_the_evaluation_in_this_proce
     assert len(pooled[-1][2]) > 1000  # the ONNX model came back with the final report
 
 
+@pytest.mark.slow  # two Ray starts
 @pytest.mark.usefixtures("cold_ray")
 def test_the_relay_is_this_rays_after_the_process_started_another() -> None:
     """A process that stopped its Ray and started another (a notebook; the suite's `cold_ray`
