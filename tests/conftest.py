@@ -22,7 +22,6 @@ import pytest
 import torch
 from torch import nn
 
-from adacomp.platform.search.ray_farm import WARM_WORKERS
 from tests.helpers.small_models import ResidualNet, Small1D, SmallCNN, randomise_bn
 
 
@@ -71,8 +70,7 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 # What a local search offers its workers (ray_farm.init_local_ray): two CPUs for trials and a
 # `device:host` for the host device's actor, so a search with a `host` target places it here too.
-# Its workers stay warm between searches as in a Ray that adacomp starts (ray_farm.WARM_WORKERS).
-SHARED_RAY = {"num_cpus": 2, "resources": {"device:host": 1.0}, "_system_config": WARM_WORKERS}
+SHARED_RAY = {"num_cpus": 2, "resources": {"device:host": 1.0}}
 
 
 @pytest.fixture(scope="session")

@@ -62,7 +62,7 @@ from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
-from adacomp.platform.search.trial_worker import TrialPayload, trial_dirname
+from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import (
     DUPLICATE_OF,
@@ -663,10 +663,6 @@ def _searcher_setup(
     )
 
 
-# The driver's evaluation relay (trial_proxy.py): one per driver process, named after it.
-RELAY = f"adacomp-evaluation-relay-{os.getpid()}"
-
-
 def _tune(
     config: SearchConfig,
     strategy: Strategy,
@@ -682,8 +678,6 @@ def _tune(
     import ray
     from ray import tune
 
-    from adacomp.platform.search.trial_proxy import TrialLink, evaluation_relay, run_trial
-
     cluster = ray.cluster_resources()  # type: ignore[no-untyped-call]
     concurrency = trials_that_fit(config.resources, cluster, config.concurrency)
     request = trial_resources(config.resources)
@@ -691,16 +685,8 @@ def _tune(
     say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time ({each} each)")
     searcher = strategy.searcher(setup)
     scheduler = RungHalving(config.fidelity, run.rungs.scores()) if config.fidelity.rungs > 1 else None
-    link = TrialLink(
-        payload=ray.put(payload),
-        threads=max(1, int(config.resources.cpu)),
-        in_actor=config.resources.gpu > 0,
-        relay=RELAY,
-        namespace=ray.get_runtime_context().namespace,
-    )
-    evaluation_relay(RELAY)
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(run_trial, link=link), request),
+        tune.with_resources(tune.with_parameters(run_trial, payload=payload), request),
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,

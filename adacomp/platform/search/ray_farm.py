@@ -23,13 +23,6 @@ def device_resource(name: str) -> str:
     return f"device:{name}"
 
 
-# Ray kills an idle worker process after a second once there are more than one per CPU (trial
-# actors count). Warm workers are what trial_proxy.py's pooled evaluations live on: kept five
-# minutes, the next search of this process (a notebook, nightly, a benchmark) skips the ~7 s of
-# imports each evaluating process pays once. Only the Ray that adacomp starts is configured so.
-WARM_WORKERS = {"idle_worker_killing_time_threshold_ms": 300_000}
-
-
 def init_local_ray(
     config: FarmConfig, measurement_cores: int = 1, **ray_kwargs: Any
 ) -> CoreReservation | None:
@@ -45,23 +38,11 @@ def init_local_ray(
         device_resource(spec.name): 1.0 for spec in config.devices if not isinstance(spec, EmulatedSpec)
     }
     if measurement_cores == 0:
-        ray.init(
-            address="local",
-            num_cpus=len(available_cores()),
-            resources=resources,
-            _system_config=WARM_WORKERS,
-            **ray_kwargs,
-        )
+        ray.init(address="local", num_cpus=len(available_cores()), resources=resources, **ray_kwargs)
         return None
     reservation = reserve_cores(available_cores(), measurement_cores)
     pin_process(reservation.training)
-    ray.init(
-        address="local",
-        num_cpus=len(reservation.training),
-        resources=resources,
-        _system_config=WARM_WORKERS,
-        **ray_kwargs,
-    )
+    ray.init(address="local", num_cpus=len(reservation.training), resources=resources, **ray_kwargs)
     return reservation
 
 

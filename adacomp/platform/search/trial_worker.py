@@ -1,15 +1,12 @@
-"""The evaluation side of a trial, in a Ray worker: what every trial needs (put in the object
-store once), the per-process context built from it, and one plan's evaluation.
+"""The trial's side of a search, in a Ray worker: what every trial needs (put in the object
+store once), the per-worker context built from it, and Tune's trainable.
 
-Kept apart from the driver (job.py) and from Tune's trainable (trial_proxy.py): this is what
-the process that evaluates imports, torch and the whole compression stack with it.
+Kept apart from the driver (job.py): this is all a worker process imports and runs.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Generator
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,18 +69,10 @@ def trial_context(payload: TrialPayload) -> TrialContext:
     return ctx
 
 
-class StopEvaluation(Exception):
-    """Raised at a rung boundary once the trial that asked for this evaluation was stopped."""
+def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
+    """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
+    from ray import tune
 
-
-RungReport = Callable[[dict[str, Any]], None]
-
-
-def evaluate_trial(
-    params: dict[str, Any], payload: TrialPayload, on_rung_report: RungReport | None = None
-) -> tuple[dict[str, Any], bytes | None]:
-    """One plan evaluated end to end: its report (a TrialRecord's) and its ONNX model. A staged
-    fine-tune saves its weights and hands `on_rung_report` each stage's report on the way."""
     ctx = trial_context(payload)
     ctx.accelerator = worker_accelerator(payload.config)
     plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
@@ -91,8 +80,7 @@ def evaluate_trial(
 
     def on_rung(staged: Any, model: torch.nn.Module) -> None:  # may never return: Tune stops it here
         store.save(plan, staged.rungs, {k: v.cpu() for k, v in model.state_dict().items()})
-        if on_rung_report is not None:
-            on_rung_report(TrialRecord.from_result(number, staged).report())
+        tune.report(TrialRecord.from_result(number, staged).report())
 
     staged = payload.config.fidelity.rungs > 1
     result = evaluate_plan(
@@ -102,58 +90,13 @@ def evaluate_trial(
         on_rung=on_rung if staged else None,
         resume=store.resume(plan) if staged else None,
     )
-    return TrialRecord.from_result(number, result).report(), result.onnx_model
-
-
-# Where a pooled evaluation stands: a stage's report, the final report and model, or an error.
-Event = tuple[str, Any, Any]
-
-
-def pooled_events(
-    params: dict[str, Any], payload: TrialPayload, threads: int
-) -> Generator[Event, None, None]:
-    """The evaluation as a stream of events, for `evaluate_pooled` (trial_proxy.py).
-
-    The evaluation runs on a thread of its own so that each stage's report can be yielded while
-    the next stage trains, as a Tune trial reports and trains on. When the consumer stops (Tune
-    stopped the trial: the generator is closed or cancelled), the evaluation stops at its next
-    stage boundary and this returns only then: the pooled worker is never handed another trial
-    while this one still trains.
-    """
-    torch.set_num_threads(threads)  # Ray gives a zero-CPU task no thread count of its own
-    events: queue.Queue[Event] = queue.Queue()
-    stopped = threading.Event()
-
-    def on_rung_report(report: dict[str, Any]) -> None:
-        if stopped.is_set():
-            raise StopEvaluation
-        events.put(("rung", report, None))
-
-    def work() -> None:
-        try:
-            report, model = evaluate_trial(params, payload, on_rung_report)
-            events.put(("done", report, model))
-        except StopEvaluation:
-            events.put(("stopped", None, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            events.put(("error", exc, None))
-
-    worker = threading.Thread(target=work, name="adacomp-evaluation", daemon=True)
-    worker.start()
-    try:
-        while True:
-            try:
-                event = events.get(timeout=0.5)  # a timeout keeps the wait interruptible
-            except queue.Empty:
-                continue
-            if event[0] == "error":
-                raise event[1]
-            yield event
-            if event[0] != "rung":
-                return
-    finally:
-        stopped.set()
-        worker.join()
+    report = TrialRecord.from_result(number, result).report()
+    if result.onnx_model is None:
+        tune.report(report)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "model.onnx").write_bytes(result.onnx_model)
+        tune.report(report, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def worker_accelerator(config: SearchConfig) -> Accelerator:
