@@ -29,7 +29,7 @@ import optuna
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from adacomp.platform.strategies._base import DUPLICATE_OF, PLAN_HASH_ATTR
+from adacomp.platform.strategies._base import DUPLICATE_OF
 
 FAILED = optuna.trial.TrialState.FAIL
 # Proposals of known plans in a row before the space counts as exhausted. Asking is cheap
@@ -70,8 +70,6 @@ class ConstrainedOptunaSearch(OptunaSearch):
         if error or not result:
             tell_failed(study, ot_trial, "the trial raised" if error else "no objective values")
             return
-        if "plan_hash" in result:
-            ot_trial.set_user_attr(PLAN_HASH_ATTR, result["plan_hash"])
         tell_result(
             study,
             ot_trial,
