@@ -77,6 +77,25 @@ def test_the_watchdog_never_kills_a_process_that_reused_an_id() -> None:
         bystander.wait()
 
 
+def test_the_watchdog_kills_what_a_seen_process_started_after_its_last_look() -> None:
+    """A worker the raylet spawned after the watchdog's last poll is not in its snapshot; it is
+    still the raylet's child, so the kill finds it there (it outlived the kill on a busy machine)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", DRIVER], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert parent.stdout is not None
+    late = [int(pid) for pid in parent.stdout.readline().split()]  # started after the snapshot below
+    try:
+        snapshot = {parent.pid: psutil.Process(parent.pid).create_time()}
+        assert ray_watchdog._kill(snapshot) == 1 + len(late)
+        parent.wait(timeout=15)
+        assert _gone(late, 15), "a child the snapshot did not hold outlived the kill"
+    finally:
+        for pid in [parent.pid, *late]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_a_search_killed_with_its_group_leaves_no_ray_processes(tmp_path: Path) -> None:
     config = {

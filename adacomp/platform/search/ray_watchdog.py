@@ -24,9 +24,9 @@ import psutil
 POLL_S = 0.5
 
 
-def _descendants(driver: psutil.Process) -> dict[int, float]:
+def _descendants(process: psutil.Process) -> dict[int, float]:
     try:
-        children = driver.children(recursive=True)
+        children = process.children(recursive=True)
     except psutil.Error:
         return {}
     found: dict[int, float] = {}
@@ -38,13 +38,33 @@ def _descendants(driver: psutil.Process) -> dict[int, float]:
     return found
 
 
-def _kill(snapshot: dict[int, float]) -> int:
-    killed = 0
+def _still_ours(snapshot: dict[int, float]) -> list[psutil.Process]:
+    """The snapshot's processes still running as themselves (a reused id is someone else's)."""
+    alive = []
     for pid, started in snapshot.items():
         try:
             process = psutil.Process(pid)
-            if process.create_time() != started or pid == os.getpid():
-                continue  # the id was reused by something else
+            if process.create_time() == started and pid != os.getpid():
+                alive.append(process)
+        except psutil.Error:
+            continue
+    return alive
+
+
+def _with_late_children(snapshot: dict[int, float]) -> dict[int, float]:
+    """The snapshot and whatever its living processes started since the last poll: a worker the
+    raylet spawned in the driver's last half second is still the raylet's child (orphans are
+    re-parented to init, their children stay theirs), so it is found here and not left behind."""
+    found = dict(snapshot)
+    for process in _still_ours(snapshot):
+        found.update(_descendants(process))
+    return found
+
+
+def _kill(snapshot: dict[int, float]) -> int:
+    killed = 0
+    for process in _still_ours(_with_late_children(snapshot)):
+        try:
             process.kill()
             killed += 1
         except psutil.Error:
