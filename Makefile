@@ -32,14 +32,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# Two pytest-xdist workers: the suite waits on subprocesses, servers and Ray a third of the time,
+# so two keep both cores busy (tests/conftest.py hands out whole modules, slow ones first).
+# `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS)
+
 pytest: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest $(PYTEST_PARALLEL)
 
 test: lint typecheck pytest
 
 # The inner loop: the same lint and type checks, and every test not marked slow (minutes, not ten).
 check: lint typecheck
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest $(PYTEST_PARALLEL) -m "not slow" -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/compress_table.py

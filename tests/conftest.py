@@ -25,6 +25,50 @@ from torch import nn
 from tests.helpers.small_models import ResidualNet, Small1D, SmallCNN, randomise_bn
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Torch works on one thread in every test process and in the processes tests start (they
+    inherit OMP_NUM_THREADS): the models here are tiny, and two pytest-xdist workers, each with an
+    OpenMP pool as wide as the machine, spun on each other's cores (tests/tasks and
+    tests/search_spaces, 2 workers on 2 cores: 204 s with torch's default, 85 s with one thread;
+    131 s in one process). A test about threads sets its own; a caller's OMP_NUM_THREADS wins."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
+# Modules that share one fixture too costly to build twice run on one pytest-xdist worker: the
+# two-node Ray cluster of tests/ops/conftest.py (its `ray start` once per run, not per worker).
+SAME_WORKER = {
+    "tests/ops/test_cluster_join.py": "ray_cluster",
+    "tests/ops/test_submit.py": "ray_cluster",
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """`make test` runs two pytest-xdist workers (the suite left a third of two cores idle while
+    it waited on subprocesses, servers and Ray). A module goes whole to one worker, so its module
+    fixtures (a finished search, a server) are built once; SAME_WORKER groups a few modules more.
+    Modules are handed out in collection order, which puts the slow ones first (below), so the
+    last minutes are short modules that even out the two workers."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SAME_WORKER.get(module, module)
+
+    config.option.loadscopereorder = False  # xdist would put modules with the most tests first
+    return ByModule(config, log)  # type: ignore[arg-type]
+
+
+@pytest.hookimpl(trylast=True)  # after tests/ops/conftest.py's own order, which this keeps
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test marked slow run first, each module's tests together and in their own
+    order (a stable sort): with two workers, the long modules start at once, not at the end."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)
+
+
 @pytest.fixture
 def cnn() -> nn.Module:
     torch.manual_seed(0)
@@ -56,7 +100,14 @@ def input1d() -> torch.Tensor:
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One baseline cache for the run (see the module docstring); the caller's value comes back."""
-    cache = tmp_path_factory.mktemp("adacomp-cache")
+    # Under pytest-xdist every worker is a session of its own; they share one cache folder (beside
+    # their own temporary folders), so a baseline is trained once per run, not once per worker.
+    # The cache writes atomically, so two workers that train the same baseline at once are safe.
+    cache = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = cache.parent
+    cache = cache / "adacomp-cache"
+    cache.mkdir(exist_ok=True)
     before = os.environ.get("ADACOMP_CACHE")
     os.environ["ADACOMP_CACHE"] = str(cache)
     try:

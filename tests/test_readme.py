@@ -75,13 +75,14 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.chdir(tmp_path)
     commands = _commands("adacomp ")
     assert commands
-    outputs = {}
+    outputs, logs = {}, {}
     for command in commands:
         stdout, stderr = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             code = main(shlex.split(command)[1:])
         assert code == 0, f"{command}\n{stderr.getvalue()[-2000:]}"
         outputs[command] = stdout.getvalue()
+        logs[command] = stderr.getvalue()
     search = outputs["adacomp search examples/digits.yaml --resume"]
     assert "on the Pareto front" in search and "baseline" in search and "adacomp ui --store" in search
     assert "3/3 trials finished" in outputs["adacomp pareto runs/digits"]
@@ -97,9 +98,14 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     host = load_profile(tmp_path / ".adacomp" / "profiles" / "host.yaml")
     assert host.name == "host" and host.kernel_model is not None and host.kernel_graph == "all"
-    few_shot = next(
-        out for command, out in outputs.items() if "--from .adacomp/profiles/host.yaml" in command
-    )
-    assert "few-shot calibration" in few_shot and "fitted on 6 models" in few_shot
+    few_shot_command = next(command for command in outputs if "--from .adacomp/profiles/host.yaml" in command)
+    few_shot = outputs[few_shot_command]
+    # Every one of the 6 shots is fitted on, or named as left out because each of its passes was
+    # too noisy (two threads on this 2-core machine, beside the other test worker, can be).
+    fitted = re.search(r"few-shot calibration of 'host': fitted on (\d+) models", few_shot)
+    assert fitted is not None, few_shot
+    left_out = re.findall(r"^left out, never measured without noise: (.+)$", logs[few_shot_command], re.M)
+    named = [name for names in left_out for name in names.split(", ")]
+    assert int(fitted.group(1)) + len(named) == 6 and int(fitted.group(1)) >= 2, (few_shot, left_out)
     two = load_profile(tmp_path / ".adacomp" / "profiles" / "two_threads" / "host.yaml")
     assert two.calibration["threads"] == 2 and two.calibration["mode"] == "few-shot"
