@@ -13,6 +13,7 @@ Run as `python -m adacomp.platform.search.ray_watchdog DRIVER_PID`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,14 +63,36 @@ def _with_late_children(snapshot: dict[int, float]) -> dict[int, float]:
 
 
 def _kill(snapshot: dict[int, float]) -> int:
+    """Stop (SIGSTOP) the snapshot's living processes and what they started, walking their
+    children again until no new one appears, then kill them all: a raylet that sees its workers
+    die starts new ones, so killing while it still runs left a worker started in between."""
+    stopped: dict[int, psutil.Process] = {}
+    frontier = snapshot
+    for _ in range(20):  # a fixed point in one or two walks; the bound only guards a fork storm
+        new = [p for p in _still_ours(_with_late_children(frontier)) if p.pid not in stopped]
+        if not new:
+            break
+        for process in new:
+            with contextlib.suppress(psutil.Error):
+                process.suspend()
+                stopped[process.pid] = process
+        frontier = _pids(stopped)
     killed = 0
-    for process in _still_ours(_with_late_children(snapshot)):
+    for process in stopped.values():
         try:
             process.kill()
             killed += 1
         except psutil.Error:
             continue
     return killed
+
+
+def _pids(processes: dict[int, psutil.Process]) -> dict[int, float]:
+    found: dict[int, float] = {}
+    for pid, process in processes.items():
+        with contextlib.suppress(psutil.Error):
+            found[pid] = process.create_time()
+    return found
 
 
 def watch(driver_pid: int) -> int:
