@@ -29,8 +29,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Torch works on one thread in every test process and in the processes tests start (they
     inherit OMP_NUM_THREADS): the models here are tiny, and two pytest-xdist workers, each with an
     OpenMP pool as wide as the machine, spun on each other's cores (tests/tasks and
-    tests/search_spaces, 2 workers on 2 cores: 204 s with torch's default, 85 s with one thread;
-    131 s in one process). A test about threads sets its own; a caller's OMP_NUM_THREADS wins."""
+    tests/search_spaces, 2 workers on 2 cores: pytest 200 s with torch's default, 81 s with one
+    thread; 131 s in one process). A test about threads sets its own; a caller's OMP_NUM_THREADS wins."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 

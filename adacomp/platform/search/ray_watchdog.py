@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 
 import psutil
 
@@ -52,31 +53,23 @@ def _still_ours(snapshot: dict[int, float]) -> list[psutil.Process]:
     return alive
 
 
-def _with_late_children(snapshot: dict[int, float]) -> dict[int, float]:
-    """The snapshot and whatever its living processes started since the last poll: a worker the
-    raylet spawned in the driver's last half second is still the raylet's child (orphans are
-    re-parented to init, their children stay theirs), so it is found here and not left behind."""
-    found = dict(snapshot)
-    for process in _still_ours(snapshot):
-        found.update(_descendants(process))
-    return found
-
-
 def _kill(snapshot: dict[int, float]) -> int:
-    """Stop (SIGSTOP) the snapshot's living processes and what they started, walking their
-    children again until no new one appears, then kill them all: a raylet that sees its workers
-    die starts new ones, so killing while it still runs left a worker started in between."""
+    """Stop (SIGSTOP) the snapshot's living processes, then what they started since the last
+    poll (an orphaned raylet's workers stay its children), walking again until no new one
+    appears; then kill them all. A raylet that sees its workers die starts new ones, so killing
+    while it still ran left a worker started in between (seen under two test workers)."""
     stopped: dict[int, psutil.Process] = {}
-    frontier = snapshot
+    pending = _still_ours(snapshot)
     for _ in range(20):  # a fixed point in one or two walks; the bound only guards a fork storm
-        new = [p for p in _still_ours(_with_late_children(frontier)) if p.pid not in stopped]
-        if not new:
+        if not pending:
             break
-        for process in new:
+        for process in pending:
             with contextlib.suppress(psutil.Error):
                 process.suspend()
                 stopped[process.pid] = process
-        frontier = _pids(stopped)
+        pending = list(
+            {child.pid: child for child in _children(stopped.values()) if child.pid not in stopped}.values()
+        )
     killed = 0
     for process in stopped.values():
         try:
@@ -87,11 +80,11 @@ def _kill(snapshot: dict[int, float]) -> int:
     return killed
 
 
-def _pids(processes: dict[int, psutil.Process]) -> dict[int, float]:
-    found: dict[int, float] = {}
-    for pid, process in processes.items():
+def _children(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
+    found: list[psutil.Process] = []
+    for process in processes:
         with contextlib.suppress(psutil.Error):
-            found[pid] = process.create_time()
+            found.extend(process.children(recursive=True))
     return found
 
 
