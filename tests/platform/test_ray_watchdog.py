@@ -96,6 +96,44 @@ def test_the_watchdog_kills_what_a_seen_process_started_after_its_last_look() ->
                 os.kill(pid, signal.SIGKILL)
 
 
+# A raylet that starts a worker nobody's child (double fork), as a worker is once its raylet dies
+# in the driver's group kill; the worker carries the raylet's id as Ray's workers do.
+RAYLET = """
+import os, subprocess, sys, time
+if os.fork() == 0:
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
+                              env={**os.environ, "RAY_RAYLET_PID": str(os.getppid())})
+    print(worker.pid, flush=True)
+    os._exit(0)
+os.wait()
+time.sleep(600)
+"""
+
+
+def test_the_watchdog_kills_a_worker_its_raylet_started_though_no_one_is_its_parent() -> None:
+    raylet = subprocess.Popen(
+        [sys.executable, "-c", RAYLET], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert raylet.stdout is not None
+    worker = int(raylet.stdout.readline())
+    bystander = subprocess.Popen(  # names another raylet: left alone
+        [sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, "RAY_RAYLET_PID": "1"}
+    )
+    try:
+        assert worker not in {p.pid for p in psutil.Process(raylet.pid).children(recursive=True)}
+        snapshot = {raylet.pid: psutil.Process(raylet.pid).create_time()}
+        assert ray_watchdog._kill(snapshot) == 2
+        raylet.wait(timeout=15)
+        assert _gone([worker], 15), "the orphaned worker outlived the kill"
+        assert bystander.poll() is None
+    finally:
+        for pid in [raylet.pid, worker]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        bystander.kill()
+        bystander.wait()
+
+
 @pytest.mark.slow
 def test_a_search_killed_with_its_group_leaves_no_ray_processes(tmp_path: Path) -> None:
     config = {

@@ -5,8 +5,8 @@ after SIGKILL of a search's group they lived on for 8-70 s, holding cores and me
 restarted search started a second Ray beside them. A search that starts a local Ray also
 starts this watchdog, in a session of its own so the same kill misses it. It keeps a snapshot
 of the driver's descendants (process id and start time, so a reused id is never killed), and
-when the driver is gone it kills those still running, then exits. A driver that stops Ray
-itself leaves nothing to kill.
+when the driver is gone it kills those still running, and the workers their raylet started
+since its last look, then exits. A driver that stops Ray itself leaves nothing to kill.
 
 Run as `python -m adacomp.platform.search.ray_watchdog DRIVER_PID`.
 """
@@ -70,6 +70,12 @@ def _kill(snapshot: dict[int, float]) -> int:
         pending = list(
             {child.pid: child for child in _children(stopped.values()) if child.pid not in stopped}.values()
         )
+    # Everything still running that could start a worker is stopped now: what a raylet started
+    # before that, orphaned when the group's kill took the raylet, is found by its raylet's id.
+    for process in _workers_of(snapshot):
+        with contextlib.suppress(psutil.Error):
+            process.suspend()
+            stopped.setdefault(process.pid, process)
     killed = 0
     for process in stopped.values():
         try:
@@ -78,6 +84,23 @@ def _kill(snapshot: dict[int, float]) -> int:
         except psutil.Error:
             continue
     return killed
+
+
+def _workers_of(snapshot: dict[int, float]) -> list[psutil.Process]:
+    """Processes whose raylet (Ray puts its id in each worker's RAY_RAYLET_PID) is one the
+    snapshot holds, started after it. A worker the raylet spawned after the last poll is not in
+    the snapshot; when the raylet died in the driver's group kill, that worker is no one's child
+    (a fresh worker outlived the kill by 20 s under two test workers)."""
+    found: list[psutil.Process] = []
+    for process in psutil.process_iter(["create_time"]):
+        try:
+            raylet = int(process.environ().get("RAY_RAYLET_PID", "0"))
+        except (psutil.Error, ValueError):
+            continue
+        raylet_started = snapshot.get(raylet)
+        if raylet_started is not None and process.info["create_time"] >= raylet_started:
+            found.append(process)
+    return found
 
 
 def _children(processes: Iterable[psutil.Process]) -> list[psutil.Process]:
