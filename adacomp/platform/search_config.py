@@ -152,11 +152,12 @@ class SpaceSettings(_Frozen):
 
 
 class Fidelity(_Frozen):
-    """Multi-fidelity fine-tuning: successive halving on fine-tune steps (ASHA's rule). Each plan
-    fine-tunes in `rungs` stages, each `eta` times longer than the one before, ending at the full
-    fine-tune budget; after every stage but the last it goes on only while its score (utility less
-    its constraint violations) is among the best 1/eta of the plans scored at that stage, once
-    `min_results` have been. `rungs: 1` fine-tunes every plan in one go (no early stops)."""
+    """Multi-fidelity fine-tuning: multi-objective successive halving on fine-tune steps
+    (MO-ASHA). Each plan fine-tunes in `rungs` stages, each `eta` times longer than the one
+    before, ending at the full fine-tune budget; after every stage but the last it goes on while
+    no plan placed at that stage dominates it (objectives, constraints first), or while it is
+    among the best 1/eta there by non-dominated rank and crowding, once `min_results` were
+    placed. `rungs: 1` fine-tunes every plan in one go (no early stops)."""
 
     rungs: int = Field(3, ge=1, le=8)
     eta: int = Field(3, ge=2, le=10)

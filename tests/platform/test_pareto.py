@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adacomp.platform.results.pareto import dominates, hypervolume, non_dominated, to_minimisation
+from adacomp.platform.evaluate.pareto import dominates, hypervolume, non_dominated, to_minimisation
 
 coords = st.floats(min_value=0, max_value=1, allow_nan=False)
 

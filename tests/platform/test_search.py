@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from adacomp.errors import AdacompError
+from adacomp.platform.evaluate.pareto import dominates
 from adacomp.platform.results.front import normalised_hypervolume, objective_vector, pareto_front
 from adacomp.platform.results.ledger import Ledger
-from adacomp.platform.results.pareto import dominates
 from adacomp.platform.results.tracking import search_links
 from adacomp.platform.search.job import SearchResult, search
 from adacomp.search_spaces import CompressionPlan, Step

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from adacomp.errors import AdacompError
 from adacomp.platform.cli.main import main
+from adacomp.platform.evaluate.pareto import dominates
 from adacomp.platform.results.front import best_by_utility, normalised_hypervolume, pareto_front
 from adacomp.platform.results.ledger import Ledger, TrialRecord
-from adacomp.platform.results.pareto import dominates
 from adacomp.platform.search_config import SearchConfig, load_search_config
 from adacomp.platform.strategies.optuna_searcher import ConstrainedOptunaSearch, fail_interrupted_trials
 from adacomp.platform.strategies.registry import get_strategy, registered_strategies

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from adacomp.errors import AdacompError
 from adacomp.platform.cli.main import main
-from adacomp.platform.results.pareto import dominates
+from adacomp.platform.evaluate.pareto import dominates
 from adacomp.platform.search_config import Objective, Output, SearchConfig
 from adacomp.platform.supernet.bundle import BundleResult, export_bundle
 from adacomp.platform.supernet.ort_format import OPERATORS_CONFIG

@@ -7,6 +7,7 @@ normalised by the uncompressed model's value on the same device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 from adacomp.platform.search_config import SearchConfig
@@ -57,10 +58,28 @@ def constraint_scales(config: SearchConfig) -> tuple[float, ...]:
     )
 
 
+def relative_violation(violations: Sequence[float], scales: Sequence[float]) -> float:
+    """How far a plan is off its constraints in all: each violation relative to its limit's
+    size, capped at 1; 0 when it meets them all."""
+    return sum(min(1.0, v / s) for v, s in zip(violations, scales, strict=False) if v > 0)
+
+
 def penalised_utility(
     utility: float, violations: Sequence[float], scales: Sequence[float], penalty: float = 1.0
 ) -> float:
     """The utility less `penalty` per relative constraint violation, each capped at 1: one score
     that ranks feasible plans by utility and infeasible ones by how far they are off."""
-    excess = sum(min(1.0, v / s) for v, s in zip(violations, scales, strict=False) if v > 0)
-    return utility - penalty * excess
+    return utility - penalty * relative_violation(violations, scales)
+
+
+def minimised_objectives(config: SearchConfig, metrics: Metrics) -> tuple[float, ...]:
+    """The search's objectives for minimisation (a maximised one negated); one not measured, or
+    not a number, is the worst value there is (+inf), so that it never wins a comparison."""
+    values = []
+    for objective in config.objectives:
+        value = metrics.get(objective.key)
+        if value is None or not math.isfinite(value):
+            values.append(math.inf)
+        else:
+            values.append(-float(value) if objective.mode == "max" else float(value))
+    return tuple(values)

@@ -23,7 +23,9 @@ from adacomp.errors import AdacompError, first_line
 from adacomp.platform.evaluate.objectives import (
     constraint_scales,
     constraint_violations,
+    minimised_objectives,
     penalised_utility,
+    relative_violation,
     utility,
 )
 from adacomp.platform.evaluate.rungs import RungResult, rung_steps, stop_reason
@@ -312,8 +314,13 @@ class _Stages:
         accuracy = evaluate(model, self.ctx.task.data.test)
         measured = {"accuracy": accuracy, "accuracy_torch": accuracy, "finetune_steps": float(steps)}
         found = _finished(self.ctx, self.plan, {**self.costs, **measured}, None, self.started)
-        score = penalised_utility(found.utility or 0.0, found.violations, constraint_scales(self.ctx.config))
-        result = RungResult(rung, steps, accuracy, score, found.seconds)
+        scales = constraint_scales(self.ctx.config)
+        score = penalised_utility(found.utility or 0.0, found.violations, scales)
+        result = RungResult(
+            rung, steps, accuracy, score, found.seconds,
+            objectives=minimised_objectives(self.ctx.config, found.metrics),
+            violation=relative_violation(found.violations, scales),
+        )  # fmt: skip
         reason = stop_reason(result, len(self.ends), self.ctx.config.fidelity)
         return replace(found, rungs=(*earlier, result), stopped_at=rung, reason=reason)
 

@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from adacomp.platform.evaluate.pareto import hypervolume, non_dominated
 from adacomp.platform.results.ledger import TrialRecord
-from adacomp.platform.results.pareto import hypervolume, non_dominated
 from adacomp.platform.search_config import UNITS, Objective, SearchConfig
 
 Metrics = Mapping[str, float | None]

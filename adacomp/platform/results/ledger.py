@@ -70,7 +70,12 @@ class TrialRecord:
             **(
                 {}
                 if self.stopped_at is None
-                else {"rung": self.stopped_at, "rung_score": self.rungs[-1].score}
+                else {
+                    "rung": self.stopped_at,
+                    "rung_score": self.rungs[-1].score,
+                    "rung_objectives": list(self.rungs[-1].objectives),
+                    "rung_violation": self.rungs[-1].violation,
+                }
             ),
             "record": self.to_dict(),
         }

@@ -684,7 +684,7 @@ def _tune(
     each = ", ".join(f"{v:g} {k.upper()}" for k, v in request.items())
     say(f"searching: {remaining} trials with {config.strategy}, {concurrency} at a time ({each} each)")
     searcher = strategy.searcher(setup)
-    scheduler = RungHalving(config.fidelity, run.rungs.scores()) if config.fidelity.rungs > 1 else None
+    scheduler = RungHalving(config.fidelity, run.rungs.points()) if config.fidelity.rungs > 1 else None
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(run_trial, payload=payload), request),
         tune_config=tune.TuneConfig(

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from adacomp.platform.evaluate.rungs import RungResult, goes_on
+from adacomp.platform.evaluate.rungs import RungPoint, RungResult, goes_on
 from adacomp.platform.evaluate.trial import RungResume
 from adacomp.platform.search_config import Fidelity
 from adacomp.search_spaces import CompressionPlan
@@ -74,16 +74,16 @@ class RungStore:
                 continue
         return plans
 
-    def scores(self) -> dict[int, list[float]]:
-        """Every score recorded at each rung by this search, all runs of it."""
-        found: dict[int, list[float]] = {}
+    def points(self) -> dict[int, list[RungPoint]]:
+        """Every plan placed at each rung by this search, all runs of it."""
+        found: dict[int, list[RungPoint]] = {}
         for info in sorted(self.directory.glob("*.json")):
             try:
-                rungs = json.loads(info.read_text())["rungs"]
-            except (OSError, ValueError, KeyError):
+                rungs = [RungResult.from_dict(r) for r in json.loads(info.read_text())["rungs"]]
+            except (OSError, ValueError, KeyError, TypeError):
                 continue
             for r in rungs:
-                found.setdefault(int(r["rung"]), []).append(float(r["score"]))
+                found.setdefault(r.rung, []).append(r.point)
         return found
 
 
@@ -94,23 +94,23 @@ def _atomic(path: Path, write: Any) -> None:
 
 
 class RungHalving(FIFOScheduler):
-    """Tune's scheduler for staged fine-tunes: a result that carries a rung score is let on or
-    stopped by ASHA's rule over every score recorded at that rung (this run's and, on a resume,
-    the earlier runs'). Results without one (the final stage) pass."""
+    """Tune's scheduler for staged fine-tunes: a result that carries a rung's objectives is let
+    on or stopped by MO-ASHA's rule (evaluate/rungs.py) over every plan recorded at that rung
+    (this run's and, on a resume, the earlier runs'). Results without (the final stage) pass."""
 
-    def __init__(self, fidelity: Fidelity, recorded: Mapping[int, Sequence[float]]) -> None:
+    def __init__(self, fidelity: Fidelity, recorded: Mapping[int, Sequence[RungPoint]]) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.fidelity = fidelity
-        self.recorded = {rung: list(scores) for rung, scores in recorded.items()}
+        self.recorded = {rung: list(points) for rung, points in recorded.items()}
         self.stopped = 0
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        if "rung_score" not in result:
+        if "rung_objectives" not in result:
             return str(TrialScheduler.CONTINUE)
         earlier = self.recorded.setdefault(int(result["rung"]), [])
-        score = float(result["rung_score"])
-        on = goes_on(score, earlier, self.fidelity)
-        earlier.append(score)
+        point = RungPoint(tuple(float(v) for v in result["rung_objectives"]), float(result["rung_violation"]))
+        on = goes_on(point, earlier, self.fidelity)
+        earlier.append(point)
         if not on:
             self.stopped += 1
         return str(TrialScheduler.CONTINUE if on else TrialScheduler.STOP)

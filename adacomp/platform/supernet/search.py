@@ -34,11 +34,11 @@ from torch import nn
 from adacomp.device_farm import Farm
 from adacomp.errors import AdacompError, first_line
 from adacomp.platform.evaluate.objectives import constraint_violations, utility
+from adacomp.platform.evaluate.pareto import hypervolume, non_dominated
 from adacomp.platform.evaluate.trial import TrialContext, measure_metrics
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.mlflow_ui import display_metrics
-from adacomp.platform.results.pareto import hypervolume, non_dominated
 from adacomp.platform.results.tracking import SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.training import (

@@ -1,4 +1,5 @@
-"""Pareto fronts and hypervolume: pure functions over objective vectors.
+"""Pareto fronts, non-dominated ranks, crowding and hypervolume: pure functions over objective
+vectors (what a search's front, its plots and multi-objective successive halving compare).
 
 Everything is expressed for minimisation; a maximised objective (accuracy) is negated by the
 caller (`to_minimisation`). Hypervolume is exact (recursive slicing, fine for the few objectives
@@ -8,7 +9,8 @@ that every point must dominate to count.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 Point = tuple[float, ...]
 
@@ -25,6 +27,59 @@ def non_dominated(points: Sequence[Sequence[float]]) -> list[int]:
         if not any(dominates(q, p) for j, q in enumerate(points) if j != i):
             front.append(i)
     return front
+
+
+def non_dominated_ranks(count: int, better: Callable[[int, int], bool]) -> list[int]:
+    """Each item's front in non-dominated sorting (0: no item is better; k: only items of fronts
+    below k are), where `better(i, j)` says item i dominates item j. Deb et al.'s fast sort;
+    written here because Optuna's is private (optuna.study._multi_objective)."""
+    beaten_by = [0] * count  # how many items dominate each
+    beats: list[list[int]] = [[] for _ in range(count)]
+    for i in range(count):
+        for j in range(i + 1, count):
+            if better(i, j):
+                beats[i].append(j)
+                beaten_by[j] += 1
+            elif better(j, i):
+                beats[j].append(i)
+                beaten_by[i] += 1
+    ranks = [0] * count
+    front = [i for i in range(count) if beaten_by[i] == 0]
+    rank = 0
+    while front:
+        following = []
+        for i in front:
+            ranks[i] = rank
+            for j in beats[i]:
+                beaten_by[j] -= 1
+                if beaten_by[j] == 0:
+                    following.append(j)
+        front, rank = following, rank + 1
+    return ranks
+
+
+def crowding_distances(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II's crowding distance of each point within its set: the sum over objectives of the
+    gap between its two neighbours, relative to the objective's range; the extremes of every
+    objective are infinitely far (always kept). Equal points share one distance, so the answer
+    never depends on the order the points came in."""
+    distinct = sorted(set(map(tuple, points)))
+    count = len(distinct)
+    distances = [0.0] * count
+    if count <= 2:
+        distances = [math.inf] * count
+    else:
+        for k in range(len(distinct[0])):
+            order = sorted(range(count), key=lambda i: distinct[i][k])
+            distances[order[0]] = distances[order[-1]] = math.inf
+            span = distinct[order[-1]][k] - distinct[order[0]][k]
+            if not math.isfinite(span) or span <= 0:
+                continue
+            for before, here, after in zip(order, order[1:], order[2:], strict=False):
+                gap = distinct[after][k] - distinct[before][k]
+                distances[here] += gap / span if math.isfinite(gap) else math.inf
+    by_point = dict(zip(distinct, distances, strict=True))
+    return [by_point[tuple(p)] for p in points]
 
 
 def to_minimisation(values: Sequence[float], directions: Sequence[str]) -> Point:
