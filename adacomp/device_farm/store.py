@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from adacomp.atomic import atomic_path
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.errors import first_line
 
@@ -153,13 +154,8 @@ class MeasurementStore:
 
     def _write_table(self, table: pa.Table) -> Path:
         name = f"part-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
-        temporary = self.root / f".{name}.tmp"
-        with temporary.open("wb") as file:
-            pq.write_table(table, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.root / name)
-        _fsync_directory(self.root)  # the rename itself survives a power cut
+        with atomic_path(self.root / name, durable=True) as temporary:  # survives a power cut
+            pq.write_table(table, str(temporary))
         return self.root / name
 
     def parts(self) -> list[Path]:
@@ -222,17 +218,3 @@ class MeasurementStore:
         for part in parts:
             part.unlink(missing_ok=True)
         return merged
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Flush a directory's entries (POSIX); a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -27,12 +27,12 @@ import json
 import math
 import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, NoReturn
 
+from adacomp.atomic import write_atomically
 from adacomp.errors import AdacompError
 from adacomp.safe_load import LoadLimits, parse_json, read_text
 
@@ -275,22 +275,8 @@ def load_manifest(path: str | os.PathLike[str]) -> Manifest:
     return Manifest.from_dict(data, source=str(path))
 
 
-def _new_temporary(directory: Path, name: str) -> tuple[int, Path]:
-    """A new, empty temporary file in `directory`, created with mode 0666 less the umask: what
-    `open()` gives every other file of the bundle (its ONNX models). `tempfile.mkstemp` makes
-    0600, so a bundle served or synced as another user had readable models and an unreadable
-    manifest. The kernel applies the umask here; reading it would mean setting it, process-wide."""
-    for _ in range(100):
-        tmp = directory / f".{name}.{secrets.token_hex(8)}.tmp"
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{directory}: no free temporary name for {name}")
-
-
 def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
-    """Validate and write atomically (temp file + os.replace): a reader never sees half a manifest.
+    """Validate and write atomically (adacomp.atomic): a reader never sees half a manifest.
 
     `path` is the manifest file or the bundle directory. Returns the file written, whose mode is
     that of the bundle's other files (0666 less the umask, 0644 by default).
@@ -301,17 +287,7 @@ def save_manifest(manifest: Manifest, path: str | os.PathLike[str]) -> Path:
     data = manifest.to_dict()
     Manifest.from_dict(data, source=f"{path} (not written)")  # a Manifest built in code is checked too
     text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _new_temporary(path.parent, path.name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, durable=True)
     return path
 
 

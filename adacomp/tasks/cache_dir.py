@@ -3,16 +3,16 @@ data splits), and the small store of numpy arrays the data side keeps there."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import io
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from adacomp.atomic import write_atomically
 
 __all__ = ["default_cache_dir", "keep_file", "kept_arrays", "package_version"]
 
@@ -73,18 +73,7 @@ def keep_file(path: Path, data: bytes) -> bool:
     a concurrent reader or a killed writer never leaves half a file. False, and nothing left
     behind, where the folder cannot be written: a cache that cannot keep a file is only slower."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+        write_atomically(path, data)
     except OSError:
         return False
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-        return True
-    except OSError:
-        return False
-    finally:
-        if os.path.exists(temporary):
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+    return True

@@ -8,9 +8,7 @@ atomically (temp file + rename): a killed run never leaves a half-written cache 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from adacomp.atomic import atomic_path
 from adacomp.tasks._base import Task, TaskError
 from adacomp.tasks.cache_dir import default_cache_dir
 from adacomp.tasks.training import train
@@ -90,14 +89,7 @@ def _few(names: list[str], limit: int = 3) -> str:
 
 
 def _save_atomically(model: nn.Module, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     # Cloned: safetensors refuses tensors that share storage (tied or aliased weights).
     state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(state, temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_path(path) as temporary:
+        save_file(state, str(temporary))

@@ -27,6 +27,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from mlflow.utils.validation import MAX_ENTITIES_PER_BATCH, MAX_PARAMS_TAGS_PER_BATCH
 
+from adacomp.atomic import atomic_path
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.results.mlflow_ui import (
     CHAMPION_ALIAS,
@@ -75,12 +76,10 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
 
     template = (cache_dir or default_cache_dir()) / "mlflow" / f"empty-store-{mlflow.__version__}.db"
     staged = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    scratch = template.with_name(f"{template.name}.{os.getpid()}.tmp")
     try:
         if not template.exists():
-            template.parent.mkdir(parents=True, exist_ok=True)
-            MlflowClient(f"sqlite:///{scratch}").search_experiments()  # creates and migrates it
-            os.replace(scratch, template)
+            with atomic_path(template) as scratch:
+                MlflowClient(f"sqlite:///{scratch}").search_experiments()  # creates and migrates it
         shutil.copyfile(template, staged)
         with contextlib.closing(sqlite3.connect(staged)) as db, db:
             db.execute(
@@ -93,8 +92,6 @@ def seed_new_sqlite_store(tracking_uri: str, cache_dir: Path | None = None) -> N
         pass  # FileExistsError included: someone else's store is there now, and it stays
     finally:
         staged.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):  # a template build that failed half-way
-            scratch.unlink(missing_ok=True)
 
 
 def search_links(tracking_uri: str, run_id: str, ui: str = DEFAULT_UI) -> dict[str, str]:

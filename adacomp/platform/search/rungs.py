@@ -15,7 +15,6 @@ storage, the folder must be shared by every node of a cluster.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from adacomp.atomic import atomic_path, write_atomically
 from adacomp.platform.evaluate.rungs import RungPoint, RungResult, goes_on
 from adacomp.platform.evaluate.trial import RungResume
 from adacomp.platform.search_config import Fidelity
@@ -42,9 +42,10 @@ class RungStore:
         """After a stage: the weights, then the stages (a kill between leaves the older pair)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         info, weights = self._paths(plan.hash)
-        _atomic(weights, lambda tmp: torch.save(dict(state), tmp))
+        with atomic_path(weights) as temporary:
+            torch.save(dict(state), temporary)
         text = json.dumps({"plan": json.loads(plan.to_json()), "rungs": [r.to_dict() for r in history]})
-        _atomic(info, lambda tmp: tmp.write_text(text))
+        write_atomically(info, text)
 
     def resume(self, plan: CompressionPlan) -> RungResume | None:
         """The finished stages of a plan cut short, or None (a plan never started, or settled)."""
@@ -85,12 +86,6 @@ class RungStore:
             for r in rungs:
                 found.setdefault(r.rung, []).append(r.point)
         return found
-
-
-def _atomic(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 class RungHalving(FIFOScheduler):
