@@ -21,9 +21,14 @@ def test_a_write_replaces_the_whole_file_and_leaves_no_temporary(tmp_path: Path)
 def test_a_writer_that_fails_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
     target = tmp_path / "weights.pt"
     target.write_text("old")
-    with pytest.raises(RuntimeError, match="killed"), atomic_path(target) as temporary:
-        temporary.write_text("half a fi")
-        raise RuntimeError("killed mid-write")
+
+    def killed_mid_write() -> None:
+        with atomic_path(target) as temporary:
+            temporary.write_text("half a fi")
+            raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        killed_mid_write()
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["weights.pt"]
 
