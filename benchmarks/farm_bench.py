@@ -256,6 +256,7 @@ def _report_json(report: CalibrationReport) -> dict[str, Any]:
         "mode": report.mode,
         "models": report.models,
         "held_out": report.held_out,
+        "left_out": {"models": report.left_out[0], "held_out": report.left_out[1]},
         "emulator": report.emulator,
         "roofline": report.roofline,
         "flops_baseline": report.flops_baseline,

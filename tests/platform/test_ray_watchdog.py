@@ -97,22 +97,33 @@ def test_the_watchdog_kills_what_a_seen_process_started_after_its_last_look() ->
 
 
 # A raylet that starts a worker nobody's child (double fork), as a worker is once its raylet dies
-# in the driver's group kill; the worker carries the raylet's id as Ray's workers do.
+# in the driver's group kill; the worker carries the raylet's id as Ray's workers do. It is
+# exec'd after argv[1] seconds: until then it is a fork of the raylet, without the id.
 RAYLET = """
-import os, subprocess, sys, time
+import os, sys, time
+raylet = os.getpid()
 if os.fork() == 0:
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=True,
-                              env={**os.environ, "RAY_RAYLET_PID": str(os.getppid())})
-    print(worker.pid, flush=True)
+    if os.fork() == 0:
+        print(os.getpid(), flush=True)
+        time.sleep(float(sys.argv[1]))
+        os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)"],
+                  {**os.environ, "RAY_RAYLET_PID": str(raylet)})
     os._exit(0)
 os.wait()
 time.sleep(600)
 """
 
 
-def test_the_watchdog_kills_a_worker_its_raylet_started_though_no_one_is_its_parent() -> None:
+@pytest.mark.parametrize("exec_after_s", [0.0, 1.0])
+def test_the_watchdog_kills_a_worker_its_raylet_started_though_no_one_is_its_parent(
+    exec_after_s: float,
+) -> None:
+    """Found by its RAY_RAYLET_PID; one still a bare fork at the kill is found once it execs."""
     raylet = subprocess.Popen(
-        [sys.executable, "-c", RAYLET], stdout=subprocess.PIPE, text=True, start_new_session=True
+        [sys.executable, "-c", RAYLET, str(exec_after_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     assert raylet.stdout is not None
     worker = int(raylet.stdout.readline())
@@ -121,6 +132,11 @@ def test_the_watchdog_kills_a_worker_its_raylet_started_though_no_one_is_its_par
     )
     try:
         assert worker not in {p.pid for p in psutil.Process(raylet.pid).children(recursive=True)}
+        if exec_after_s == 0.0:
+            deadline = time.monotonic() + 15  # the worker has exec'd (carries the id) before the kill
+            while "RAY_RAYLET_PID" not in psutil.Process(worker).environ() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert exec_after_s < ray_watchdog.SWEEP_S
         snapshot = {raylet.pid: psutil.Process(raylet.pid).create_time()}
         assert ray_watchdog._kill(snapshot) == 2
         raylet.wait(timeout=15)

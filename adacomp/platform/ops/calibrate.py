@@ -86,6 +86,8 @@ class CalibrationReport:
     rows: list[dict[str, Any]]
     flops_fit: tuple[float, float] = (0.0, 0.0)  # (ms per MAC, ms) fitted on the calibration models
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    # Asked for but never measured without noise, so left out (the log names them): to fit, to check.
+    left_out: tuple[int, int] = (0, 0)
 
     def table(self) -> str:
         keys = [
@@ -443,6 +445,7 @@ def _calibrate(
         profile_path=path,
         rows=rows,
         flops_fit=(a, b),
+        left_out=((shots if transfer_from is not None else models) - len(fit), held - len(check)),
         rounds=history,
     )
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable
 import psutil
 
 POLL_S = 0.5
+SWEEP_S = 3.0  # after the kill, how long workers of its raylets are still looked for
+SWEEP_POLL_S = 0.25
 
 
 def _descendants(process: psutil.Process) -> dict[int, float]:
@@ -83,7 +85,27 @@ def _kill(snapshot: dict[int, float]) -> int:
             killed += 1
         except psutil.Error:
             continue
-    return killed
+    return killed + _sweep(snapshot, set(stopped))
+
+
+def _sweep(snapshot: dict[int, float], done: set[int]) -> int:
+    """Kill the workers of the snapshot's raylets that appear for `SWEEP_S` more seconds. A
+    worker the raylet had forked but not yet exec'd at the kill carries the raylet's environment
+    (no RAY_RAYLET_PID) and is nobody's child; it gets its worker environment at the exec (one
+    outlived the kill by 20 s with a core kept busy)."""
+    killed = 0
+    deadline = time.monotonic() + SWEEP_S
+    while True:
+        for process in _workers_of(snapshot):
+            if process.pid in done:
+                continue
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+                killed += 1
+            done.add(process.pid)
+        if time.monotonic() >= deadline:
+            return killed
+        time.sleep(SWEEP_POLL_S)
 
 
 def _workers_of(snapshot: dict[int, float]) -> list[psutil.Process]:
