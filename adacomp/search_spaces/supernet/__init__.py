@@ -6,6 +6,7 @@ configuration extracts to a plain static model with no elastic code.
 
 from adacomp.search_spaces.supernet.arch import PRECISIONS, SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.layout import RankLayer, SupernetLayout, WidthGroup, analyse_model
+from adacomp.search_spaces.supernet.plans import SUPERNET_TECHNIQUES, config_of, plan_of
 from adacomp.search_spaces.supernet.supernet import Supernet, SupernetOptions, recalibrate_batchnorm
 from adacomp.search_spaces.supernet.training import (
     EnsembleBudget,
@@ -18,6 +19,7 @@ from adacomp.search_spaces.supernet.training import (
 
 __all__ = [
     "PRECISIONS",
+    "SUPERNET_TECHNIQUES",
     "EnsembleBudget",
     "EnsembleReport",
     "RankLayer",
@@ -30,7 +32,9 @@ __all__ = [
     "WidthGroup",
     "analyse_model",
     "average_gradients",
+    "config_of",
     "load_checkpoint",
+    "plan_of",
     "recalibrate_batchnorm",
     "train_supernet",
 ]

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from adacomp.errors import AdacompError
 from adacomp.search_spaces.sites import set_submodule
 from adacomp.search_spaces.supernet.arch import PRECISIONS, SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.elastic import (
@@ -153,6 +154,13 @@ class Supernet(nn.Module):
                 path = f"{block}.block.{name[len(block) + 1 :]}"
                 break
         return self.model.get_submodule(path)
+
+    def elastic_layer(self, name: str) -> ElasticWeighted:
+        """The elastic form of a width- or rank-elastic layer of the user's model, by its name."""
+        layer = self._module(name)
+        if not isinstance(layer, ElasticWeighted):
+            raise AdacompError(f"{name!r} is not an elastic layer of this supernet")
+        return layer
 
     def set_active(self, config: SubnetConfig) -> SubnetConfig:
         """Make `config` the one the forward runs; returns it with defaults filled in."""

@@ -1,0 +1,97 @@
+"""A supernet's configurations as compression plans (issue 37, one vocabulary): a configuration
+written as a plan builds, through `compress`, the very architecture the supernet extracts, and
+reads back as the same configuration; what the supernet cannot express is one line naming it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from adacomp.errors import AdacompError
+from adacomp.search_spaces import CompressionPlan, Step, compress
+from adacomp.search_spaces.sites import weight_modules
+from adacomp.search_spaces.supernet import SubnetConfig, Supernet
+from adacomp.search_spaces.supernet.plans import config_of, plan_of
+from adacomp.tasks.mobile import MobileNetV2
+
+
+def _shapes(model: nn.Module) -> list[tuple[int, ...]]:
+    return sorted(tuple(p.shape) for p in model.parameters())
+
+
+def _weighted(model: nn.Module) -> list[str]:
+    return [name for name, _ in weight_modules(model) if name]
+
+
+def _cases(request: pytest.FixtureRequest) -> dict[str, tuple[nn.Module, torch.Tensor]]:
+    torch.manual_seed(0)
+    return {
+        "cnn": (request.getfixturevalue("cnn"), request.getfixturevalue("cnn_input")),
+        "residual": (request.getfixturevalue("residual_net"), request.getfixturevalue("cnn_input")),
+        "mobilenet": (MobileNetV2(width_mult=0.25).eval(), torch.randn(2, 3, 32, 32)),
+    }
+
+
+@pytest.mark.parametrize("name", ["cnn", "residual", "mobilenet"])
+def test_a_configuration_as_a_plan_builds_the_architecture_the_supernet_extracts(
+    name: str, request: pytest.FixtureRequest
+) -> None:
+    """Pruned layers factorised at the pruned layer's rank, dense where factorising would not be
+    smaller: parameter for parameter the same shapes, and the plan reads back to the configuration."""
+    model, x = _cases(request)[name]
+    supernet = Supernet.build(model, x)
+    rng = random.Random(0)
+    for _ in range(8 if name == "mobilenet" else 15):
+        sampled = supernet.space.sample(rng)
+        config = SubnetConfig.of(dict(sampled.width), dict(sampled.rank), (), "fp32")
+        plan = plan_of(supernet, config, _weighted(model))
+        assert _shapes(compress(model, plan, x)) == _shapes(supernet.extract(config)), plan
+        back = config_of(supernet, plan, _weighted(model))
+        assert _shapes(supernet.extract(back)) == _shapes(supernet.extract(config))
+        assert dict(back.width) == dict(supernet.space.validate(config).width)
+
+
+def test_precision_is_quantize_of_every_weighted_layer(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
+    supernet = Supernet.build(cnn, cnn_input)
+    config = SubnetConfig.of(precision="int8")
+    plan = plan_of(supernet, config, _weighted(cnn))
+    assert {name for name, _ in plan.layers} == set(_weighted(cnn))
+    assert all(steps[-1] == Step.of("quantize", precision="int8") for _, steps in plan.layers)
+    assert config_of(supernet, plan, _weighted(cnn)) == supernet.space.validate(config)
+    assert config_of(supernet, CompressionPlan(), _weighted(cnn)) == supernet.space.largest("fp32")
+
+
+def test_what_the_supernet_cannot_express_is_one_line_naming_the_layer(
+    cnn: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    supernet = Supernet.build(cnn, cnn_input)
+    weighted = _weighted(cnn)
+    producer = supernet.layout.groups[0].producer
+    conv = next(name for name in weighted if name.startswith("features"))
+
+    def refused(mapping: dict[str, list[Step]], match: str) -> None:
+        with pytest.raises(AdacompError, match=match) as raised:
+            config_of(supernet, CompressionPlan.from_mapping(mapping), weighted)
+        assert "\n" not in str(raised.value)
+
+    refused(
+        {conv: [Step.of("fire", squeeze_ratio=0.5, expand_1x1_fraction=0.5)]}, "no alternative for 'fire'"
+    )
+    refused({producer: [Step.of("channel_prune", ratio=0.1)]}, "the supernet holds")
+    refused({weighted[0]: [Step.of("quantize", precision="int8")]}, "every weighted layer or none")
+    mixed = {
+        name: [Step.of("quantize", precision="int8" if i else "fp16")] for i, name in enumerate(weighted)
+    }
+    refused(mixed, "one precision")
+    ranked = supernet.layout.rank_layers[0].name
+    refused({ranked: [Step.of("low_rank", rank_fraction=1.0)]}, "no smaller than the layer itself")
+
+
+def test_skipped_blocks_have_no_plan(residual_net: nn.Module, cnn_input: torch.Tensor) -> None:
+    supernet = Supernet.build(residual_net, cnn_input)
+    assert supernet.layout.blocks
+    with pytest.raises(AdacompError, match="skipped blocks have no plan step"):
+        plan_of(supernet, SubnetConfig.of(skip=supernet.layout.blocks), _weighted(residual_net))
