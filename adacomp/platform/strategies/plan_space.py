@@ -54,13 +54,23 @@ def suggest(trial: optuna.Trial, space: SearchSpace) -> None:
         if "magnitude_prune" in layer.techniques:
             trial.suggest_float(f"{layer.name}/sparsity", 0.0, max_sparsity(layer))
     if quantizable(space):
-        trial.suggest_categorical("precision", list(PRECISIONS))
+        trial.suggest_categorical("precision", precision_options(space))
 
 
 def max_sparsity(layer: LayerSpace) -> float:
     """The sparsity knob's top: 0.9, or lower where the sensitivity analysis cut the range."""
     spec = layer.techniques["magnitude_prune"].get("sparsity")
     return min(0.9, spec.high) if isinstance(spec, FloatParam) else 0.9
+
+
+def precision_options(space: SearchSpace) -> list[str]:
+    """`none` and the precisions the space's quantize steps take (every one of PRECISIONS for a
+    model's own space; a supernet's space offers the precisions it was given)."""
+    offered: set[object] = set()
+    for layer in space.layers:
+        spec = layer.techniques.get("quantize", {}).get("precision")
+        offered |= set(spec.choices) if isinstance(spec, ChoiceParam) else set(PRECISIONS)
+    return [p for p in PRECISIONS if p == NONE or p in offered]
 
 
 def quantizable(space: SearchSpace) -> bool:
@@ -117,7 +127,7 @@ def distributions(
 ) -> dict[str, optuna.distributions.BaseDistribution]:
     """Optuna distributions of the parameters in `params` (for `study.add_trial` when resuming)."""
     result: dict[str, optuna.distributions.BaseDistribution] = {
-        "precision": optuna.distributions.CategoricalDistribution(list(PRECISIONS))
+        "precision": optuna.distributions.CategoricalDistribution(precision_options(space))
     }
     for layer in space.layers:
         options = main_options(layer)

@@ -37,7 +37,7 @@ __all__ = ["SUPERNET_TECHNIQUES", "config_of", "plan_of"]
 SUPERNET_TECHNIQUES = ("channel_prune", "low_rank", "quantize")
 
 
-def _ratio(width: int, channels: int) -> float:
+def exact_ratio(width: int, channels: int) -> float:
     """The channel_prune ratio whose kept count is `width` of `channels` (rounded to 6 places)."""
     ratio = round(1.0 - width / channels, 6)
     if kept_channels(channels, ratio) != width:  # the 6-place rounding crossed a half: exact
@@ -45,7 +45,7 @@ def _ratio(width: int, channels: int) -> float:
     return ratio
 
 
-def _fraction(rank: int, full: int) -> float:
+def exact_fraction(rank: int, full: int) -> float:
     """The low_rank fraction whose rank (ceil(fraction * full), at least 1) is `rank`."""
     fraction = round(rank / full, 6)
     while max(1, math.ceil(fraction * full)) > rank:  # float error above k: just below k / full
@@ -68,13 +68,13 @@ def plan_of(supernet: Supernet, config: SubnetConfig, weighted: Sequence[str]) -
     for producer, width in config.width:
         if width < channels[producer]:
             steps.setdefault(producer, []).append(
-                Step.of("channel_prune", ratio=_ratio(width, channels[producer]))
+                Step.of("channel_prune", ratio=exact_ratio(width, channels[producer]))
             )
     with supernet.active(config):
         for rank_layer in space.layout.rank_layers:
             layer = supernet.elastic_layer(rank_layer.name)
             if layer.factorised_is_smaller():
-                fraction = _fraction(layer.active_rank, _full_rank(layer))
+                fraction = exact_fraction(layer.active_rank, _full_rank(layer))
                 steps.setdefault(rank_layer.name, []).append(Step.of("low_rank", rank_fraction=fraction))
     if config.precision != "fp32":
         for name in weighted:

@@ -22,6 +22,8 @@ from adacomp.platform.strategies.plan_space import (
     main_options,
     max_sparsity,
     plan_from_params,
+    precision_options,
+    quantizable,
 )
 from adacomp.search_spaces import CompressionPlan, LayerSpace, SearchSpace
 from adacomp.search_spaces.params import ParamValue
@@ -110,11 +112,11 @@ def layer_mask(layer: LayerSpace, buildable: Mapping[tuple[str, ...], bool] | No
 
 def precision_mask(space: SearchSpace) -> np.ndarray:
     mask = np.zeros(N_ACTIONS, dtype=np.float32)
-    quantizable = any("quantize" in layer.techniques for layer in space.layers)
+    offered = precision_options(space) if quantizable(space) else [NONE]
     for i in PRECISION_ACTIONS:
         choice = CATALOGUE[i]
         assert isinstance(choice, PrecisionChoice)
-        mask[i] = 1.0 if quantizable or choice.precision == NONE else 0.0
+        mask[i] = 1.0 if choice.precision in offered else 0.0
     return mask
 
 
