@@ -36,7 +36,7 @@ import torch
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.supernet.bundle import export_bundle
 from adacomp.platform.supernet.search import supernet_search
-from adacomp.platform.supernet.training import train_supernet_job
+from adacomp.platform.supernet_training.training import train_supernet_job
 from adacomp.platform.table import format_table
 from adacomp.runtime import AdaptiveModel, Context, Manifest, Selector, drain_trace, load_manifest, replay
 from adacomp.runtime.trace import replay_static

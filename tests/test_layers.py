@@ -59,9 +59,9 @@ def test_the_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("runtime/selector.py", "import torch", "adacomp.runtime is not allowed to import torch"),
         # Two modules of one folder importing each other.
         (
-            "platform/supernet/options.py",
-            "from adacomp.platform.supernet import training",
-            "No cycles are allowed in adacomp.platform.supernet",
+            "platform/supernet_training/options.py",
+            "from adacomp.platform.supernet_training import training",
+            "No cycles are allowed in adacomp.platform.supernet_training",
         ),
     ],
 )

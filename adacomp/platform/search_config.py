@@ -287,6 +287,11 @@ class Resources(_Frozen):
         return self
 
 
+# The techniques a supernet holds alternatives for (search_spaces/supernet/plans.py, which a test
+# keeps equal to this): kept here so that reading a config never imports torch.
+SUPERNET_TECHNIQUES = ("channel_prune", "low_rank", "quantize")
+
+
 # Lighter than a one-off measurement: a search measures every trial, and ranking candidates
 # needs less precision than reporting one; a noisy shared machine is tolerated up to cv 0.5.
 SEARCH_MEASURE = MeasureSettings(warmup_runs=3, min_runs=10, max_runs=100, max_cv=0.5, max_seconds=10)
@@ -300,6 +305,12 @@ class SearchConfig(_Frozen):
     constraints: tuple[Constraint, ...] = ()
     utility: UsageWeights = UsageWeights()
     finetune: Finetune = Finetune()
+    # How a plan is scored. `finetune`: the trained model is compressed and fine-tuned, each trial
+    # paying for its own recovery. `supernet`: the plan is extracted from a weight-sharing
+    # supernet trained once per search (`supernet` settings; reused when this search's directory
+    # already holds it), with its own BatchNorm statistics and no training at all, so a search
+    # affords hundreds of plans; its space is exactly the supernet's configurations.
+    evaluation: Literal["finetune", "supernet"] = "finetune"
     # Only these techniques (registered names, e.g. [channel_prune, quantize]); None: every one.
     techniques: tuple[str, ...] | None = Field(None, min_length=1)
     space: SpaceSettings = SpaceSettings()
@@ -335,6 +346,13 @@ class SearchConfig(_Frozen):
                 raise ValueError(f"techniques: {bad[0]!r} is not a technique name")
             if len(set(self.techniques)) != len(self.techniques):
                 raise ValueError("techniques: a technique is listed twice")
+        if self.evaluation == "supernet":
+            lacking = [t for t in self.techniques or () if t not in SUPERNET_TECHNIQUES]
+            if lacking:
+                raise ValueError(
+                    f"techniques: {lacking[0]!r} has no alternative in the supernet; evaluation: supernet "
+                    f"searches {', '.join(SUPERNET_TECHNIQUES)} (use evaluation: finetune for {lacking[0]})"
+                )
         keys = [o.key for o in self.objectives]
         if len(set(keys)) != len(keys):
             raise ValueError(f"objective {sorted(k for k in keys if keys.count(k) > 1)[0]!r} is listed twice")

@@ -23,7 +23,7 @@ from adacomp.platform.search_config import Objective, Output, SearchConfig
 from adacomp.platform.supernet.bundle import BundleResult, export_bundle
 from adacomp.platform.supernet.ort_format import OPERATORS_CONFIG
 from adacomp.platform.supernet.search import SupernetSearchResult, device_objectives, supernet_search
-from adacomp.platform.supernet.training import TrainResult, train_supernet_job
+from adacomp.platform.supernet_training.training import TrainResult, train_supernet_job
 from adacomp.runtime import AdaptiveModel
 from adacomp.runtime.manifest import load_manifest, verify_files
 from adacomp.runtime.session import declared_session_config, open_session
@@ -339,7 +339,7 @@ def test_a_configuration_evaluated_before_takes_no_slot_and_no_child_run(flow: F
 
     from adacomp.platform.strategies.optuna_searcher import open_journal
     from adacomp.platform.supernet.search import _params
-    from adacomp.platform.supernet.training import load_trained_supernet
+    from adacomp.platform.supernet_training.training import load_trained_supernet
 
     settings = flow.config.supernet.model_copy(update={"trials": 4})
     config = flow.config.model_copy(update={"output": Output(dir=tmp_path), "supernet": settings})

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from adacomp.platform.search_config import SearchConfig
-from adacomp.platform.supernet.training import build_supernet, train_supernet_job
+from adacomp.platform.supernet_training.training import build_supernet, train_supernet_job
 from adacomp.search_spaces.supernet import average_gradients
 
 pytestmark = pytest.mark.slow

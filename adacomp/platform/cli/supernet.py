@@ -29,7 +29,7 @@ def _say(message: str) -> None:
 
 def run_supernet_command(args: argparse.Namespace) -> int:
     if args.supernet_command == "train":
-        from adacomp.platform.supernet.training import train_supernet_job
+        from adacomp.platform.supernet_training.training import train_supernet_job
 
         result = train_supernet_job(args.config, resume=args.resume, log=_say)
         accuracy = result.accuracy

@@ -227,7 +227,7 @@ def evaluate_plan(
                     "accuracy": evaluate_onnx(draft, ctx.task.data.test),
                     "finetune_steps": 0.0,
                 }
-                return _finished(ctx, plan, metrics, draft, started, reason)
+                return finished_result(ctx, plan, metrics, draft, started, reason)
         history: tuple[RungResult, ...] = ()
         steps = 0
         if budget is not None:
@@ -237,13 +237,8 @@ def evaluate_plan(
         metrics = measure_metrics(ctx, compressed, plan, onnx_model, device_costs)
         metrics["finetune_steps"] = float(steps)
     except Exception as exc:  # the trial boundary: record why, keep searching
-        reason = first_line(exc)
-        if not isinstance(exc, AdacompError):
-            reason = f"{type(exc).__name__}: {reason} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
-        return TrialResult(
-            plan, {}, None, (), failed=True, reason=reason, seconds=time.perf_counter() - started
-        )
-    return replace(_finished(ctx, plan, metrics, onnx_model, started), rungs=history)
+        return failed_result(plan, exc, started)
+    return replace(finished_result(ctx, plan, metrics, onnx_model, started), rungs=history)
 
 
 @dataclass
@@ -313,7 +308,7 @@ class _Stages:
         """The plan scored after this stage, as its record would be were it stopped here."""
         accuracy = evaluate(model, self.ctx.task.data.test)
         measured = {"accuracy": accuracy, "accuracy_torch": accuracy, "finetune_steps": float(steps)}
-        found = _finished(self.ctx, self.plan, {**self.costs, **measured}, None, self.started)
+        found = finished_result(self.ctx, self.plan, {**self.costs, **measured}, None, self.started)
         scales = constraint_scales(self.ctx.config)
         score = penalised_utility(found.utility or 0.0, found.violations, scales)
         result = RungResult(
@@ -325,7 +320,16 @@ class _Stages:
         return replace(found, rungs=(*earlier, result), stopped_at=rung, reason=reason)
 
 
-def _finished(
+def failed_result(plan: CompressionPlan, exc: Exception, started: float) -> TrialResult:
+    """A plan that could not be evaluated, with why: the trial boundary records it and the
+    search goes on (an AdacompError's own line; anything else with its type and where)."""
+    reason = first_line(exc)
+    if not isinstance(exc, AdacompError):
+        reason = f"{type(exc).__name__}: {reason} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
+    return TrialResult(plan, {}, None, (), failed=True, reason=reason, seconds=time.perf_counter() - started)
+
+
+def finished_result(
     ctx: TrialContext,
     plan: CompressionPlan,
     metrics: dict[str, float | None],
@@ -333,6 +337,7 @@ def _finished(
     started: float,
     reason: str | None = None,
 ) -> TrialResult:
+    """A plan's result from its metrics: accuracy drop against the baseline, utility, violations."""
     base_accuracy = ctx.baseline.get("accuracy")
     accuracy = metrics["accuracy"]
     if base_accuracy is not None and accuracy is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from adacomp.errors import AdacompError, first_line
-from adacomp.platform.search.cluster import prepare_auth
+from adacomp.platform.cluster import prepare_auth
 from adacomp.platform.search_config import SearchConfig, load_search_config
 
 # Never uploaded: environments, VCS data, results and models (a job writes to output.dir).

@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,11 @@ from ray.tune import Callback
 from ray.tune.logger import JsonLoggerCallback
 
 from adacomp.device_farm import FarmConfig
-from adacomp.device_farm.config import HostSpec, default_farm_config, load_farm_config
+from adacomp.device_farm.config import HostSpec
 from adacomp.device_farm.cores import available_cores, pin_process
 from adacomp.errors import AdacompError, first_line
+from adacomp.platform.cluster import check_reachable, join
+from adacomp.platform.evaluate.farm_targets import farm_for_targets
 from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, trial_accelerator
 from adacomp.platform.results.front import (
     best_by_utility,
@@ -55,13 +57,13 @@ from adacomp.platform.results.snapshot import (
     with_polished,
 )
 from adacomp.platform.search import ray_watchdog
-from adacomp.platform.search.cluster import check_reachable, join
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.polish import polish_candidates, polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
+from adacomp.platform.search.supernet_mode import TrainedSupernet, supernet_space, trained_for_search
 from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import (
@@ -77,6 +79,8 @@ from adacomp.search_spaces import CompressionPlan
 from adacomp.tasks import Task, load_task, pretrained_model
 
 # Fields that define what a search measures: a resumed search must not change them.
+# Supernet settings that say how its training runs or what a bundle ships, not what it measures.
+SUPERNET_RUNNING = frozenset({"workers", "threads", "checkpoint_every", "bundle_size", "runtime_utility"})
 IDENTITY_FIELDS = (
     "task",
     "targets",
@@ -94,18 +98,15 @@ IDENTITY_FIELDS = (
 
 # --- the driver ------------------------------------------------------------------------------
 def _identity(config: SearchConfig) -> dict[str, Any]:
+    """What a resumed search must share with the one it continues. A supernet-mode search adds
+    its evaluation and the supernet's settings (what every plan's numbers come from); a
+    fine-tune search's identity is what it always was, so earlier searches still resume."""
     dumped = json.loads(config.model_dump_json())
-    return {k: dumped[k] for k in IDENTITY_FIELDS}
-
-
-def farm_for_targets(config: SearchConfig) -> FarmConfig:
-    farm = load_farm_config(config.farm) if config.farm is not None else default_farm_config()
-    names = {spec.name for spec in farm.devices}
-    for target in config.targets:
-        if target not in names:
-            where = f"farm {config.farm}" if config.farm else "the default farm"
-            raise AdacompError(f"targets: unknown device {target!r}; {where} has: {', '.join(sorted(names))}")
-    return farm.model_copy(update={"devices": tuple(s for s in farm.devices if s.name in config.targets)})
+    identity = {k: dumped[k] for k in IDENTITY_FIELDS}
+    if config.evaluation != "finetune":
+        supernet = {k: v for k, v in dumped["supernet"].items() if k not in SUPERNET_RUNNING}
+        identity.update(evaluation=config.evaluation, supernet=supernet)
+    return identity
 
 
 def check_objectives_measurable(config: SearchConfig, baseline: dict[str, float | None]) -> None:
@@ -422,7 +423,7 @@ def search(
     out_dir = (config.output.dir / config.name).resolve()
     state = _open_job(config, out_dir, resume)
     tracking_uri = _tracking_uri(config, state)
-    task, model, prepared = _load_model(config, out_dir, say)
+    loaded = _load_model(config, out_dir, say)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     # A resume with every trial and every polish recorded only re-reads and re-prints: no Ray.
     finished = _nothing_left(config, out_dir, state)
@@ -443,9 +444,7 @@ def search(
                 strategy,
                 farm_config,
                 reservation,
-                task,
-                model,
-                prepared,
+                loaded,
                 out_dir,
                 state,
                 tracking_uri,
@@ -507,17 +506,31 @@ def _tracking_uri(config: SearchConfig, state: Mapping[str, Any]) -> str:
     return str(uri)
 
 
-def _load_model(
-    config: SearchConfig, out_dir: Path, say: Callable[[str], None]
-) -> tuple[Task, Any, PreparedSpace]:
-    """The task, its trained uncompressed model and the search space over it."""
+@dataclass(frozen=True)
+class _Loaded:
+    """What a search evaluates plans of: the task, its trained uncompressed model, the space the
+    samplers see and, in supernet mode, the supernet trained for this search."""
+
+    task: Task
+    model: torch.nn.Module
+    prepared: PreparedSpace
+    supernet: TrainedSupernet | None = None
+
+
+def _load_model(config: SearchConfig, out_dir: Path, say: Callable[[str], None]) -> _Loaded:
+    """The task, its trained uncompressed model, the supernet (supernet mode) and the space."""
     task = load_task(config.task)
     check_techniques_known(config)  # after the task's import: a user's module may register some
     say(f"task {task.name}: training or loading the uncompressed model")
     model = pretrained_model(task, seed=config.seed)
+    if config.evaluation == "supernet":
+        trained = trained_for_search(config, task, model, say)
+        prepared = supernet_space(config, trained, task, model)
+        say(f"search space: {prepared.describe()}, the supernet's configurations")
+        return _Loaded(task, model, prepared, trained)
     prepared = prepare_space(config, task, model, out_dir, say)
     say(f"search space: {prepared.describe()}")
-    return task, model, prepared
+    return _Loaded(task, model, prepared)
 
 
 def _run(
@@ -525,9 +538,7 @@ def _run(
     strategy: Strategy,
     farm_config: FarmConfig,
     reservation: Any,
-    task: Task,
-    model: torch.nn.Module,
-    prepared: PreparedSpace,
+    loaded: _Loaded,
     out_dir: Path,
     state: dict[str, Any],
     tracking_uri: str,
@@ -541,12 +552,23 @@ def _run(
 ) -> SearchResult:
     from adacomp.platform.search.ray_farm import RayFarm
 
+    task, model, prepared = loaded.task, loaded.model, loaded.prepared
     tracker = _open_tracker(config, tracking_uri)
     calibration = task.calibration_batches()
     ctx = TrialContext(config, task, model, RayFarm(farm_config, reservation), config.measure, calibration)
     ctx.accelerator = trial_accelerator(config.resources)  # the polish fine-tunes here, in the driver
     baseline = job_baseline(ctx, state, say)
     parent_id = _parent_run(config, out_dir, tracker, state, baseline, tracking_uri, resume)
+    if loaded.supernet is not None and not resume:  # the shared recovery's cost, beside the trials'
+        trained = loaded.supernet
+        tracker.log_metrics(
+            parent_id,
+            {
+                "supernet_steps": float(trained.steps),
+                "supernet_train_seconds": trained.seconds,
+                "supernet_reused": float(trained.reused),
+            },
+        )
 
     view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
     run = _SearchRun(config, out_dir, tracker, parent_id, baseline, view, say)
@@ -569,6 +591,7 @@ def _run(
         settings=config.measure,
         farm=farm_config,
         rung_dir=run.rungs.directory,
+        supernet_weights=loaded.supernet.weights if loaded.supernet is not None else None,
     )
     try:
         if remaining > 0:

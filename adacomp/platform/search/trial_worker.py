@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from adacomp.device_farm import FarmConfig, MeasureSettings
-from adacomp.platform.evaluate.trial import TrialContext, evaluate_plan, trial_accelerator
+from adacomp.platform.evaluate.evaluators import PlanEvaluator, make_evaluator
+from adacomp.platform.evaluate.trial import TrialContext, trial_accelerator
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.search.rungs import RungStore
 from adacomp.platform.search_config import SearchConfig
@@ -37,15 +38,18 @@ class TrialPayload:
     settings: MeasureSettings
     farm: FarmConfig
     rung_dir: Path  # where staged fine-tunes keep their weights between stages (search/rungs.py)
+    # The trained supernet's weights (`evaluation: supernet`), trained by the search before any trial.
+    supernet_weights: dict[str, torch.Tensor] | None = None
 
 
-_CONTEXTS: dict[str, TrialContext] = {}
+_EVALUATORS: dict[str, PlanEvaluator] = {}
 
 
-def trial_context(payload: TrialPayload) -> TrialContext:
-    """Built once per worker process and search: the model, the farm's actor handles."""
-    ctx = _CONTEXTS.get(payload.key)
-    if ctx is None:
+def trial_evaluator(payload: TrialPayload) -> PlanEvaluator:
+    """Built once per worker process and search: the model, the farm's actor handles, and in
+    supernet mode the trained supernet (loaded once, shared by every plan of this worker)."""
+    evaluator = _EVALUATORS.get(payload.key)
+    if evaluator is None:
         import ray
 
         from adacomp.device_farm import Farm
@@ -64,17 +68,18 @@ def trial_context(payload: TrialPayload) -> TrialContext:
             calibration=payload.calibration,
             baseline=payload.baseline,
         )
-        _CONTEXTS.clear()
-        _CONTEXTS[payload.key] = ctx
-    return ctx
+        evaluator = make_evaluator(ctx, payload.supernet_weights)
+        _EVALUATORS.clear()
+        _EVALUATORS[payload.key] = evaluator
+    return evaluator
 
 
 def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
     """The Tune trainable: one plan evaluated end to end, reported once (with its ONNX model)."""
     from ray import tune
 
-    ctx = trial_context(payload)
-    ctx.accelerator = worker_accelerator(payload.config)
+    evaluator = trial_evaluator(payload)
+    evaluator.ctx.accelerator = worker_accelerator(payload.config)
     plan, number = CompressionPlan.from_json(params["plan"]), int(params["trial_number"])
     store = RungStore(payload.rung_dir)
 
@@ -82,9 +87,8 @@ def run_trial(params: dict[str, Any], payload: TrialPayload) -> None:
         store.save(plan, staged.rungs, {k: v.cpu() for k, v in model.state_dict().items()})
         tune.report(TrialRecord.from_result(number, staged).report())
 
-    staged = payload.config.fidelity.rungs > 1
-    result = evaluate_plan(
-        ctx,
+    staged = payload.config.fidelity.rungs > 1 and evaluator.trains
+    result = evaluator.evaluate(
         plan,
         seed=int(params["seed"]),
         on_rung=on_rung if staged else None,

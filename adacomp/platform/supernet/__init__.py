@@ -1,1 +1,1 @@
-"""The AdaSpring side: supernet training (local and on Ray), its configuration search, the bundle."""
+"""The AdaSpring side: the supernet's configuration search, the bundle (training: supernet_training)."""

@@ -28,7 +28,7 @@ from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracke
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.ort_format import add_ort_models
 from adacomp.platform.supernet.search import SubnetRecord, device_front, load_records, supernet_search_job
-from adacomp.platform.supernet.training import supernet_dir
+from adacomp.platform.supernet_training.training import supernet_dir
 from adacomp.runtime.manifest import (
     MANIFEST_NAME,
     SCHEMA_VERSION,

@@ -19,7 +19,6 @@ the search short of its budget, saying so.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -29,29 +28,21 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from adacomp.device_farm import Farm
 from adacomp.errors import AdacompError, first_line
+from adacomp.platform.evaluate.evaluators.supernet import bn_batches, evaluate_subnet
 from adacomp.platform.evaluate.objectives import constraint_violations, utility
 from adacomp.platform.evaluate.pareto import hypervolume, non_dominated
-from adacomp.platform.evaluate.trial import TrialContext, measure_metrics
+from adacomp.platform.evaluate.trial import TrialContext
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger
 from adacomp.platform.results.mlflow_ui import display_metrics
 from adacomp.platform.results.tracking import SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
-from adacomp.platform.supernet.training import (
-    WEIGHTS_FILE,
-    bn_batches,
-    extract_ready,
-    load_trained_supernet,
-    supernet_dir,
-)
+from adacomp.platform.supernet_training.training import WEIGHTS_FILE, load_trained_supernet, supernet_dir
 from adacomp.platform.table import format_table, kib
 from adacomp.runtime.manifest import file_sha256
-from adacomp.search_spaces import CompressionPlan, Step, export_onnx
-from adacomp.search_spaces.sites import weight_modules
 from adacomp.search_spaces.supernet import SubnetConfig, Supernet
 
 Metrics = Mapping[str, float | None]
@@ -100,40 +91,6 @@ class SubnetRecord:
             seconds=float(data["seconds"]),
             finished_at=float(data["finished_at"]),
         )
-
-
-def precision_plan(model: nn.Module, precision: str) -> CompressionPlan:
-    """The plan that quantizes every weighted layer of a static model (empty for fp32)."""
-    if precision == "fp32":
-        return CompressionPlan()
-    return CompressionPlan.from_mapping(
-        {name: [Step.of("quantize", precision=precision)] for name, _ in weight_modules(model) if name}
-    )
-
-
-def evaluate_subnet(
-    ctx: TrialContext, supernet: Supernet, config: SubnetConfig, batches: list[torch.Tensor]
-) -> tuple[dict[str, float | None], bytes]:
-    """(metrics, ONNX bytes) of one configuration: extracted, never trained.
-
-    The largest architecture (at any precision) is the user's trained model itself, not its
-    supernet copy: ensemble training moves the shared weights toward what suits the smaller
-    configurations (digits: the supernet's largest 98.06 % after 600 steps, 95.83 % after 10,
-    against 99.17 % for the trained model), and a bundle must never top out below the model
-    it replaces. Every other configuration is extracted from the supernet.
-    """
-    if config.hash == supernet.space.largest(config.precision).hash:
-        static = copy.deepcopy(ctx.model).eval()
-    else:
-        static = extract_ready(supernet, config, batches)
-    plan = precision_plan(static, config.precision)
-    onnx_model = export_onnx(static, ctx.task.example_input(2), plan=plan, calibration=ctx.calibration)
-    metrics = measure_metrics(ctx, static, plan, onnx_model)
-    base = ctx.baseline.get("accuracy")
-    accuracy = metrics.get("accuracy")
-    if base is not None and accuracy is not None:
-        metrics["accuracy_drop"] = 100.0 * (base - accuracy)
-    return metrics, onnx_model
 
 
 # --- per-device fronts (pure) ----------------------------------------------------------------
@@ -299,7 +256,7 @@ def supernet_search(
     config: SearchConfig | str | Path, *, resume: bool = False, log: Log | None = None
 ) -> SupernetSearchResult:
     """Evaluates `config.supernet.trials` configurations of the trained supernet (or resumes)."""
-    from adacomp.platform.search.job import farm_for_targets
+    from adacomp.platform.evaluate.farm_targets import farm_for_targets
 
     started = time.perf_counter()
     say = log or silent

@@ -21,18 +21,17 @@ from safetensors.torch import load_file
 from torch import nn
 
 from adacomp.errors import AdacompError
+from adacomp.platform.evaluate.evaluators.supernet import bn_batches, extract_ready
 from adacomp.platform.evaluate.trial import trial_accelerator
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.tracking import DIR_TAG, KIND_TAG, SEARCH_TAG, SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
-from adacomp.platform.supernet.options import ensemble_budget, supernet_options
+from adacomp.platform.supernet_training.options import ensemble_budget, supernet_options
 from adacomp.search_spaces.supernet import (
     EnsembleReport,
     StepLog,
-    SubnetConfig,
     Supernet,
     load_checkpoint,
-    recalibrate_batchnorm,
     train_supernet,
 )
 from adacomp.tasks import Task, evaluate, load_task, pretrained_model
@@ -60,17 +59,6 @@ def build_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
     task = load_task(config.task)
     model = pretrained_model(task, seed=config.seed)
     return task, model, Supernet.build(model, task.example_input(2), supernet_options(config))
-
-
-def bn_batches(task: Task, config: SearchConfig) -> list[torch.Tensor]:
-    """Fixed training batches that re-estimate BatchNorm statistics of an extracted model."""
-    return [torch.from_numpy(b) for b in task.calibration_batches(config.supernet.bn_batches, 64)]
-
-
-def extract_ready(supernet: Supernet, config: SubnetConfig, batches: list[torch.Tensor]) -> nn.Module:
-    """A static model of `config` with its own BatchNorm statistics: what gets evaluated and
-    shipped, on the CPU (a supernet training on a GPU is checked at its checkpoints too)."""
-    return recalibrate_batchnorm(supernet.extract(config).cpu(), batches)
 
 
 def load_trained_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
@@ -113,7 +101,7 @@ def train_supernet_job(
     config: SearchConfig | str | Path, *, resume: bool = False, log: Log | None = None
 ) -> TrainResult:
     """Trains (or resumes training of) the supernet of `config`; see the module docstring."""
-    from adacomp.platform.search.job import farm_for_targets
+    from adacomp.platform.evaluate.farm_targets import farm_for_targets
 
     say = log or silent
     config = as_search_config(config)
@@ -256,7 +244,7 @@ def _train(
                 on_checkpoint=monitor.on_checkpoint,
                 accelerator=trial_accelerator(config.resources),
             )
-        from adacomp.platform.supernet.ray_training import train_on_ray
+        from adacomp.platform.supernet_training.ray_training import train_on_ray
 
         monitor.say(f"training on {config.supernet.workers} Ray Train workers")
         began = time.perf_counter()

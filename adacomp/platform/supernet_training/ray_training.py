@@ -40,7 +40,7 @@ def _train_loop(loop_config: dict[str, Any]) -> None:
 
     from adacomp.platform.evaluate.trial import trial_accelerator
     from adacomp.platform.search_config import SearchConfig
-    from adacomp.platform.supernet.options import ensemble_budget, supernet_options
+    from adacomp.platform.supernet_training.options import ensemble_budget, supernet_options
     from adacomp.search_spaces.supernet import StepLog, Supernet, train_supernet
     from adacomp.tasks import load_task
     from adacomp.tasks.accelerator import CPU
@@ -107,7 +107,7 @@ def train_on_ray(
         if address == "local":
             ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
         else:
-            from adacomp.platform.search.cluster import join
+            from adacomp.platform.cluster import join
 
             join(address)  # the token, and one line when the cluster cannot be joined
     log = directory / STEP_LOG

@@ -6,15 +6,11 @@ read it without importing each other.
 
 from __future__ import annotations
 
+from adacomp.platform.evaluate.evaluators.supernet import supernet_options
 from adacomp.platform.search_config import SearchConfig
-from adacomp.search_spaces.supernet import EnsembleBudget, SupernetOptions
+from adacomp.search_spaces.supernet import EnsembleBudget
 
-
-def supernet_options(config: SearchConfig) -> SupernetOptions:
-    s = config.supernet
-    return SupernetOptions(
-        width_fractions=s.width, rank_fractions=s.rank, depth=s.depth, precisions=tuple(s.precisions)
-    )
+__all__ = ["ensemble_budget", "supernet_options"]
 
 
 def ensemble_budget(config: SearchConfig) -> EnsembleBudget:

@@ -1,0 +1,81 @@
+"""A search in supernet mode (`evaluation: supernet`): its first job trains the supernet.
+
+The supernet is trained once per search, into the search's own directory (`<name>/supernet/`,
+where `adacomp supernet train` of the same config puts it): a search that finds it there
+reuses it, one killed mid-training resumes from its last checkpoint. Its weights go to every
+trial worker once (the Tune payload), and the space the samplers see is the supernet's own
+(search_spaces/supernet/plan_space.py), grouped like any search's: every plan proposed is a
+configuration the supernet extracts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from adacomp.errors import AdacompError
+from adacomp.platform.evaluate.evaluators.supernet import supernet_options, trained_supernet
+from adacomp.platform.search.space import PreparedSpace
+from adacomp.platform.search_config import Log, SearchConfig
+from adacomp.platform.supernet_training.training import WEIGHTS_FILE, supernet_dir, train_supernet_job
+from adacomp.search_spaces.groups import group_layers, resolve_grouping
+from adacomp.search_spaces.supernet import Supernet
+from adacomp.search_spaces.supernet.plan_space import supernet_plan_space
+from adacomp.tasks import Task
+
+
+@dataclass(frozen=True)
+class TrainedSupernet:
+    supernet: Supernet
+    weights: dict[str, torch.Tensor]
+    steps: int  # ensemble-training steps behind these weights
+    seconds: float  # spent training them in this search (0 when reused)
+    reused: bool  # found trained in the search's directory
+
+
+def trained_for_search(config: SearchConfig, task: Task, model: nn.Module, say: Log) -> TrainedSupernet:
+    """The search's trained supernet: reused when its directory holds one, else trained now
+    (resumed from its last checkpoint when a kill cut an earlier training short)."""
+    directory = supernet_dir(config)
+    weights_path = directory / WEIGHTS_FILE
+    started = time.perf_counter()
+    reused = weights_path.is_file()
+    steps = config.supernet.steps
+    if reused:
+        say(f"supernet: reusing the trained supernet in {directory}")
+    else:
+        say(f"supernet: training it once for the whole search ({steps} ensemble steps)")
+        result = train_supernet_job(config, resume=(directory / "train.json").exists(), log=say)
+        steps = result.steps
+    weights = load_file(str(weights_path))
+    try:
+        supernet = trained_supernet(model, task.example_input(2), supernet_options(config), weights)
+    except (RuntimeError, KeyError) as error:
+        raise AdacompError(
+            f"{weights_path}: does not fit this config's supernet ({str(error).splitlines()[0]}); "
+            "change 'name' to train a new one"
+        ) from None
+    seconds = 0.0 if reused else time.perf_counter() - started
+    return TrainedSupernet(supernet, weights, steps, seconds, reused)
+
+
+def supernet_space(
+    config: SearchConfig, trained: TrainedSupernet, task: Task, model: nn.Module
+) -> PreparedSpace:
+    """The samplers' space: the supernet's configurations as plans, grouped like any search's
+    (`space.grouping`); no sensitivity analysis (the supernet's choices are what it holds)."""
+    layers = supernet_plan_space(trained.supernet, model, task.example_input(2))
+    if config.techniques is not None:
+        layers = layers.restricted_to(config.techniques)
+    if not layers.layers:
+        raise AdacompError(
+            f"evaluation: supernet: the supernet of {config.task!r} holds no choice for "
+            f"{', '.join(config.techniques or ('any technique',))} "
+            f"({trained.supernet.layout.report().splitlines()[0]}); use evaluation: finetune"
+        )
+    grouping = resolve_grouping(layers, model, config.space.grouping)
+    return PreparedSpace(group_layers(layers, model, grouping), len(layers.layers), grouping, None)
