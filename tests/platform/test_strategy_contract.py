@@ -12,12 +12,15 @@ from typing import Any
 import optuna
 import pytest
 
+from adacomp.platform.evaluate.evaluators.supernet import supernet_options, weighted_layers
 from adacomp.platform.search.space import restricted_space
 from adacomp.platform.search_config import SearchConfig
 from adacomp.platform.strategies._base import SearchContext, SearcherSetup, Strategy
 from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.platform.strategies.registry import get_strategy, registered_strategies
 from adacomp.search_spaces import CompressionPlan, build_space, compress
+from adacomp.search_spaces.supernet import Supernet, config_of
+from adacomp.search_spaces.supernet.plan_space import supernet_plan_space
 from adacomp.tasks import load_task, pretrained_model
 from tests.helpers.search import search_config
 
@@ -63,7 +66,11 @@ def test_the_rl_agent_warm_starts_from_the_agent_an_earlier_search_saved(tmp_pat
 def _setup(config: SearchConfig, tmp_path: Path) -> SearcherSetup:
     task = load_task(config.task)
     model = pretrained_model(task, seed=config.seed)
-    space = restricted_space(build_space(model, task.example_input(2)), config)
+    if config.evaluation == "supernet":  # the supernet's own choices (an untrained one holds the same)
+        supernet = Supernet.build(model, task.example_input(2), supernet_options(config))
+        space = supernet_plan_space(supernet, model, task.example_input(2))
+    else:
+        space = restricted_space(build_space(model, task.example_input(2)), config)
 
     def define(trial: optuna.Trial) -> dict[str, Any]:
         suggest(trial, space)
@@ -102,13 +109,22 @@ def local_ray(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("shared_ray")
 
 
+@pytest.mark.parametrize("evaluation", ["finetune", "supernet"])
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n == "rl" else n for n in STRATEGIES]
 )
 def test_a_strategy_proposes_buildable_plans_survives_a_failed_trial_and_finishes(
-    name: str, tmp_path: Path, local_ray: None
+    name: str, evaluation: str, tmp_path: Path, local_ray: None
 ) -> None:
-    config = search_config(tmp_path, strategy=name, trials=4, rl={"episodes_per_update": 2, "env_runners": 1})
+    """Over both evaluations' spaces: a supernet-mode proposal is a configuration the supernet
+    extracts (its evaluator's `config_of` never refuses it) and builds through `compress`."""
+    config = search_config(
+        tmp_path,
+        strategy=name,
+        trials=4,
+        evaluation=evaluation,
+        rl={"episodes_per_update": 2, "env_runners": 1},
+    )
     strategy = get_strategy(name)
     setup = _setup(config, tmp_path)
     sampler = strategy.sampler(setup)
@@ -120,6 +136,9 @@ def test_a_strategy_proposes_buildable_plans_survives_a_failed_trial_and_finishe
             plan = CompressionPlan.from_json(proposal["plan"])
             context = setup.context
             assert context is not None
+            if evaluation == "supernet":
+                supernet = Supernet.build(context.model, context.example_input, supernet_options(config))
+                config_of(supernet, plan, weighted_layers(context.model))  # expressible: never refused
             compressed = compress(context.model, plan, context.example_input)
             assert compressed(context.example_input).shape == context.model(context.example_input).shape
             searcher.on_trial_complete(f"t{number}", None, error=True)  # a trial that failed

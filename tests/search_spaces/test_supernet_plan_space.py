@@ -9,12 +9,13 @@ import pytest
 import torch
 from torch import nn
 
+from adacomp.errors import AdacompError
 from adacomp.platform.strategies.plan_space import plan_from_params, precision_options, suggest
-from adacomp.search_spaces import compress
+from adacomp.search_spaces import CompressionPlan, Step, compress
 from adacomp.search_spaces.params import ChoiceParam
 from adacomp.search_spaces.sites import weight_modules
 from adacomp.search_spaces.supernet import Supernet, SupernetOptions
-from adacomp.search_spaces.supernet.plan_space import supernet_plan_space
+from adacomp.search_spaces.supernet.plan_space import in_space_terms, supernet_plan_space
 from adacomp.search_spaces.supernet.plans import config_of
 from adacomp.tasks.mobile import MobileNetV2
 
@@ -81,3 +82,29 @@ def test_a_supernet_without_quantized_precisions_offers_no_precision_knob(
     supernet = Supernet.build(cnn, cnn_input, SupernetOptions(precisions=("fp32",)))
     space = supernet_plan_space(supernet, cnn, cnn_input)
     assert "quantize" not in space.techniques()
+
+
+def test_a_plan_is_written_in_the_spaces_own_values_or_refused_in_one_line(
+    cnn: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    """A warm start's channel_prune 0.3 of 32 channels keeps 24, as the offered 0.25 does: it is
+    written as 0.25 (the samplers' choices are exact values); 0.9 keeps 3, which no choice does."""
+    supernet = Supernet.build(cnn, cnn_input)
+    space = supernet_plan_space(supernet, cnn, cnn_input)
+    producer = next(
+        layer.site.name
+        for layer in space.layers
+        if 0.25 in getattr(layer.techniques.get("channel_prune", {}).get("ratio"), "choices", ())
+    )
+    plan = CompressionPlan.from_mapping({producer: [Step.of("channel_prune", ratio=0.3)]})
+    written = in_space_terms(plan, space, supernet, _weighted(cnn))
+    assert written == CompressionPlan.from_mapping({producer: [Step.of("channel_prune", ratio=0.25)]})
+    assert config_of(supernet, written, _weighted(cnn)) == config_of(supernet, plan, _weighted(cnn))
+    with pytest.raises(AdacompError, match=f"plan layer '{producer}'") as refused:
+        in_space_terms(
+            CompressionPlan.from_mapping({producer: [Step.of("channel_prune", ratio=0.9)]}),
+            space,
+            supernet,
+            _weighted(cnn),
+        )
+    assert "\n" not in str(refused.value)

@@ -30,7 +30,14 @@ from adacomp.errors import AdacompError
 from adacomp.platform.results.front import normalised_hypervolume, pareto_front
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracker, default_tracking_uri
-from adacomp.platform.search_config import Log, Objective, SearchConfig, as_search_config, silent
+from adacomp.platform.search_config import (
+    SUPERNET_TECHNIQUES,
+    Log,
+    Objective,
+    SearchConfig,
+    as_search_config,
+    silent,
+)
 from adacomp.platform.strategies.registry import get_strategy
 from adacomp.search_spaces import CompressionPlan
 
@@ -240,6 +247,16 @@ def nightly(
     return NightlyResult(tonight, last, changes, report_path, run_id)
 
 
+def _warm_plans(config: SearchConfig, plans: list[CompressionPlan]) -> list[CompressionPlan]:
+    """Last night's front as tonight's first plans; a supernet-mode night keeps only the plans of
+    techniques a supernet holds (a night before the switch may have found others)."""
+    if config.evaluation != "supernet":
+        return plans
+    return [
+        p for p in plans if all(s.technique in SUPERNET_TECHNIQUES for _, steps in p.layers for s in steps)
+    ]
+
+
 def _run_night(
     config: SearchConfig,
     date: str,
@@ -262,7 +279,7 @@ def _run_night(
     )
     if last is not None:
         tonight_config = get_strategy(config.strategy).warm_start(tonight_config, Path(last.search_dir))
-    warm = last.front_plans() if last else []
+    warm = _warm_plans(config, last.front_plans()) if last else []
     say(
         f"night {date}: {config.trials} trials"
         + (f", starting with {len(warm)} Pareto plans of {last.date}" if last else " (first night)")

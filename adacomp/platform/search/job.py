@@ -63,7 +63,12 @@ from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
 from adacomp.platform.search.space import PreparedSpace, check_techniques_known, prepare_space
-from adacomp.platform.search.supernet_mode import TrainedSupernet, supernet_space, trained_for_search
+from adacomp.platform.search.supernet_mode import (
+    TrainedSupernet,
+    plans_in_space_terms,
+    supernet_space,
+    trained_for_search,
+)
 from adacomp.platform.search.trial_worker import TrialPayload, run_trial, trial_dirname
 from adacomp.platform.search_config import SearchConfig, as_search_config, silent
 from adacomp.platform.strategies._base import (
@@ -423,7 +428,7 @@ def search(
     out_dir = (config.output.dir / config.name).resolve()
     state = _open_job(config, out_dir, resume)
     tracking_uri = _tracking_uri(config, state)
-    loaded = _load_model(config, out_dir, say)
+    loaded = _load_model(config, out_dir, say, initial_plans)
     cores_before = available_cores()  # a local Ray pins this process to its training cores
     # A resume with every trial and every polish recorded only re-reads and re-prints: no Ray.
     finished = _nothing_left(config, out_dir, state)
@@ -450,7 +455,6 @@ def search(
                 tracking_uri,
                 resume=bool(state),
                 progress=progress,
-                initial_plans=initial_plans,
                 study=study or (out_dir / "optuna.journal", f"adacomp-{config.name}"),
                 say=say,
                 started=started,
@@ -514,23 +518,28 @@ class _Loaded:
     task: Task
     model: torch.nn.Module
     prepared: PreparedSpace
+    initial_plans: tuple[CompressionPlan, ...]  # a warm start's, in the space's own values
     supernet: TrainedSupernet | None = None
 
 
-def _load_model(config: SearchConfig, out_dir: Path, say: Callable[[str], None]) -> _Loaded:
-    """The task, its trained uncompressed model, the supernet (supernet mode) and the space."""
+def _load_model(
+    config: SearchConfig, out_dir: Path, say: Callable[[str], None], initial_plans: Sequence[CompressionPlan]
+) -> _Loaded:
+    """The task, its trained uncompressed model, the supernet (supernet mode) and the space;
+    in supernet mode a warm-start plan the supernet cannot express is refused before training."""
     task = load_task(config.task)
     check_techniques_known(config)  # after the task's import: a user's module may register some
     say(f"task {task.name}: training or loading the uncompressed model")
     model = pretrained_model(task, seed=config.seed)
     if config.evaluation == "supernet":
+        written = plans_in_space_terms(config, task, model, initial_plans)
         trained = trained_for_search(config, task, model, say)
         prepared = supernet_space(config, trained, task, model)
         say(f"search space: {prepared.describe()}, the supernet's configurations")
-        return _Loaded(task, model, prepared, trained)
+        return _Loaded(task, model, prepared, written, trained)
     prepared = prepare_space(config, task, model, out_dir, say)
     say(f"search space: {prepared.describe()}")
-    return _Loaded(task, model, prepared)
+    return _Loaded(task, model, prepared, tuple(initial_plans))
 
 
 def _run(
@@ -545,7 +554,6 @@ def _run(
     *,
     resume: bool,
     progress: bool,
-    initial_plans: Sequence[CompressionPlan],
     study: tuple[Path, str],
     say: Callable[[str], None],
     started: float,
@@ -596,7 +604,7 @@ def _run(
     try:
         if remaining > 0:
             # A resume first proposes plans a kill cut short mid-fine-tune (on from their last stage).
-            first = run.rungs.unfinished(set(run.by_hash)) if resume else initial_plans
+            first = run.rungs.unfinished(set(run.by_hash)) if resume else loaded.initial_plans
             if resume and first:
                 say(f"resuming: {len(first)} plans continue their fine-tune after their last finished stage")
             setup = _searcher_setup(config, run, prepared, model, task, study, first, out_dir)

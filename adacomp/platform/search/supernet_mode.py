@@ -11,6 +11,7 @@ configuration the supernet extracts.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -18,14 +19,36 @@ from safetensors.torch import load_file
 from torch import nn
 
 from adacomp.errors import AdacompError
-from adacomp.platform.evaluate.evaluators.supernet import supernet_options, trained_supernet
+from adacomp.platform.evaluate.evaluators.supernet import supernet_options, trained_supernet, weighted_layers
 from adacomp.platform.search.space import PreparedSpace
 from adacomp.platform.search_config import Log, SearchConfig
 from adacomp.platform.supernet_training.training import WEIGHTS_FILE, supernet_dir, train_supernet_job
+from adacomp.search_spaces import CompressionPlan
 from adacomp.search_spaces.groups import group_layers, resolve_grouping
 from adacomp.search_spaces.supernet import Supernet
-from adacomp.search_spaces.supernet.plan_space import supernet_plan_space
+from adacomp.search_spaces.supernet.plan_space import in_space_terms, supernet_plan_space
 from adacomp.tasks import Task
+
+
+def plans_in_space_terms(
+    config: SearchConfig, task: Task, model: nn.Module, plans: Sequence[CompressionPlan]
+) -> tuple[CompressionPlan, ...]:
+    """A supernet-mode search's warm-start plans written in its space's values, checked before
+    the supernet is trained, on an untrained copy (what it can express depends on its layout,
+    not on its weights): a plan it cannot express is refused in one line naming the plan and
+    its layer."""
+    if not plans:
+        return ()
+    supernet = Supernet.build(model, task.example_input(2), supernet_options(config))
+    space = supernet_plan_space(supernet, model, task.example_input(2))
+    weighted = weighted_layers(model)
+    written = []
+    for number, plan in enumerate(plans):
+        try:
+            written.append(in_space_terms(plan, space, supernet, weighted))
+        except AdacompError as error:
+            raise AdacompError(f"initial plan {number} ({plan.hash}): {error}") from None
+    return tuple(written)
 
 
 @dataclass(frozen=True)

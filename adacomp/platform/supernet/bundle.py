@@ -24,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from adacomp.errors import AdacompError
+from adacomp.platform.evaluate.evaluators.supernet import supernet_options, weighted_layers
+from adacomp.platform.results.job_dir import JobDir
+from adacomp.platform.results.ledger import Ledger, TrialRecord
+from adacomp.platform.results.snapshot import STATE_FILE, model_file
 from adacomp.platform.results.tracking import KIND_TAG, SEARCH_TAG, SearchTracker
 from adacomp.platform.search_config import Log, SearchConfig, as_search_config, silent
 from adacomp.platform.supernet.ort_format import add_ort_models
@@ -38,7 +42,8 @@ from adacomp.runtime.manifest import (
     verify_files,
 )
 from adacomp.search_spaces.export import INPUT_NAME, OUTPUT_NAME
-from adacomp.tasks import load_task
+from adacomp.search_spaces.supernet import Supernet, config_of
+from adacomp.tasks import load_task, pretrained_model
 
 Metrics = dict[str, float | None]
 
@@ -104,32 +109,69 @@ def export_bundle(
     """Writes the bundle (default `<output.dir>/<name>/bundle/`), logs it to MLflow, registers it."""
     say = log or silent
     config = as_search_config(config)
-    source = supernet_dir(config)
-    state = supernet_search_job(config).load()
-    records = load_records(source)
-    if not state or not records:
-        raise AdacompError(
-            f"no supernet search for {config.name!r} in {source}; run `adacomp supernet search` first"
-        )
+    if config.evaluation == "supernet":
+        state, records, models = _from_search(config)
+    else:
+        state, records, models = _from_supernet_search(config)
     baseline: Metrics = state["baseline"]
     chosen = choose_configurations(records, config.targets, baseline, config.supernet.bundle_size)
     if not chosen:
         raise AdacompError(
-            f"no feasible configuration in the supernet search of {config.name!r} "
-            f"({len(records)} evaluated); loosen the constraints or evaluate more (supernet.trials)"
+            f"no feasible configuration in the search of {config.name!r} "
+            f"({len(records)} evaluated); loosen the constraints or evaluate more"
         )
     target = (out or config.output.dir / config.name / "bundle").resolve()
     if target.exists() and any(target.iterdir()) and not (target / MANIFEST_NAME).is_file():
         raise AdacompError(f"out: {target} exists and is not a bundle; give an empty or new directory")
-    manifest = _write_bundle(config, source, chosen, baseline, target)
+    manifest = _write_bundle(config, models, chosen, baseline, target)
     say(f"bundle: {len(manifest.configurations)} configurations in {target}")
     run_id, registered = _log_bundle(config, state, manifest, target)
     say(f"registered as {registered}")
     return BundleResult(target, manifest, run_id, registered)
 
 
+def _from_supernet_search(config: SearchConfig) -> tuple[dict[str, Any], list[SubnetRecord], dict[str, Path]]:
+    """`adacomp supernet search`'s state, its evaluated configurations and their models."""
+    source = supernet_dir(config)
+    state = supernet_search_job(config).load()
+    records = load_records(source)
+    if not state or not records:
+        raise AdacompError(
+            f"no supernet search for {config.name!r} in {source}; run `adacomp search` with "
+            "evaluation: supernet (or `adacomp supernet search`) first"
+        )
+    return state, records, {r.config.hash: source / "models" / f"{r.config.hash}.onnx" for r in records}
+
+
+def _from_search(config: SearchConfig) -> tuple[dict[str, Any], list[SubnetRecord], dict[str, Path]]:
+    """A supernet-mode search's state, its finished plans as the configurations they extract
+    (the search's front is the bundle), and the models its trials measured."""
+    out_dir = (config.output.dir / config.name).resolve()
+    state = JobDir(out_dir, STATE_FILE, f"search {config.name!r}").load()
+    trials = [r for r in Ledger[TrialRecord](out_dir / "trials.jsonl").load() if r.feasible]
+    if not state or not trials:
+        raise AdacompError(
+            f"no finished supernet-mode search for {config.name!r} in {out_dir}; run `adacomp search` first"
+        )
+    task = load_task(config.task)
+    model = pretrained_model(task, seed=config.seed)
+    supernet = Supernet.build(model, task.example_input(2), supernet_options(config))
+    weighted = weighted_layers(model)
+    records, models = [], {}
+    for trial in trials:
+        subnet = config_of(supernet, trial.plan, weighted)
+        metrics = {k: v for k, v in trial.metrics.items() if v is not None}
+        records.append(SubnetRecord(trial.number, subnet, metrics, trial.utility, trial.violations))
+        models[subnet.hash] = model_file(out_dir, trial.plan)
+    return state, records, models
+
+
 def _write_bundle(
-    config: SearchConfig, source: Path, chosen: Sequence[SubnetRecord], baseline: Metrics, target: Path
+    config: SearchConfig,
+    models: Mapping[str, Path],
+    chosen: Sequence[SubnetRecord],
+    baseline: Metrics,
+    target: Path,
 ) -> Manifest:
     """The bundle is built beside `target`, verified, then swapped in whole: a reader never sees
     half a bundle, and an earlier bundle there is replaced, not mixed."""
@@ -139,7 +181,7 @@ def _write_bundle(
     entries = []
     for record in chosen:
         name = f"models/{record.config.hash}.onnx"
-        shutil.copyfile(source / name, directory / name)
+        shutil.copyfile(models[record.config.hash], directory / name)
         entries.append(
             {
                 "id": record.config.hash,

@@ -22,21 +22,23 @@ technique's own range refuses (a width fraction under 0.1 is a ratio over 0.9) i
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from adacomp.search_spaces.params import ChoiceParam, ParamSpec
+from adacomp.errors import AdacompError, shown
+from adacomp.search_spaces.params import ChoiceParam, ParamSpec, ParamValue
+from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.space import LayerSpace, SearchSpace, build_space
 from adacomp.search_spaces.supernet.arch import SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.layout import RankLayer, WidthGroup
-from adacomp.search_spaces.supernet.plans import exact_fraction, exact_ratio
+from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, exact_ratio
 from adacomp.search_spaces.supernet.supernet import Supernet
 from adacomp.search_spaces.techniques import registered_techniques
 from adacomp.search_spaces.techniques.channel_prune import aligned_channels, kept_channels
 
-__all__ = ["supernet_plan_space"]
+__all__ = ["in_space_terms", "supernet_plan_space"]
 
 # The order a sampler sees precisions in: plan_space.PRECISIONS's, fp32 being "none".
 _PRECISION_ORDER = ("int8", "int8_per_tensor", "fp16", "int8_weights")
@@ -122,3 +124,49 @@ def supernet_plan_space(supernet: Supernet, model: nn.Module, example_input: tor
         if techniques:
             layers.append(LayerSpace(layer.site, layer.parameters, techniques))
     return SearchSpace(tuple(layers))
+
+
+def in_space_terms(
+    plan: CompressionPlan, space: SearchSpace, supernet: Supernet, weighted: Sequence[str]
+) -> CompressionPlan:
+    """`plan` written with the values `space` offers (a warm start's plan seeds the samplers, whose
+    choices are exactly those): each value that is not one of its layer's choices becomes the
+    choice that selects the same configuration (channel_prune 0.3 of 32 channels keeps 24, as
+    0.25 does). One line naming the layer when no choice does."""
+    target = config_of(supernet, plan, weighted)
+    layers = {layer.site.name: layer for layer in space.layers}
+    written: dict[str, list[Step]] = {}
+    for name, steps in plan.layers:
+        written[name] = []
+        for step in steps:
+            spec = layers[name].techniques.get(step.technique, {}) if name in layers else {}
+            values = dict(step.kwargs)
+            for key, param in spec.items():
+                if isinstance(param, ChoiceParam) and values.get(key) not in param.choices:
+                    values[key] = _same_choice(plan, name, step, key, param, supernet, weighted, target)
+            written[name].append(Step.of(step.technique, **values))
+    return CompressionPlan.from_mapping(written)
+
+
+def _same_choice(
+    plan: CompressionPlan,
+    name: str,
+    step: Step,
+    key: str,
+    param: ChoiceParam,
+    supernet: Supernet,
+    weighted: Sequence[str],
+    target: SubnetConfig,
+) -> ParamValue:
+    for choice in param.choices:
+        trial = {
+            layer: [
+                Step.of(s.technique, **{**s.kwargs, key: choice}) if (layer, s) == (name, step) else s
+                for s in steps
+            ]
+            for layer, steps in plan.layers
+        }
+        if config_of(supernet, CompressionPlan.from_mapping(trial), weighted) == target:
+            return choice
+    offered = ", ".join(f"{c:g}" if isinstance(c, float) else str(c) for c in param.choices)
+    raise AdacompError(f"plan layer {shown(name)}: {step}: the search offers {key} {offered} here")
