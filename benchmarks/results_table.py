@@ -25,12 +25,14 @@ fine-tunes every trial N steps instead of the task's budget (a quick look, or a 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from equal_compute import compare
 from host_timing import paired_medians_ms
 from report import write_report
 
@@ -39,7 +41,7 @@ from adacomp.platform.results.front import normalised_hypervolume
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.results.snapshot import SearchResult
 from adacomp.platform.search.job import search
-from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.search_config import SUPERNET_TECHNIQUES, SearchConfig
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import build_space, export_onnx
 from adacomp.tasks import load_task, pretrained_model
@@ -57,6 +59,44 @@ BUDGETS: dict[str, dict[str, Any]] = {
     "mnist1d": {"trials": 40, "finetune": {"epochs": 3, "distill": True}},
 }
 DEFAULT_BUDGET: dict[str, Any] = {"trials": 20, "finetune": {"steps": 100}}
+# Supernet mode (`--evaluation supernet`): plans evaluated (no training each), and the supernet's
+# ensemble-training steps, trained once per search. Polish as the fine-tune mode's: the front's
+# best three by utility, three times the task's fine-tune, distilled (from the supernet's weights).
+SUPERNET_BUDGETS: dict[str, dict[str, Any]] = {
+    "digits": {"trials": 120, "steps": 600},
+    "mobilenet_digits": {"trials": 150, "steps": 600},
+    "shapes_resnet": {"trials": 150, "steps": 600},
+}
+DEFAULT_SUPERNET_BUDGET: dict[str, Any] = {"trials": 100, "steps": 600}
+EVALUATIONS = ("finetune", "supernet", "both")
+
+
+def mode_config(
+    task: str,
+    out: Path,
+    evaluation: str,
+    *,
+    trials: int | None,
+    finetune_steps: int | None = None,
+    supernet_steps: int | None = None,
+    **changes: Any,
+) -> SearchConfig:
+    """`search_config` in one evaluation mode: a supernet-mode search is named `<task>-supernet`."""
+    if evaluation == "finetune":
+        return search_config(task, out, trials=trials, finetune_steps=finetune_steps, **changes)
+    budget = SUPERNET_BUDGETS.get(task, DEFAULT_SUPERNET_BUDGET)
+    steps = supernet_steps or budget["steps"]
+    name = changes.pop("name", None) or f"{task.replace(':', '-').replace('.', '-')}-supernet"
+    return search_config(
+        task,
+        out,
+        trials=trials or budget["trials"],
+        name=name,
+        finetune_steps=finetune_steps,
+        evaluation="supernet",
+        supernet={"steps": steps, "checkpoint_every": max(1, steps // 6)},
+        **changes,
+    )
 
 
 def search_config(
@@ -170,14 +210,25 @@ def task_row(
     runs: int,
     within_pt: float,
     finetune_steps: int | None = None,
+    evaluation: str = "finetune",
+    supernet_steps: int | None = None,
 ) -> tuple[dict[str, Any], SearchResult]:
     started = time.perf_counter()
-    config = search_config(task_name, out, trials=trials, finetune_steps=finetune_steps)
-    result = search(config, resume=True, progress=False, log=_say(task_name))
+    config = mode_config(
+        task_name,
+        out,
+        evaluation,
+        trials=trials,
+        finetune_steps=finetune_steps,
+        supernet_steps=supernet_steps,
+    )
+    result = search(config, resume=True, progress=False, log=_say(config.name))
     baseline = result.baseline
     near = within(result.records, within_pt)
     row: dict[str, Any] = {
         "task": task_name,
+        "evaluation": evaluation,
+        "within_3pt": _best_within(result.records, 3.0, baseline),
         "trials": len(result.records),
         "baseline_accuracy": baseline.get("accuracy"),
         "baseline_storage_bytes": baseline.get("storage"),
@@ -209,6 +260,15 @@ def task_row(
     return row, result
 
 
+def _best_within(records: list[TrialRecord], points: float, baseline: dict[str, float | None]) -> Any:
+    """The fastest on the host (search's numbers) within `points` of the baseline, described."""
+    near = within(records, points)
+    if not near:
+        return None
+    fastest = min(near, key=lambda r: (float(r.metrics["latency_host"] or 0), r.number))
+    return describe(fastest, baseline)
+
+
 def singles(
     task_name: str,
     combined: SearchResult,
@@ -218,36 +278,58 @@ def singles(
     finetune_steps: int | None = None,
 ) -> dict[str, Any]:
     """The combined search's front against one search per technique alone, same trial budget
-    (every technique that applies to the model, or those in `only`). With fewer trials per
-    technique than the combined search ran, the combined front is taken over its first `trials`
-    trials only, so every front compared had the same number of tries."""
+    (every technique that applies to the model, or those in `only`), in the combined search's
+    evaluation mode. With fewer trials per technique than the combined search ran, the combined
+    front is taken over its first `trials` trials only, so every front compared had the same
+    number of tries. In supernet mode every single-technique search reuses the combined
+    search's trained supernet (copied into its directory): the same weights, other choices."""
+    evaluation = combined.config.evaluation
     task = load_task(task_name)
     space = build_space(pretrained_model(task, seed=combined.config.seed), task.example_input(2))
+    applicable = sorted(space.techniques())
+    if evaluation == "supernet":
+        applicable = [t for t in applicable if t in SUPERNET_TECHNIQUES]
     budget = min(trials or combined.config.trials, combined.config.trials)
     combined_records = [r for r in combined.records if r.number < budget]
     reference = combined.baseline
     fronts: dict[str, float] = {}
-    for technique in only or sorted(space.techniques()):
-        config = search_config(
+    for technique in only or applicable:
+        config = mode_config(
             task_name,
             out,
+            evaluation,
             trials=budget,
             name=f"{combined.config.name}-only-{technique}",
             finetune_steps=finetune_steps,
+            supernet_steps=combined.config.supernet.steps,
             techniques=[technique],
         )
+        if evaluation == "supernet":
+            _share_supernet(combined.out_dir / "supernet", config)
         alone = search(config, resume=True, progress=False, log=_say(config.name))
         fronts[technique] = round(normalised_hypervolume(combined.config, alone.records, reference), 5)
         print(f"  {task_name} {technique} alone: hypervolume {fronts[technique]:.4f}", flush=True)
     combined_hv = round(normalised_hypervolume(combined.config, combined_records, reference), 5)
     return {
         "task": task_name,
+        "evaluation": evaluation,
         "trials_each": budget,
         "combined_trials_compared": len(combined_records),
         "combined_hypervolume": combined_hv,
         "single_hypervolumes": fronts,
         "combos_dominate_singles": all(combined_hv > hv for hv in fronts.values()),
     }
+
+
+def _share_supernet(source: Path, config: SearchConfig) -> None:
+    """The trained supernet (weights and training state) copied where `config`'s search finds it."""
+    target = config.output.dir / config.name / "supernet"
+    if (target / "supernet.safetensors").is_file():
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("supernet.safetensors", "train.json", "layout.json"):
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
 
 
 def _fmt(value: Any, spec: str = ".2f", suffix: str = "x") -> str:
@@ -292,7 +374,10 @@ def print_tables(rows: list[dict[str, Any]], comparison: dict[str, Any] | None) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="digits,mobilenet_digits,shapes_resnet")
+    parser.add_argument("--evaluation", choices=EVALUATIONS, default="finetune",
+                        help="how trials are scored; `both` compares them at equal compute")  # fmt: skip
     parser.add_argument("--trials", type=int, default=None, help="every search's trials (default: per task)")
+    parser.add_argument("--supernet-steps", type=int, default=None, help="ensemble steps (default: per task)")
     parser.add_argument("--singles-task", default="mobilenet_digits", help="'' to skip the comparison")
     parser.add_argument("--single-trials", type=int, default=None, help="default: the combined search's")
     parser.add_argument("--singles", default="", help="techniques to compare, a,b (default: all that apply)")
@@ -309,55 +394,79 @@ def main(argv: list[str] | None = None) -> int:
     if args.singles_task and args.singles_task not in names:
         print(f"results_table: --singles-task {args.singles_task!r} is not among --tasks {names}")
         return 2
-    if args.finetune_steps is not None and args.finetune_steps < 1:
-        print(
-            f"results_table: --finetune-steps: expected a positive number of steps, got {args.finetune_steps}"
-        )
-        return 2
+    for flag, value in (("--finetune-steps", args.finetune_steps), ("--supernet-steps", args.supernet_steps)):
+        if value is not None and value < 1:
+            print(f"results_table: {flag}: expected a positive number of steps, got {value}")
+            return 2
+    # The supernet mode first: it is what a user runs; singles in it (cheap: the supernet is shared).
+    modes = ["supernet", "finetune"] if args.evaluation == "both" else [args.evaluation]
     started = time.perf_counter()
-    rows, results = [], {}
+    rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    results: dict[str, dict[str, SearchResult]] = {mode: {} for mode in modes}
+    comparison = None
     try:
-        for name in names:
-            row, results[name] = task_row(
-                name, args.out, args.trials, args.rounds, args.runs, args.within_pt, args.finetune_steps
-            )
-            rows.append(row)
-            print(
-                f"{name}: {row['trials']} trials, {row['trials_within']} within {args.within_pt} pt, {row['seconds']} s",
-                flush=True,
-            )
-        comparison = (
-            singles(
-                args.singles_task,
-                results[args.singles_task],
-                args.out,
-                args.single_trials,
-                [t for t in args.singles.split(",") if t] or None,
-                args.finetune_steps,
-            )
-            if args.singles_task
-            else None
-        )
+        for mode in modes:
+            for name in names:
+                row, results[mode][name] = task_row(
+                    name, args.out, args.trials, args.rounds, args.runs, args.within_pt,
+                    args.finetune_steps, mode, args.supernet_steps,
+                )  # fmt: skip
+                rows[mode].append(row)
+                print(
+                    f"{name} ({mode}): {row['trials']} trials, {row['trials_within']} within "
+                    f"{args.within_pt} pt, {row['seconds']} s",
+                    flush=True,
+                )
+            if args.singles_task and comparison is None:
+                comparison = singles(
+                    args.singles_task,
+                    results[mode][args.singles_task],
+                    args.out,
+                    args.single_trials,
+                    [t for t in args.singles.split(",") if t] or None,
+                    args.finetune_steps,
+                )
     except AdacompError as error:
         print(f"results_table: {error}")
         return 2
-    print_tables(rows, comparison)
+    equal = {}
+    if len(modes) == 2:
+        for name in names:
+            pair = {mode: results[mode][name] for mode in modes}
+            png = args.json.with_name(f"{args.json.stem}_{name}_hypervolume.png")
+            equal[name] = compare(pair["finetune"].config, pair, png)
+    for mode in modes:
+        print(f"\n{mode} mode")
+        print_tables(rows[mode], comparison if comparison and comparison["evaluation"] == mode else None)
+    for name, found in equal.items():
+        at_equal = ", ".join(f"{m} {hv:.4f}" for m, hv in found["hypervolume_at_equal_compute"].items())
+        print(f"\n{name}: hypervolume at equal compute ({found['equal_compute_s']:.0f} s): {at_equal}")
+        print(f"  curve: {found['plot']}")
     report = {
         "within_pt": args.within_pt,
+        "evaluation": args.evaluation,
         "seconds": round(time.perf_counter() - started, 1),
-        "tasks": {
-            row["task"]: {
-                **row,
-                "combos_dominate_singles": comparison["combos_dominate_singles"]
-                if comparison and comparison["task"] == row["task"]
-                else None,
-            }
-            for row in rows
-        },
+        "tasks": _by_task(rows.get("finetune", []), comparison),
+        "supernet_tasks": _by_task(rows.get("supernet", []), comparison),
         "singles": comparison,
+        "equal_compute": equal,
     }
     write_report(args.json, report)
     return 0
+
+
+def _by_task(rows: list[dict[str, Any]], comparison: dict[str, Any] | None) -> dict[str, Any]:
+    return {
+        row["task"]: {
+            **row,
+            "combos_dominate_singles": comparison["combos_dominate_singles"]
+            if comparison
+            and comparison["task"] == row["task"]
+            and comparison["evaluation"] == row["evaluation"]
+            else None,
+        }
+        for row in rows
+    }
 
 
 if __name__ == "__main__":

@@ -17,16 +17,16 @@ from adacomp.device_farm import Farm, FarmConfig, MeasureSettings
 from adacomp.device_farm.config import EmulatedSpec
 from adacomp.errors import AdacompError
 from adacomp.platform.evaluate.evaluators import EVALUATORS, PlanEvaluator, make_evaluator
-from adacomp.platform.evaluate.evaluators.supernet import supernet_options
+from adacomp.platform.evaluate.evaluators.supernet import SupernetEvaluator, extract_ready, supernet_options
 from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics
 from adacomp.platform.search.space import restricted_space
 from adacomp.platform.search_config import SUPERNET_TECHNIQUES, SearchConfig
 from adacomp.platform.strategies.plan_space import plan_from_params, suggest
-from adacomp.search_spaces import CompressionPlan, SearchSpace, Step, build_space
+from adacomp.search_spaces import CompressionPlan, SearchSpace, Step, build_space, compress
 from adacomp.search_spaces.supernet import EnsembleBudget, Supernet, train_supernet
 from adacomp.search_spaces.supernet import plans as supernet_plans
 from adacomp.search_spaces.supernet.plan_space import supernet_plan_space
-from adacomp.tasks import TrainBudget, load_task, pretrained_model
+from adacomp.tasks import TrainBudget, evaluate, load_task, pretrained_model
 
 MODES = ["finetune", "supernet"]
 
@@ -167,3 +167,20 @@ def test_only_the_finetune_evaluator_runs_optimizer_steps(
 def test_the_supernet_evaluator_needs_the_trained_weights(trained: dict[str, Any]) -> None:
     with pytest.raises(AdacompError, match="needs the trained supernet's weights"):
         _evaluator({**trained, "weights": None}, "supernet")
+
+
+def test_a_polish_starts_from_the_supernets_weights(trained: dict[str, Any]) -> None:
+    """The compressed architecture of a supernet-mode plan takes the supernet's extraction as is:
+    same accuracy as the plan's own evaluation, before any fine-tune step."""
+    evaluator = _evaluator(trained, "supernet")
+    assert isinstance(evaluator, SupernetEvaluator)
+    ctx = evaluator.ctx
+    plan = next(
+        p for p in (_drawn(_space(evaluator), seed) for seed in range(20)) if evaluator.starting_weights(p)
+    )
+    compressed = compress(ctx.model, plan, ctx.task.example_input(2))
+    compressed.load_state_dict(evaluator.starting_weights(plan))  # strict: every key and shape
+    extracted = extract_ready(evaluator.supernet, evaluator.configuration(plan), evaluator.batches)
+    assert evaluate(compressed, ctx.task.data.test) == evaluate(extracted, ctx.task.data.test)
+    largest = CompressionPlan()
+    assert evaluator.starting_weights(largest) is None  # the user's own model: compress's weights

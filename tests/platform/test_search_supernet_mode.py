@@ -30,7 +30,7 @@ def _config(out: Path, **changes: object) -> SearchConfig:
         "evaluation": "supernet",
         "trials": 6,
         "supernet": SUPERNET,
-        "polish": {"top_k": 0},
+        "polish": {"top_k": 1},
         "constraints": [{"metric": "accuracy_drop", "max": 60}],
     }
     return search_config(out, **{**data, **changes})
@@ -62,6 +62,8 @@ def test_the_supernet_is_trained_once_and_every_plan_is_scored_without_a_fine_tu
     techniques = {s.technique for r in records for _, steps in r.plan.layers for s in steps}
     assert techniques <= {"channel_prune", "low_rank", "quantize"}
     assert result.front_records
+    polished = Ledger[TrialRecord](result.out_dir / "polished.jsonl").load()
+    assert len(polished) == 1 and polished[0].metrics["finetune_steps"] > 0  # the front's best, fine-tuned
 
 
 def test_the_supernets_cost_is_logged_beside_the_trials(finished: tuple[SearchResult, list[str]]) -> None:

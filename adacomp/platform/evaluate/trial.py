@@ -192,6 +192,7 @@ def evaluate_plan(
     seed: int = 0,
     on_rung: RungHook | None = None,
     resume: RungResume | None = None,
+    initial: Mapping[str, torch.Tensor] | None = None,
 ) -> TrialResult:
     """Compress, (cost first) measure, fine-tune in stages, export, measure: one plan's metrics.
 
@@ -201,11 +202,14 @@ def evaluate_plan(
     and never trained. Its constraint values still reach the sampler, which learns from it.
     With several rungs (`fidelity`), costs are measured first too (the score between stages
     needs them) and `on_rung` hears after each stage; `resume` continues a plan's fine-tune
-    from its last finished stage."""
+    from its last finished stage. `initial` are weights for the compressed architecture to
+    start from instead of compress's own (the supernet's, for a polish in supernet mode)."""
     started = time.perf_counter()
     try:
         example = ctx.task.example_input(2)
         compressed = compress(ctx.model, plan, example)
+        if initial is not None:
+            compressed.load_state_dict(dict(initial))
         budget = ctx.finetune_budget()
         stages = (
             ()

@@ -38,6 +38,7 @@ from adacomp.device_farm.config import HostSpec
 from adacomp.device_farm.cores import available_cores, pin_process
 from adacomp.errors import AdacompError, first_line
 from adacomp.platform.cluster import check_reachable, join
+from adacomp.platform.evaluate.evaluators.supernet import SupernetEvaluator, bn_batches
 from adacomp.platform.evaluate.farm_targets import farm_for_targets
 from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics, trial_accelerator
 from adacomp.platform.results.front import (
@@ -58,7 +59,7 @@ from adacomp.platform.results.snapshot import (
 )
 from adacomp.platform.search import ray_watchdog
 from adacomp.platform.search.environment import scoped_environment, search_flags
-from adacomp.platform.search.polish import polish_candidates, polish_front
+from adacomp.platform.search.polish import StartingWeights, polish_candidates, polish_front
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.rungs import RungHalving, RungStore
@@ -611,8 +612,19 @@ def _run(
             _tune(config, strategy, setup, run, view, payload, remaining, out_dir, say)
     finally:
         run.drain()  # every trial handed to MLflow's logger was tried before the search goes on
-    polished = polish_front(config, ctx, run.records, out_dir, say) if config.polish.top_k else []
+    polished = (
+        polish_front(config, ctx, run.records, out_dir, say, _polish_start(ctx, loaded))
+        if config.polish.top_k
+        else []
+    )
     return _finish(config, out_dir, run, polished, tracker, parent_id, baseline, tracking_uri, started)
+
+
+def _polish_start(ctx: TrialContext, loaded: _Loaded) -> StartingWeights | None:
+    """In supernet mode, the front's plans are polished from the supernet's weights."""
+    if loaded.supernet is None:
+        return None
+    return SupernetEvaluator(ctx, loaded.supernet.supernet, bn_batches(ctx.task, ctx.config)).starting_weights
 
 
 def _open_tracker(config: SearchConfig, tracking_uri: str) -> Any:

@@ -2,7 +2,8 @@
 
 A search's trials are fine-tuned briefly (and in stages, most stopped early): enough to rank
 plans, not what a user ships. Here the plans on the front (the best `polish.top_k` by utility
-when there are more) are compressed again from the uncompressed weights, fine-tuned with the
+when there are more) are compressed again from the uncompressed weights (in supernet mode:
+extracted from the supernet, whose weights start far closer), fine-tuned with the
 polish budget (distilled from the uncompressed model by default), exported, evaluated and
 measured again, in the driver (which has the model, the farm and every core to train with; a
 Ray worker per plan would first pay seconds of imports). Each result is appended to
@@ -15,15 +16,18 @@ numbers (`with_polished`), each trial's child run keeps its own and gains the po
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from adacomp.platform.evaluate.trial import TrialContext, TrialResult, evaluate_plan
 from adacomp.platform.results.front import pareto_front
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import POLISHED_FILE, polished_model_file
 from adacomp.platform.search_config import Fidelity, Finetune, SearchConfig
+from adacomp.search_spaces import CompressionPlan
 from adacomp.tasks._base import dataset_len
 
 
@@ -52,14 +56,20 @@ def polish_candidates(config: SearchConfig, records: Sequence[TrialRecord]) -> l
     return ranked[: config.polish.top_k]
 
 
+# The weights a plan's polish starts from (None: compress's own, from the uncompressed model).
+StartingWeights = Callable[[CompressionPlan], Mapping[str, torch.Tensor] | None]
+
+
 def polish_front(
     config: SearchConfig,
     ctx: TrialContext,
     records: Sequence[TrialRecord],
     out_dir: Path,
     say: Callable[[str], None],
+    start: StartingWeights | None = None,
 ) -> list[TrialRecord]:
-    """Polishes what the front lacks and returns every polished record of this search."""
+    """Polishes what the front lacks and returns every polished record of this search; in
+    supernet mode `start` gives each plan the supernet's weights to fine-tune from."""
     ledger: Ledger[TrialRecord] = Ledger(out_dir / POLISHED_FILE)
     done = {r.number: r for r in ledger.load()}
     todo = [r for r in polish_candidates(config, records) if r.number not in done]
@@ -74,7 +84,8 @@ def polish_front(
     )
     polish_ctx = replace(ctx, config=settings)
     for record in todo:
-        result = evaluate_plan(polish_ctx, record.plan, seed=config.seed + record.number)
+        initial = start(record.plan) if start is not None else None
+        result = evaluate_plan(polish_ctx, record.plan, seed=config.seed + record.number, initial=initial)
         polished = _polished(record, result, out_dir, say)
         if polished is not None:
             ledger.append(polished)  # at once: a kill loses at most the plan being polished

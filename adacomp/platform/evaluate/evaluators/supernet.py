@@ -125,6 +125,19 @@ class SupernetEvaluator(PlanEvaluator):
         """The configuration `plan` selects; AdacompError (one line) when it cannot be expressed."""
         return config_of(self.supernet, plan, self.weighted)
 
+    def starting_weights(self, plan: CompressionPlan) -> dict[str, torch.Tensor] | None:
+        """The weights `plan`'s compressed architecture starts a fine-tune from (a polish): the
+        supernet's extraction with its own BatchNorm statistics; None for the largest
+        configuration, which is the user's trained model itself (compress's own weights)."""
+        config = self.configuration(plan)
+        if config.hash == self.supernet.space.largest(config.precision).hash:
+            return None
+        with torch.no_grad():
+            return {
+                k: v.detach().clone()
+                for k, v in extract_ready(self.supernet, config, self.batches).state_dict().items()
+            }
+
     def evaluate(
         self,
         plan: CompressionPlan,
