@@ -111,41 +111,66 @@ def test_latency_choices_times_every_variant_side_by_side(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("shared_ray")
-def test_results_table_reports_ratios_and_compares_combined_with_single_fronts(
+def test_results_table_reports_both_modes_at_equal_compute_and_compares_combined_with_single_fronts(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A two-trial search of the tiny task, every finished trial counted as "within" the drop
-    (--within-pt 100) so the best-model path always runs; one technique alone (int8 only) with
-    one trial, compared with the combined search's first trial only (the same budget). Trials
-    fine-tune the tiny task's own 10 steps."""
+    """`--evaluation both` on the tiny task: a two-trial search in each mode (the supernet mode's
+    supernet trained 10 steps), every finished trial counted as "within" the drop (--within-pt
+    100) so the best-model path always runs; one technique alone (int8 only, in the supernet
+    mode, on the shared supernet) with one trial against the combined search's first; both
+    modes' hypervolume over compute, plotted; the CPU recorded."""
     task = "tests.platform.tiny_task:tiny_digits"
     path = tmp_path / "r.json"
     out = _main(
-        capsys, "results_table", "--tasks", task, "--trials", "2", "--within-pt", "100",
-        "--singles-task", task, "--singles", "quantize", "--single-trials", "1", "--rounds", "1", "--runs", "3",
-        "--finetune-steps", "10", "--out", str(tmp_path / "runs"), "--json", str(path),
+        capsys, "results_table", "--tasks", task, "--trials", "2", "--within-pt", "100", "--evaluation", "both",
+        "--supernet-steps", "10", "--singles-task", task, "--singles", "quantize", "--single-trials", "1",
+        "--rounds", "1", "--runs", "3", "--finetune-steps", "10", "--out", str(tmp_path / "runs"),
+        "--json", str(path),
     )  # fmt: skip
     assert "host (paired)" in out and "all combined" in out and "quantize" in out
+    assert "supernet mode" in out and "finetune mode" in out and "hypervolume at equal compute" in out
     report = json.loads(path.read_text())
-    row = report["tasks"][task]
-    assert 0.5 < row["baseline_accuracy"] <= 1.0 and row["trials"] == 2
-    best = row["best"]
-    assert best["host_latency_ratio"] == pytest.approx(best["baseline_ms"] / best["model_ms"], rel=0.01)
-    assert best["storage_ratio"] > 0 and isinstance(best["accuracy_drop_pt"], float)
-    assert set(best) >= {
-        "pixel4_latency_ratio",
-        "snapdragon450_energy_ratio",
-        "plan",
-        "search_host_latency_ratio",
-    }
+    assert report["cpu"]["model"] and isinstance(report["cpu"]["isa"], list)
+    for key, mode in (("tasks", "finetune"), ("supernet_tasks", "supernet")):
+        row = report[key][task]
+        assert row["evaluation"] == mode and 0.5 < row["baseline_accuracy"] <= 1.0 and row["trials"] == 2
+        best = row["best"]
+        assert best["host_latency_ratio"] == pytest.approx(best["baseline_ms"] / best["model_ms"], rel=0.01)
+        assert best["storage_ratio"] > 0 and isinstance(best["accuracy_drop_pt"], float)
+        assert set(best) >= {
+            "pixel4_latency_ratio",
+            "snapdragon450_energy_ratio",
+            "plan",
+            "search_host_latency_ratio",
+        }
     singles = report["singles"]
+    assert singles["evaluation"] == "supernet"
     assert set(singles["single_hypervolumes"]) == {"quantize"} and singles["trials_each"] == 1
     assert singles["combined_trials_compared"] == 1
     dominates = singles["combined_hypervolume"] > singles["single_hypervolumes"]["quantize"]
-    assert row["combos_dominate_singles"] is dominates
-    assert (
-        tmp_path / "runs" / "tests-platform-tiny_task-tiny_digits-only-quantize" / "trials.jsonl"
+    assert report["supernet_tasks"][task]["combos_dominate_singles"] is dominates
+    assert report["tasks"][task]["combos_dominate_singles"] is None
+    single_dir = tmp_path / "runs" / "tests-platform-tiny_task-tiny_digits-supernet-only-quantize"
+    assert (single_dir / "trials.jsonl").exists() and (
+        single_dir / "supernet" / "supernet.safetensors"
     ).exists()
+    equal = report["equal_compute"][task]
+    assert set(equal["curves"]) == {"supernet", "finetune"}
+    assert equal["equal_compute_s"] == min(equal["total_compute_s"].values()) > 0
+    for mode, curve in equal["curves"].items():
+        times = [t for t, _ in curve]
+        assert times == sorted(times) and len(curve) >= 2, mode  # each trial, then the polish
+        assert equal["hypervolume_final"][mode] == curve[-1][1]
+    assert Path(equal["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hypervolume_at_a_time_is_the_last_point_reached() -> None:
+    equal_compute = _script("equal_compute")
+    curve = [(10.0, 0.1), (20.0, 0.3), (35.0, 0.2)]
+    assert equal_compute.at(curve, 5.0) == 0.0
+    assert equal_compute.at(curve, 10.0) == 0.1
+    assert equal_compute.at(curve, 34.9) == 0.3
+    assert equal_compute.at(curve, 1e9) == 0.2
 
 
 def test_results_table_refuses_a_comparison_task_it_does_not_search(
@@ -157,6 +182,10 @@ def test_results_table_refuses_a_comparison_task_it_does_not_search(
         capsys, "results_table", "--tasks", "digits", "--singles-task", "", "--finetune-steps", "0", code=2
     )
     assert "--finetune-steps: expected a positive number of steps, got 0" in out
+    out = _main(
+        capsys, "results_table", "--tasks", "digits", "--singles-task", "", "--supernet-steps", "0", code=2
+    )
+    assert "--supernet-steps: expected a positive number of steps, got 0" in out
 
 
 def test_results_table_prints_a_task_with_no_trial_within_the_drop_and_its_closest_trial(

@@ -89,6 +89,17 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "supernet trained: 10 steps" in outputs["adacomp supernet train examples/digits.yaml"]
     assert "3 configurations" in outputs["adacomp supernet search examples/digits.yaml"]
     assert "registered as models:/digits-bundle/1" in outputs["adacomp export examples/digits.yaml"]
+    one_search = outputs["adacomp search examples/digits_supernet.yaml"]
+    assert "on the Pareto front" in one_search
+    assert (
+        "supernet: training it once for the whole search (10 ensemble steps)"
+        in logs["adacomp search examples/digits_supernet.yaml"] + one_search
+    )
+    assert (
+        "registered as models:/digits-supernet-bundle/1"
+        in outputs["adacomp export examples/digits_supernet.yaml"]
+    )
+    assert (tmp_path / "runs" / "digits-supernet" / "adaptive.png").stat().st_size > 1000
     assert (tmp_path / "runs" / "digits" / "adaptive.png").stat().st_size > 1000
     # calibration (run once, here; test_farm_cli covers its bad input): a report and a profile
     calibrated = outputs["adacomp farm calibrate --device host --models 12 --held-out 4 --rounds 2"]

@@ -13,7 +13,8 @@ import pytest
 
 from adacomp.errors import AdacompError
 from adacomp.platform.cli.main import main
-from adacomp.platform.search import job
+from adacomp.platform.evaluate.farm_targets import farm_for_targets
+from adacomp.platform.search import job, preflight, ray_lifecycle
 from adacomp.platform.search.resources import check_cluster_fits, trial_resources, trials_that_fit
 from adacomp.platform.search.trial_worker import worker_accelerator
 from adacomp.platform.search_config import SEARCH_MEASURE, Resources, SearchConfig, load_search_config
@@ -152,10 +153,10 @@ def test_gpu_trials_leave_the_host_measurements_as_they_were(tmp_path: Path) -> 
     cpu = _load(tmp_path, "")
     gpu = _load(tmp_path, "resources: {gpu: 0.5, cpu: 2}")
     assert gpu.measure == cpu.measure == SEARCH_MEASURE
-    assert job.farm_for_targets(gpu) == job.farm_for_targets(cpu)
-    assert job._identity(gpu) == job._identity(cpu)  # where a trial trains is not what it measures
+    assert farm_for_targets(gpu) == farm_for_targets(cpu)
+    assert preflight.identity(gpu) == preflight.identity(cpu)  # where a trial trains is not what it measures
     assert set(trial_resources(gpu.resources)) == {"cpu", "gpu"}
-    assert job._init_ray.__code__.co_varnames[:2] == ("address", "farm")  # the reservation's inputs
+    assert ray_lifecycle.init_ray.__code__.co_varnames[:2] == ("address", "farm")  # the reservation's inputs
 
 
 def test_a_worker_without_cuda_trains_on_the_cpu(tmp_path: Path) -> None:

@@ -276,7 +276,7 @@ def test_running_it_again_without_resume_is_refused_and_resume_is_a_no_op(
     def no_ray(*args: object, **kwargs: object) -> object:
         raise AssertionError("a finished search started Ray to resume")
 
-    monkeypatch.setattr(job, "_init_ray", no_ray)
+    monkeypatch.setattr(job, "init_ray", no_ray)
     again = search(finished.config, resume=True, progress=False)
     assert [r.to_dict() for r in again.records] == [r.to_dict() for r in finished.records]
     assert again.run_id == finished.run_id and again.registered_model == finished.registered_model

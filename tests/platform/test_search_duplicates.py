@@ -31,7 +31,7 @@ def _plan(trial: Any, axes: dict[str, list[int]]) -> str:
 
 
 class _Search:
-    """What the search's `_define_by_run` does, over a toy space: plans it has are duplicates."""
+    """What the search's `define_by_run` does, over a toy space: plans it has are duplicates."""
 
     def __init__(self, axes: dict[str, list[int]], known: dict[str, int] | None = None) -> None:
         self.axes, self.known = axes, dict(known or {})

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.results.tracking import COMPLETE_TAG, SearchTracker
-from adacomp.platform.search.job import _SearchRun
+from adacomp.platform.search.search_run import SearchRun
 from adacomp.platform.search.progress import ProgressView, SearchProgress
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
@@ -54,7 +54,7 @@ class _GatedTracker(SearchTracker):
 def test_a_finished_trial_is_logged_off_the_tune_loop_and_in_order(tmp_path: Path) -> None:
     tracker = _GatedTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "logging", tmp_path / "artifacts")
     parent = tracker.start_search(CONFIG, tmp_path, BASELINE)
-    run = _SearchRun(
+    run = SearchRun(
         CONFIG, tmp_path, tracker, parent, BASELINE, ProgressView(SearchProgress(2), enabled=False)
     )
 

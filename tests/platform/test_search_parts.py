@@ -229,7 +229,7 @@ def test_a_plan_evaluated_or_in_flight_is_proposed_as_a_duplicate_and_a_new_one_
     a new plan is proposed as a trial and is in flight from then on."""
     from types import SimpleNamespace
 
-    from adacomp.platform.search.job import _define_by_run
+    from adacomp.platform.search.proposals import define_by_run
     from adacomp.platform.strategies._base import DUPLICATE_OF
     from adacomp.platform.strategies.plan_space import params_from_plan
     from adacomp.search_spaces import build_space
@@ -239,7 +239,7 @@ def test_a_plan_evaluated_or_in_flight_is_proposed_as_a_duplicate_and_a_new_one_
     space = build_space(task.build_model(), task.example_input(2))
     earlier = record(0, 0.97, 0.4)
     run = SimpleNamespace(by_hash={earlier.plan.hash: earlier}, in_flight={})
-    define = _define_by_run(CONFIG, run, space)  # type: ignore[arg-type]
+    define = define_by_run(CONFIG, run, space)  # type: ignore[arg-type]
     study = optuna.create_study(directions=["maximize", "minimize"])
     for plan in (earlier.plan, CompressionPlan(), CompressionPlan()):
         study.enqueue_trial(params_from_plan(plan, space))

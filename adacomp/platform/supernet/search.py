@@ -313,7 +313,7 @@ def _open_search(
 ) -> _SearchState:
     """The baseline (measured once, then kept), the parent run (new, or reopened on resume) and
     the configurations already evaluated, each logged to MLflow exactly once."""
-    from adacomp.platform.search.job import job_baseline
+    from adacomp.platform.search.preflight import job_baseline
 
     baseline = job_baseline(ctx, state, say)
     tracker = SearchTracker.for_config(config, state.get("tracking_uri"))
