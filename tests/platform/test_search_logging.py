@@ -10,8 +10,8 @@ from mlflow import MlflowClient
 
 from adacomp.platform.results.ledger import TrialRecord
 from adacomp.platform.results.tracking import COMPLETE_TAG, SearchTracker
-from adacomp.platform.search.search_run import SearchRun
 from adacomp.platform.search.progress import ProgressView, SearchProgress
+from adacomp.platform.search.search_run import SearchRun
 from adacomp.platform.search_config import SearchConfig
 from adacomp.search_spaces import CompressionPlan, Step
 
