@@ -19,10 +19,18 @@ from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import SearchResult
 from adacomp.platform.search.job import search
 from adacomp.platform.search_config import SearchConfig
+from adacomp.platform.supernet_training.training import training_cost
 from adacomp.search_spaces import CompressionPlan, Step
 from tests.helpers.search import search_config
 
-SUPERNET = {"steps": 20, "checkpoint_every": 10, "bn_batches": 2, "bundle_size": 4}
+# The selector runs the most accurate configuration that fits the context (examples/digits.yaml).
+SUPERNET = {
+    "steps": 20,
+    "checkpoint_every": 10,
+    "bn_batches": 2,
+    "bundle_size": 4,
+    "runtime_utility": {"accuracy": 1.0},
+}
 
 
 def _config(out: Path, **changes: object) -> SearchConfig:
@@ -53,6 +61,9 @@ def test_the_supernet_is_trained_once_and_every_plan_is_scored_without_a_fine_tu
 ) -> None:
     result, said = finished
     assert any("training it once for the whole search (20 ensemble steps)" in line for line in said)
+    uniform = [r for r in Ledger[TrialRecord](result.out_dir / "trials.jsonl").load() if r.number < 3]
+    ratios = {s.kwargs.get("ratio") for r in uniform for _, steps in r.plan.layers for s in steps}
+    assert len(uniform) == 3 and {0.25, 0.5, 0.75} <= ratios  # the supernet's uniform plans come first
     assert (result.out_dir / "supernet" / "supernet.safetensors").is_file()
     records = Ledger[TrialRecord](result.out_dir / "trials.jsonl").load()
     assert len(records) == 6
@@ -73,6 +84,8 @@ def test_the_supernets_cost_is_logged_beside_the_trials(finished: tuple[SearchRe
     metrics = MlflowClient(result.tracking_uri).get_run(result.run_id).data.metrics
     assert metrics["supernet_steps"] == 20 and metrics["supernet_reused"] == 0.0
     assert metrics["supernet_train_seconds"] > 0
+    # kept with the weights: a search that reuses them reports what they cost
+    assert training_cost(result.config) == (20, metrics["supernet_train_seconds"])
 
 
 def test_the_front_is_the_bundle_that_the_runtime_switches_between(

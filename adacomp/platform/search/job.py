@@ -66,6 +66,7 @@ from adacomp.platform.search.supernet_mode import (
     plans_in_space_terms,
     supernet_space,
     trained_for_search,
+    uniform_plans,
 )
 from adacomp.platform.search.trial_worker import TrialPayload
 from adacomp.platform.search.tune_run import run_tune, searcher_setup
@@ -188,7 +189,9 @@ def _load_model(
         trained = trained_for_search(config, task, model, say)
         prepared = supernet_space(config, trained, task, model)
         say(f"search space: {prepared.describe()}, the supernet's configurations")
-        return _Loaded(task, model, prepared, written, trained)
+        anchors = uniform_plans(prepared.space, config.supernet.width, config.supernet.precisions)
+        first = tuple({p.hash: p for p in (*written, *anchors)}.values())
+        return _Loaded(task, model, prepared, first, trained)
     prepared = prepare_space(config, task, model, out_dir, say)
     say(f"search space: {prepared.describe()}")
     return _Loaded(task, model, prepared, tuple(initial_plans))

@@ -10,7 +10,6 @@ configuration the supernet extracts.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,9 +21,16 @@ from adacomp.errors import AdacompError
 from adacomp.platform.evaluate.evaluators.supernet import supernet_options, trained_supernet, weighted_layers
 from adacomp.platform.search.space import PreparedSpace
 from adacomp.platform.search_config import Log, SearchConfig
-from adacomp.platform.supernet_training.training import WEIGHTS_FILE, supernet_dir, train_supernet_job
-from adacomp.search_spaces import CompressionPlan
+from adacomp.platform.strategies.plan_space import NONE, plan_from_params
+from adacomp.platform.supernet_training.training import (
+    WEIGHTS_FILE,
+    supernet_dir,
+    train_supernet_job,
+    training_cost,
+)
+from adacomp.search_spaces import CompressionPlan, SearchSpace
 from adacomp.search_spaces.groups import group_layers, resolve_grouping
+from adacomp.search_spaces.params import ChoiceParam
 from adacomp.search_spaces.supernet import Supernet
 from adacomp.search_spaces.supernet.plan_space import in_space_terms, supernet_plan_space
 from adacomp.tasks import Task
@@ -51,12 +57,34 @@ def plans_in_space_terms(
     return tuple(written)
 
 
+def uniform_plans(
+    space: SearchSpace, fractions: Sequence[float], precisions: Sequence[str]
+) -> list[CompressionPlan]:
+    """The supernet's uniform configurations as plans, a supernet-mode search's first proposals:
+    every width-elastic layer at one width fraction, at the lowest precision it holds (int8
+    first), for each fraction below full. A sampler drawing one choice per layer at random
+    rarely lands on the far end of the space (every layer narrow), which is where the speed is;
+    these anchor it across the whole range for a few plans (seconds each)."""
+    quantized = next((p for p in ("int8", "int8_weights", "fp16") if p in precisions), NONE)
+    plans = []
+    for fraction in sorted(f for f in fractions if f < 1.0):
+        params: dict[str, object] = {"precision": quantized}
+        for layer in space.layers:
+            spec = layer.techniques.get("channel_prune", {}).get("ratio")
+            if isinstance(spec, ChoiceParam):
+                ratio = min(spec.choices, key=lambda c: abs(float(c) - (1.0 - fraction)))
+                params[f"{layer.name}/technique"] = "channel_prune"
+                params[f"{layer.name}/channel_prune/ratio"] = ratio
+        plans.append(plan_from_params(params, space))
+    return list({plan.hash: plan for plan in plans}.values())
+
+
 @dataclass(frozen=True)
 class TrainedSupernet:
     supernet: Supernet
     weights: dict[str, torch.Tensor]
     steps: int  # ensemble-training steps behind these weights
-    seconds: float  # spent training them in this search (0 when reused)
+    seconds: float  # what training them cost, here or in the search that trained them
     reused: bool  # found trained in the search's directory
 
 
@@ -65,15 +93,13 @@ def trained_for_search(config: SearchConfig, task: Task, model: nn.Module, say: 
     (resumed from its last checkpoint when a kill cut an earlier training short)."""
     directory = supernet_dir(config)
     weights_path = directory / WEIGHTS_FILE
-    started = time.perf_counter()
     reused = weights_path.is_file()
-    steps = config.supernet.steps
     if reused:
         say(f"supernet: reusing the trained supernet in {directory}")
     else:
-        say(f"supernet: training it once for the whole search ({steps} ensemble steps)")
-        result = train_supernet_job(config, resume=(directory / "train.json").exists(), log=say)
-        steps = result.steps
+        say(f"supernet: training it once for the whole search ({config.supernet.steps} ensemble steps)")
+        train_supernet_job(config, resume=(directory / "train.json").exists(), log=say)
+    steps, seconds = training_cost(config)
     weights = load_file(str(weights_path))
     try:
         supernet = trained_supernet(model, task.example_input(2), supernet_options(config), weights)
@@ -82,7 +108,6 @@ def trained_for_search(config: SearchConfig, task: Task, model: nn.Module, say: 
             f"{weights_path}: does not fit this config's supernet ({str(error).splitlines()[0]}); "
             "change 'name' to train a new one"
         ) from None
-    seconds = 0.0 if reused else time.perf_counter() - started
     return TrainedSupernet(supernet, weights, steps, seconds, reused)
 
 

@@ -61,6 +61,13 @@ def build_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
     return task, model, Supernet.build(model, task.example_input(2), supernet_options(config))
 
 
+def training_cost(config: SearchConfig) -> tuple[int, float]:
+    """(steps, seconds) the trained supernet of `config` cost, as its training recorded them
+    (seconds 0 for a supernet trained before they were recorded)."""
+    state = JobDir(supernet_dir(config), "train.json", f"a supernet for {config.name!r}").load()
+    return int(state.get("train_steps", config.supernet.steps)), float(state.get("train_seconds", 0.0))
+
+
 def load_trained_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
     path = supernet_dir(config) / WEIGHTS_FILE
     if not path.is_file():
@@ -141,6 +148,10 @@ def train_supernet_job(
     # The last checkpoint (always the final step) already scored these weights.
     accuracy = monitor.checked.get(report.steps) or monitor.accuracies()
     tracker.log_series(run_id, [(f"final_val_accuracy_{k}", v, report.steps) for k, v in accuracy.items()])
+    # What these weights cost, kept with them: a search that reuses them reports it too.
+    spent = float(job.load().get("train_seconds", 0.0)) + report.seconds
+    job.save({**job.load(), "train_steps": report.steps, "train_seconds": spent})
+    tracker.log_series(run_id, [("train_seconds", spent, report.steps)])
     tracker.log_files(run_id, [directory / WEIGHTS_FILE])
     tracker.finish(run_id)
     return TrainResult(
@@ -149,7 +160,7 @@ def train_supernet_job(
         tracking_uri=tracker.tracking_uri,
         steps=report.steps,
         resumed_from=report.resumed_from,
-        seconds=report.seconds,
+        seconds=spent,
         accuracy=accuracy,
         layout=supernet.layout.report(),
     )
