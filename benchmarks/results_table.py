@@ -2,7 +2,8 @@
 1.0 pt of it that a search of the stated budget found, and whether combining techniques beats
 every technique alone.
 
-Run: `.venv/bin/python -u benchmarks/results_table.py [--tasks a,b] [--trials N] [--json PATH]`.
+Run: `.venv/bin/python -u benchmarks/results_table.py [--tasks a,b] [--evaluation finetune|supernet|both]
+[--trials N] [--json PATH]`.
 Prints a table and writes JSON (default benchmarks/results/results_table.json). Per task, one
 search (nsga2; objectives accuracy, host latency, storage; emulated pixel4 and snapdragon450
 measured too) over every technique; then, on `--singles-task` (the MobileNetV2 task), one search
@@ -20,6 +21,15 @@ accuracy of the chosen model is an optimistic estimate; the baseline's is not.
 Searches live in `--out` (default benchmarks/results/results_runs/) and are resumed: a killed
 run continues where it stopped and a finished one is only read again. `--finetune-steps N`
 fine-tunes every trial N steps instead of the task's budget (a quick look, or a smoke test).
+
+`--evaluation supernet` scores every trial through a supernet trained once per search (issue
+37; `--supernet-steps`, plans per task in SUPERNET_BUDGETS), its rows under `supernet_tasks`
+and its single-technique searches sharing the trained supernet. `--evaluation both` runs the
+supernet mode, then the fine-tune mode, and compares them at equal wall-clock compute
+(benchmarks/equal_compute.py, supernet training included): hypervolume over time per task under
+`equal_compute`, plotted beside the JSON (`<json stem>_<task>_hypervolume.png`). Each row also
+gives the fastest model within 3.0 pt (`within_3pt`). The JSON records the CPU (model, ISA
+flags) under `cpu`: host ratios from different CPUs are not comparable.
 """
 
 from __future__ import annotations

@@ -189,7 +189,9 @@ def _load_model(
         trained = trained_for_search(config, task, model, say)
         prepared = supernet_space(config, trained, task, model)
         say(f"search space: {prepared.describe()}, the supernet's configurations")
+        # At most a third of the budget: the sampler's own proposals are the search.
         anchors = uniform_plans(prepared.space, config.supernet.width, config.supernet.precisions)
+        anchors = anchors[: config.trials // 3]
         first = tuple({p.hash: p for p in (*written, *anchors)}.values())
         return _Loaded(task, model, prepared, first, trained)
     prepared = prepare_space(config, task, model, out_dir, say)
