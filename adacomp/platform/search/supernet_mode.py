@@ -61,22 +61,23 @@ def uniform_plans(
     space: SearchSpace, fractions: Sequence[float], precisions: Sequence[str]
 ) -> list[CompressionPlan]:
     """The supernet's uniform configurations as plans, a supernet-mode search's first proposals:
-    every width-elastic layer at one width fraction, at the lowest precision it holds (int8
-    first), for each fraction below full. A sampler drawing one choice per layer at random
-    rarely lands on the far end of the space (every layer narrow), which is where the speed is;
-    these anchor it across the whole range for a few plans (seconds each), the mildest first."""
+    the whole model at the lowest precision the supernet holds (int8 first), then every
+    width-elastic layer at one width fraction at that precision, for each fraction below full.
+    A sampler drawing one choice per layer at random rarely lands on the far end of the space
+    (every layer narrow), which is where the speed is; these anchor it across the whole range
+    for a few plans (seconds each), the mildest first."""
     quantized = next((p for p in ("int8", "int8_weights", "fp16") if p in precisions), NONE)
     plans = []
-    for fraction in sorted((f for f in fractions if f < 1.0), reverse=True):  # the mildest first
+    for fraction in (1.0, *sorted((f for f in fractions if f < 1.0), reverse=True)):  # the mildest first
         params: dict[str, object] = {"precision": quantized}
         for layer in space.layers:
             spec = layer.techniques.get("channel_prune", {}).get("ratio")
-            if isinstance(spec, ChoiceParam):
+            if isinstance(spec, ChoiceParam) and fraction < 1.0:
                 ratio = min(spec.choices, key=lambda c: abs(float(c) - (1.0 - fraction)))
                 params[f"{layer.name}/technique"] = "channel_prune"
                 params[f"{layer.name}/channel_prune/ratio"] = ratio
         plans.append(plan_from_params(params, space))
-    return list({plan.hash: plan for plan in plans}.values())
+    return [p for p in {plan.hash: plan for plan in plans}.values() if p.layers]  # never the model itself
 
 
 @dataclass(frozen=True)

@@ -148,11 +148,12 @@ def _from_search(config: SearchConfig) -> tuple[dict[str, Any], list[SubnetRecor
     (the search's front is the bundle), and the models its trials measured."""
     out_dir = (config.output.dir / config.name).resolve()
     state = JobDir(out_dir, STATE_FILE, f"search {config.name!r}").load()
-    trials = [r for r in Ledger[TrialRecord](out_dir / "trials.jsonl").load() if r.feasible]
-    if not state or not trials:
+    finished = Ledger[TrialRecord](out_dir / "trials.jsonl").load()
+    if not state or not finished:
         raise AdacompError(
             f"no finished supernet-mode search for {config.name!r} in {out_dir}; run `adacomp search` first"
         )
+    trials = [r for r in finished if r.feasible]
     task = load_task(config.task)
     model = pretrained_model(task, seed=config.seed)
     supernet = Supernet.build(model, task.example_input(2), supernet_options(config))
