@@ -96,6 +96,7 @@ def polish_front(
         f"polishing {len(todo)} plans of the front: "
         + (f"{budget.steps} fine-tune steps" if budget.steps is not None else f"{budget.epochs} epochs")
         + (", distilled from the uncompressed model" if budget.distill else "")
+        + (", starting from the supernet's weights" if start is not None else "")
     )
     polish_ctx = replace(ctx, config=settings)
     for record in todo:
