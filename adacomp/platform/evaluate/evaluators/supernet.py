@@ -88,7 +88,7 @@ def evaluate_subnet(
         static = extract_ready(supernet, config, batches)
     plan = precision_plan(static, config.precision)
     onnx_model = export_onnx(static, ctx.task.example_input(2), plan=plan, calibration=ctx.calibration)
-    metrics = measure_metrics(ctx, static, plan, onnx_model)
+    metrics = measure_metrics(ctx, static, plan, onnx_model, torch_accuracy=False)
     base = ctx.baseline.get("accuracy")
     accuracy = metrics.get("accuracy")
     if base is not None and accuracy is not None:
