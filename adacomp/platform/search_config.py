@@ -289,7 +289,7 @@ class Resources(_Frozen):
 
 # The techniques a supernet holds alternatives for (search_spaces/supernet/plans.py, which a test
 # keeps equal to this): kept here so that reading a config never imports torch.
-SUPERNET_TECHNIQUES = ("channel_prune", "low_rank", "quantize")
+SUPERNET_TECHNIQUES = ("skip_block", "channel_prune", "low_rank", "quantize")
 
 
 # Lighter than a one-off measurement: a search measures every trial, and ranking candidates

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from adacomp.errors import AdacompError
+from adacomp.search_spaces.blocks import block_sites, inside
 from adacomp.search_spaces.params import ParamValue, validate_params
 from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.sites import LayerSite, set_submodule, trace_sites
@@ -78,16 +79,54 @@ def _resolve(
     return validate_params(where, technique.space(module, site), step.kwargs)
 
 
+def _plan_sites(
+    model: nn.Module, plan: CompressionPlan, example_input: torch.Tensor
+) -> tuple[dict[str, LayerSite], dict[str, LayerSite]]:
+    """(leaf sites, block sites): the blocks only where the plan names a module that is not a
+    leaf (finding them traces the model with fx, which no leaf-only plan should pay for)."""
+    leaf_sites = trace_sites(model, example_input)
+    if all(layer in leaf_sites for layer, _ in plan):
+        return leaf_sites, {}
+    return leaf_sites, block_sites(model, example_input, leaf_sites)
+
+
+def _check_names(
+    model: nn.Module,
+    plan: CompressionPlan,
+    leaf_sites: Mapping[str, LayerSite],
+    blocks: Mapping[str, LayerSite],
+) -> None:
+    """Every plan key is a leaf layer that runs, or a skippable block taking block steps only;
+    no layer inside a block the plan replaces has steps of its own."""
+    modules = dict(model.named_modules())
+    for layer, steps in plan:
+        if layer not in leaf_sites and layer not in blocks:
+            known = ", ".join(compressible_layers(model, leaf_sites))
+            kind = "is not a leaf layer that runs in forward" if layer in modules else "is unknown"
+            skippable = f"; skippable blocks: {', '.join(blocks)}" if blocks else ""
+            raise AdacompError(f"plan layer {layer!r} {kind}; compressible layers: {known}{skippable}")
+        unit = "block" if layer in blocks else "layer"
+        for step in steps:
+            if get_technique(step.technique).unit != unit:
+                raise AdacompError(
+                    f"plan layer {layer!r}: {step.technique!r} applies to a "
+                    f"{get_technique(step.technique).unit}, and {layer!r} is a {unit}"
+                )
+        _check_order(layer, steps)
+    for block in (layer for layer, _ in plan if layer in blocks):
+        for layer, _ in plan:
+            if inside(layer, block):
+                raise AdacompError(
+                    f"plan layer {layer!r} is inside {block!r}, which the plan replaces; "
+                    "its steps could not take effect (leave them out)"
+                )
+
+
 def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tensor) -> nn.Module:
     """A compressed copy of `model`. Raises AdacompError, naming the layer, on an invalid plan."""
-    sites = trace_sites(model, example_input)
-    leaves = dict(model.named_modules())
-    for layer, steps in plan:
-        if layer not in sites:
-            known = ", ".join(compressible_layers(model, sites))
-            kind = "is not a leaf layer that runs in forward" if layer in leaves else "is unknown"
-            raise AdacompError(f"plan layer {layer!r} {kind}; compressible layers: {known}")
-        _check_order(layer, steps)
+    leaf_sites, blocks = _plan_sites(model, plan, example_input)
+    _check_names(model, plan, leaf_sites, blocks)
+    sites = {**leaf_sites, **blocks}
 
     # Cross-layer checks and first-step applicability, before any work is done.
     targets: dict[str, dict[str, dict[str, ParamValue]]] = {}
@@ -107,7 +146,7 @@ def compress(model: nn.Module, plan: CompressionPlan, example_input: torch.Tenso
         if isinstance(technique, StructuralTechnique):
             technique.apply_to_model(compressed, targets[technique.name], sites, example_input)
     if any(isinstance(t, StructuralTechnique) for t in structural):
-        sites = trace_sites(compressed, example_input)  # shapes changed downstream
+        sites = {**trace_sites(compressed, example_input), **blocks}  # shapes changed downstream
 
     for layer, steps in plan:
         module = compressed.get_submodule(layer)

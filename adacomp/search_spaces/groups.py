@@ -12,7 +12,8 @@ and what suits one block of a stage suits its neighbours. Groupings, finest to c
 - `auto`: `layer` up to 12 layers, then `shape` while it leaves at most 16 choices, else `block`.
 
 A group only holds layers whose techniques and parameter ranges are the same, and the output
-layer and the first layer always stand alone (they are where compression hurts most). A
+layer and the first layer always stand alone (they are where compression hurts most), and so
+does each skippable block (skipping one block of a stage is not skipping all of them). A
 grouped space is a plain SearchSpace whose entries carry their `members`, so every sampler,
 the RL agent and `plan_from_params` work on it unchanged.
 """
@@ -49,7 +50,7 @@ def _key(
     model: nn.Module, layer: LayerSpace, grouping: Grouping, index: int, last: int
 ) -> tuple[object, ...]:
     site = layer.site
-    if grouping == "layer" or index in (0, last) or site.is_output:
+    if grouping == "layer" or index in (0, last) or site.is_output or "skip_block" in layer.techniques:
         return ("alone", site.name)
     common = (role(model.get_submodule(site.name)), _techniques_key(layer))
     if grouping == "shape":

@@ -80,7 +80,9 @@ def random_episode(spec: EpisodeSpec, rng: np.random.Generator) -> list[int]:
 
 
 def test_the_catalogue_is_fixed_so_a_policy_carries_over_between_models() -> None:
-    assert N_ACTIONS == 41 and len(LAYER_ACTIONS) == 36  # 40 before int8_weights, appended last
+    # 40 before int8_weights, 41 before skip_block: each appended last, earlier indices unchanged
+    assert N_ACTIONS == 42 and len(LAYER_ACTIONS) == 37
+    assert CATALOGUE[-1] == LayerChoice("skip_block", (), 0.0)
     assert CATALOGUE[0] == LayerChoice("none", (), 0.0)
     assert [CATALOGUE[i].describe() for i in PRECISION_ACTIONS] == [f"precision {p}" for p in PRECISIONS]
 

@@ -43,7 +43,9 @@ def test_every_plan_drawn_from_a_supernets_space_is_a_configuration_it_extracts(
     model, x = _case(name, request)
     supernet = Supernet.build(model, x)
     space = supernet_plan_space(supernet, model, x)
-    assert space.layers and space.techniques() <= {"channel_prune", "low_rank", "quantize"}
+    assert space.layers and space.techniques() <= {"channel_prune", "low_rank", "quantize", "skip_block"}
+    blocks = [layer.name for layer in space.layers if "skip_block" in layer.techniques]
+    assert blocks == list(supernet.layout.blocks)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
     for _ in range(6 if name == "mobilenet" else 12):

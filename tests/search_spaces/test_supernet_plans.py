@@ -46,12 +46,20 @@ def test_a_configuration_as_a_plan_builds_the_architecture_the_supernet_extracts
     rng = random.Random(0)
     for _ in range(8 if name == "mobilenet" else 15):
         sampled = supernet.space.sample(rng)
-        config = SubnetConfig.of(dict(sampled.width), dict(sampled.rank), (), "fp32")
+        config = SubnetConfig.of(dict(sampled.width), dict(sampled.rank), sampled.skip, "fp32")
         plan = plan_of(supernet, config, _weighted(model))
-        assert _shapes(compress(model, plan, x)) == _shapes(supernet.extract(config)), plan
+        compressed, extracted = compress(model, plan, x), supernet.extract(config)
+        assert _shapes(compressed) == _shapes(extracted), plan
+        compressed.load_state_dict(extracted.state_dict())  # the same modules, by name
+        assert torch.allclose(compressed.eval()(x), extracted(x), atol=1e-5)
         back = config_of(supernet, plan, _weighted(model))
-        assert _shapes(supernet.extract(back)) == _shapes(supernet.extract(config))
-        assert dict(back.width) == dict(supernet.space.validate(config).width)
+        assert _shapes(supernet.extract(back)) == _shapes(extracted)
+        assert back.skip == supernet.space.validate(config).skip
+        gone = [p for p, _ in back.width if any(p.startswith(b + ".") for b in back.skip)]
+        widths = dict(supernet.space.validate(config).width)
+        assert {k: v for k, v in back.width if k not in gone} == {
+            k: widths[k] for k in widths if k not in gone
+        }
 
 
 def test_precision_is_quantize_of_every_weighted_layer(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
@@ -90,8 +98,21 @@ def test_what_the_supernet_cannot_express_is_one_line_naming_the_layer(
     refused({ranked: [Step.of("low_rank", rank_fraction=1.0)]}, "no smaller than the layer itself")
 
 
-def test_skipped_blocks_have_no_plan(residual_net: nn.Module, cnn_input: torch.Tensor) -> None:
+def test_a_skipped_block_is_skip_block_on_the_block_and_nothing_inside_it(
+    residual_net: nn.Module, cnn_input: torch.Tensor
+) -> None:
     supernet = Supernet.build(residual_net, cnn_input)
-    assert supernet.layout.blocks
-    with pytest.raises(AdacompError, match="skipped blocks have no plan step"):
-        plan_of(supernet, SubnetConfig.of(skip=supernet.layout.blocks), _weighted(residual_net))
+    weighted = _weighted(residual_net)
+    (block,) = supernet.layout.blocks
+    config = SubnetConfig.of(skip=(block,), precision="int8")
+    plan = plan_of(supernet, config, weighted)
+    assert plan.steps_for(block) == (Step.of("skip_block"),)
+    assert not [layer for layer, _ in plan.layers if layer.startswith(block + ".")]
+    assert config_of(supernet, plan, weighted) == supernet.space.validate(config)  # int8: all that is left
+    inner = CompressionPlan.from_mapping(
+        {block: [Step.of("skip_block")], f"{block}.conv": [Step.of("low_rank", rank_fraction=0.5)]}
+    )
+    with pytest.raises(AdacompError, match=f"'{block}.conv' is inside '{block}', which the plan skips"):
+        config_of(supernet, inner, weighted)
+    with pytest.raises(AdacompError, match=r"'stem'.*not a skippable block of this supernet"):
+        config_of(supernet, CompressionPlan.from_mapping({"stem": [Step.of("skip_block")]}), weighted)

@@ -20,8 +20,10 @@ from adacomp.search_spaces import (
     registered_techniques,
     trace_sites,
 )
+from adacomp.search_spaces.blocks import block_sites
 from adacomp.search_spaces.params import defaults
-from tests.helpers.small_models import Small1D, SmallCNN, randomise_bn
+from adacomp.search_spaces.sites import LayerSite
+from tests.helpers.small_models import ResidualNet, Small1D, SmallCNN, randomise_bn
 
 TECHNIQUES = sorted(registered_techniques())
 
@@ -31,14 +33,21 @@ def _models() -> list[tuple[str, nn.Module, torch.Tensor]]:
     return [
         ("cnn", randomise_bn(SmallCNN()), torch.randn(3, 1, 8, 8)),
         ("1d", Small1D().eval(), torch.randn(3, 1, 20)),
+        ("residual", randomise_bn(ResidualNet()), torch.randn(3, 1, 8, 8)),
     ]
+
+
+def _sites(model: nn.Module, x: torch.Tensor, unit: str) -> dict[str, LayerSite]:
+    """Where a technique of `unit` is planned: leaf layers, or skippable blocks."""
+    leaves = trace_sites(model, x)
+    return leaves if unit == "layer" else block_sites(model, x, leaves)
 
 
 def _cases(technique: str) -> list[tuple[nn.Module, torch.Tensor, str]]:
     cases = []
     t = registered_techniques()[technique]
     for _, model, x in _models():
-        for name, site in trace_sites(model, x).items():
+        for name, site in _sites(model, x, t.unit).items():
             if t.applies_to(model.get_submodule(name), site):
                 cases.append((model, x, name))
     return cases
@@ -53,7 +62,7 @@ def test_applies_somewhere_in_the_reference_models(technique: str) -> None:
 def test_apply_keeps_shapes_and_never_mutates_the_layer(technique: str) -> None:
     t = registered_techniques()[technique]
     for model, x, name in _cases(technique):
-        sites = trace_sites(model, x)
+        sites = _sites(model, x, t.unit)
         layer = model.get_submodule(name)
         before = copy.deepcopy(layer.state_dict())
         site = sites[name]
@@ -71,7 +80,7 @@ def test_apply_keeps_shapes_and_never_mutates_the_layer(technique: str) -> None:
 def test_compressed_model_runs_and_storage_never_grows(technique: str) -> None:
     t = registered_techniques()[technique]
     for model, x, name in _cases(technique):
-        sites = trace_sites(model, x)
+        sites = _sites(model, x, t.unit)
         layer = model.get_submodule(name)
         plan = CompressionPlan.from_mapping(
             {name: [Step.of(technique, **defaults(t.space(layer, sites[name])))]}
@@ -86,7 +95,7 @@ def test_compressed_model_runs_and_storage_never_grows(technique: str) -> None:
 def test_out_of_range_parameters_are_refused(technique: str) -> None:
     t = registered_techniques()[technique]
     model, x, name = _cases(technique)[0]
-    sites = trace_sites(model, x)
+    sites = _sites(model, x, t.unit)
     space = t.space(model.get_submodule(name), sites[name])
     params = {**defaults(space), "no_such_param": 1}
     plan = CompressionPlan.from_mapping({name: [Step.of(technique, **params)]})

@@ -62,21 +62,25 @@ def uniform_plans(
 ) -> list[CompressionPlan]:
     """The supernet's uniform configurations as plans, a supernet-mode search's first proposals:
     the whole model at the lowest precision the supernet holds (int8 first), then every
-    width-elastic layer at one width fraction at that precision, for each fraction below full.
+    width-elastic layer at one width fraction at that precision, for each fraction below full;
+    then the same with every skippable block skipped (the shallowest model at each width).
     A sampler drawing one choice per layer at random rarely lands on the far end of the space
     (every layer narrow), which is where the speed is; these anchor it across the whole range
     for a few plans (seconds each), the mildest first."""
     quantized = next((p for p in ("int8", "int8_weights", "fp16") if p in precisions), NONE)
+    blocks = [layer.name for layer in space.layers if "skip_block" in layer.techniques]
     plans = []
-    for fraction in (1.0, *sorted((f for f in fractions if f < 1.0), reverse=True)):  # the mildest first
-        params: dict[str, object] = {"precision": quantized}
-        for layer in space.layers:
-            spec = layer.techniques.get("channel_prune", {}).get("ratio")
-            if isinstance(spec, ChoiceParam) and fraction < 1.0:
-                ratio = min(spec.choices, key=lambda c: abs(float(c) - (1.0 - fraction)))
-                params[f"{layer.name}/technique"] = "channel_prune"
-                params[f"{layer.name}/channel_prune/ratio"] = ratio
-        plans.append(plan_from_params(params, space))
+    for shallow in (False, True) if blocks else (False,):
+        for fraction in (1.0, *sorted((f for f in fractions if f < 1.0), reverse=True)):  # mildest first
+            params: dict[str, object] = {"precision": quantized}
+            for layer in space.layers:
+                spec = layer.techniques.get("channel_prune", {}).get("ratio")
+                if isinstance(spec, ChoiceParam) and fraction < 1.0:
+                    ratio = min(spec.choices, key=lambda c: abs(float(c) - (1.0 - fraction)))
+                    params[f"{layer.name}/technique"] = "channel_prune"
+                    params[f"{layer.name}/channel_prune/ratio"] = ratio
+            params.update({f"{block}/technique": "skip_block" for block in blocks if shallow})
+            plans.append(plan_from_params(params, space))
     return [p for p in {plan.hash: plan for plan in plans}.values() if p.layers]  # never the model itself
 
 

@@ -18,12 +18,13 @@ from typing import Any
 import optuna
 
 from adacomp.search_spaces import CompressionPlan, LayerSpace, SearchSpace, Step
+from adacomp.search_spaces.blocks import inside
 from adacomp.search_spaces.params import ChoiceParam, FloatParam, IntParam, ParamSpec
 
 NONE = "none"
 # Techniques a layer may take as its one main step; magnitude pruning and quantization are
 # separate knobs so they combine with any of these (AdaDeep's combinations).
-MAIN_TECHNIQUES = ("channel_prune", "low_rank", "depthwise_separable", "fire", "gap_head")
+MAIN_TECHNIQUES = ("channel_prune", "low_rank", "depthwise_separable", "fire", "gap_head", "skip_block")
 # New precisions go last: the RL catalogue (platform.rl.actions) keeps every earlier action index.
 PRECISIONS = (NONE, "int8", "int8_per_tensor", "fp16", "int8_weights")
 
@@ -68,7 +69,9 @@ def precision_options(space: SearchSpace) -> list[str]:
     model's own space; a supernet's space offers the precisions it was given)."""
     offered: set[object] = set()
     for layer in space.layers:
-        spec = layer.techniques.get("quantize", {}).get("precision")
+        if "quantize" not in layer.techniques:
+            continue  # a block, or a layer quantization does not apply to
+        spec = layer.techniques["quantize"].get("precision")
         offered |= set(spec.choices) if isinstance(spec, ChoiceParam) else set(PRECISIONS)
     return [p for p in PRECISIONS if p == NONE or p in offered]
 
@@ -96,7 +99,14 @@ def plan_from_params(params: Mapping[str, Any], space: SearchSpace) -> Compressi
         for name in layer.layer_names:  # a group's choice goes to each of its layers
             if steps:
                 layers[name] = steps
-    return CompressionPlan.from_mapping(layers)
+    return CompressionPlan.from_mapping(_without_skipped(layers))
+
+
+def _without_skipped(layers: Mapping[str, list[Step]]) -> dict[str, list[Step]]:
+    """The steps of layers inside a skipped block left out: the block is gone, so they mean
+    nothing (a sampler chooses every layer's technique; one plan per architecture)."""
+    skipped = [name for name, steps in layers.items() if any(s.technique == "skip_block" for s in steps)]
+    return {name: steps for name, steps in layers.items() if not any(inside(name, b) for b in skipped)}
 
 
 def params_from_plan(plan: CompressionPlan, space: SearchSpace) -> dict[str, Any]:

@@ -12,9 +12,7 @@ no elastic width crosses. Everything left out is reported with the reason.
 from __future__ import annotations
 
 import math
-import operator
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +20,9 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from adacomp.errors import AdacompError
-from adacomp.search_spaces.sites import eval_mode
+from adacomp.search_spaces.blocks import RESIDUAL_OPS, block_candidates, owns_residual, trace_graph
 
 __all__ = ["RankLayer", "SupernetLayout", "WidthGroup", "analyse_model"]
 
@@ -69,7 +66,6 @@ _TRANSPARENT_FUNCTIONS: set[Any] = {
     torch.tanh,
 }
 _TRANSPARENT_METHODS = {"relu", "sigmoid", "tanh"}
-_RESIDUAL_OPS: set[Any] = {operator.add, operator.iadd, torch.add, operator.sub, torch.cat}
 
 
 @dataclass(frozen=True)
@@ -144,20 +140,6 @@ class _Space:
     channelwise: list[str]
     consumers: list[tuple[str, int]]
     pinned: str | None = None
-
-
-def _trace(model: nn.Module, example_input: torch.Tensor, leaves: Iterable[str] = ()) -> torch.fx.GraphModule:
-    leaf_names = set(leaves)
-
-    class Tracer(torch.fx.Tracer):
-        def is_leaf_module(self, m: nn.Module, qualified_name: str) -> bool:
-            return qualified_name in leaf_names or super().is_leaf_module(m, qualified_name)
-
-    graph = Tracer().trace(model)
-    module = torch.fx.GraphModule(model, graph)
-    with torch.no_grad(), eval_mode(module):
-        ShapeProp(module).propagate(example_input[:1])
-    return module
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:
@@ -244,7 +226,7 @@ def pin_inputs_rest(node: torch.fx.Node, space_of: dict[torch.fx.Node, tuple[_Sp
 def _why(node: torch.fx.Node) -> str:
     if node.op == "output":
         return "they are the model's outputs"
-    if node.target in _RESIDUAL_OPS:
+    if node.target in RESIDUAL_OPS:
         return "a residual add/concat joins them with other channels"
     target = getattr(node.target, "__name__", str(node.target))
     return f"{target} reads them"
@@ -266,55 +248,12 @@ def _flattened(node: torch.fx.Node, incoming: tuple[_Space, int] | None) -> tupl
     return incoming[0], math.prod(in_shape[2:])
 
 
-def _block_candidates(model: nn.Module, example_input: torch.Tensor) -> list[str]:
-    """Outermost non-leaf modules called once with one tensor, returning the same shape."""
-    seen: Counter[str] = Counter()  # insertion order = execution order
-    same_shape: set[str] = set()
-    handles = []
-
-    def hook(name: str) -> Any:
-        def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-            seen[name] += 1
-            if (
-                len(inputs) == 1
-                and isinstance(inputs[0], torch.Tensor)
-                and isinstance(output, torch.Tensor)
-                and inputs[0].shape == output.shape
-            ):
-                same_shape.add(name)
-
-        return record
-
-    for name, module in model.named_modules():
-        if name and any(True for _ in module.children()) and any(is_weighted(m) for m in module.modules()):
-            handles.append(module.register_forward_hook(hook(name)))
-    try:
-        with torch.no_grad(), eval_mode(model):
-            model(example_input[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
-    found = [n for n in seen if n in same_shape and seen[n] == 1]
-    return [n for n in found if not any(n.startswith(outer + ".") for outer in found if outer != n)]
-
-
-def _owns_residual(traced: torch.fx.GraphModule, block: str) -> bool:
-    """False when the block's output is added to its own input outside it (skipping is then 2x)."""
-    for node in traced.graph.nodes:
-        if node.op == "call_module" and node.target == block:
-            source = node.args[0]
-            for user in node.users:
-                if user.target in _RESIDUAL_OPS and source in user.all_input_nodes:
-                    return False
-    return True
-
-
 def analyse_model(
     model: nn.Module, example_input: torch.Tensor, *, min_rank_fraction: float | None, depth: bool = True
 ) -> SupernetLayout:
     """The elastic layout of `model`; `min_rank_fraction` None disables rank elasticity."""
     try:
-        traced = _trace(model, example_input)
+        traced = trace_graph(model, example_input)
     except Exception as error:  # fx cannot trace data-dependent control flow; say so plainly
         raise AdacompError(
             f"cannot build a supernet: torch.fx cannot trace {type(model).__name__} "
@@ -351,8 +290,8 @@ def analyse_model(
             fixed.append((name, f"rank fixed: even rank {smallest} would not save parameters"))
     blocks: list[str] = []
     if depth:
-        candidates = _block_candidates(model, example_input)
-        block_traced = _trace(model, example_input, leaves=candidates) if candidates else traced
+        candidates = block_candidates(model, example_input)
+        block_traced = trace_graph(model, example_input, leaves=candidates) if candidates else traced
         for block in candidates:
             inside = block + "."
             crossing = [
@@ -363,7 +302,7 @@ def analyse_model(
             ]
             if crossing:
                 fixed.append((block, f"not skippable: the elastic width of {crossing[0]} crosses it"))
-            elif not _owns_residual(block_traced, block):
+            elif not owns_residual(block_traced, block):
                 fixed.append((block, "not skippable: its output is added to its input outside it"))
             else:
                 blocks.append(block)

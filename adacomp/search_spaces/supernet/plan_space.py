@@ -13,7 +13,9 @@ ranges, one per configuration the supernet holds:
 - a rank-elastic layer: `low_rank` with `rank_fraction` among the supernet's rank fractions
   whose factorisation is smaller than the dense layer;
 - every weighted layer: `quantize` at the supernet's precisions other than fp32 (the precision
-  is one knob of the whole model, as the supernet exports it).
+  is one knob of the whole model, as the supernet exports it);
+- a skippable block: `skip_block` (depth), an entry of its own placed before the block's
+  layers, whose steps a plan that skips the block leaves out.
 
 A layer takes one main technique (the plan space's rule): width or rank, not both. A choice the
 technique's own range refuses (a width fraction under 0.1 is a ratio over 0.9) is left out.
@@ -28,8 +30,10 @@ import torch
 from torch import nn
 
 from adacomp.errors import AdacompError, shown
+from adacomp.search_spaces.blocks import block_sites
 from adacomp.search_spaces.params import ChoiceParam, ParamSpec, ParamValue
 from adacomp.search_spaces.plan import CompressionPlan, Step
+from adacomp.search_spaces.sites import trace_sites
 from adacomp.search_spaces.space import LayerSpace, SearchSpace, build_space
 from adacomp.search_spaces.supernet.arch import SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.layout import RankLayer, WidthGroup
@@ -123,7 +127,24 @@ def supernet_plan_space(supernet: Supernet, model: nn.Module, example_input: tor
                 techniques[technique] = spec
         if techniques:
             layers.append(LayerSpace(layer.site, layer.parameters, techniques))
-    return SearchSpace(tuple(layers))
+    return SearchSpace(tuple(sorted([*layers, *_block_spaces(supernet, model, example_input)], key=_order)))
+
+
+def _block_spaces(supernet: Supernet, model: nn.Module, example_input: torch.Tensor) -> list[LayerSpace]:
+    """One entry per block the supernet can skip, its site the block's (blocks.py)."""
+    if not supernet.space.layout.blocks:
+        return []
+    sites = block_sites(model, example_input, trace_sites(model, example_input))
+    return [
+        LayerSpace(sites[b], sum(p.numel() for p in model.get_submodule(b).parameters()), {"skip_block": {}})
+        for b in supernet.space.layout.blocks
+        if b in sites
+    ]
+
+
+def _order(layer: LayerSpace) -> tuple[int, int]:
+    """Execution order; a block before its own first layer."""
+    return (layer.site.order, 0 if "skip_block" in layer.techniques else 1)
 
 
 def in_space_terms(

@@ -15,8 +15,9 @@ rounding (`kept_channels`, `rank_for`) gives back exactly `w` and `k`. A rank th
 make the layer smaller is no factorisation at all: the supernet extracts that layer dense, so
 its plan has no `low_rank` step, and a plan asking for one there is refused.
 
-Skipped blocks are not a technique of the plan space: a configuration that skips a block has
-no plan, and `plan_of` says so.
+A skipped block is `skip_block` on the block (depth); the layers inside it have no steps of
+their own (they are gone), and "every weighted layer at one precision" means every weighted
+layer that is left.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from adacomp.errors import AdacompError, shown
+from adacomp.search_spaces.blocks import inside
 from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.supernet.arch import SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.elastic import ElasticWeighted
@@ -34,7 +36,7 @@ from adacomp.search_spaces.techniques.channel_prune import kept_channels
 __all__ = ["SUPERNET_TECHNIQUES", "config_of", "plan_of"]
 
 # The techniques a supernet holds alternatives for, in the order a layer's steps apply them.
-SUPERNET_TECHNIQUES = ("channel_prune", "low_rank", "quantize")
+SUPERNET_TECHNIQUES = ("skip_block", "channel_prune", "low_rank", "quantize")
 
 
 def exact_ratio(width: int, channels: int) -> float:
@@ -58,27 +60,27 @@ def plan_of(supernet: Supernet, config: SubnetConfig, weighted: Sequence[str]) -
     (Conv, Linear) layers are `weighted`."""
     space = supernet.space
     config = space.validate(config)
-    if config.skip:
-        raise AdacompError(
-            f"configuration skips {', '.join(config.skip)}: skipped blocks have no plan step (depth is "
-            "not a technique of the plan space)"
-        )
-    steps: dict[str, list[Step]] = {}
+    steps: dict[str, list[Step]] = {block: [Step.of("skip_block")] for block in config.skip}
+
+    def gone(layer: str) -> bool:
+        return any(inside(layer, block) for block in config.skip)
+
     channels = {g.producer: g.channels for g in space.layout.groups}
     for producer, width in config.width:
-        if width < channels[producer]:
+        if width < channels[producer] and not gone(producer):
             steps.setdefault(producer, []).append(
                 Step.of("channel_prune", ratio=exact_ratio(width, channels[producer]))
             )
     with supernet.active(config):
         for rank_layer in space.layout.rank_layers:
             layer = supernet.elastic_layer(rank_layer.name)
-            if layer.factorised_is_smaller():
+            if layer.factorised_is_smaller() and not gone(rank_layer.name):
                 fraction = exact_fraction(layer.active_rank, _full_rank(layer))
                 steps.setdefault(rank_layer.name, []).append(Step.of("low_rank", rank_fraction=fraction))
     if config.precision != "fp32":
         for name in weighted:
-            steps.setdefault(name, []).append(Step.of("quantize", precision=config.precision))
+            if not gone(name):
+                steps.setdefault(name, []).append(Step.of("quantize", precision=config.precision))
     return CompressionPlan.from_mapping(steps)
 
 
@@ -96,6 +98,7 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
     full = {r.name: r.max_rank for r in space.layout.rank_layers}
     precisions: dict[str, str] = {}
     factorised: dict[str, tuple[str, float]] = {}  # layer -> (where, fraction), read once widths are known
+    skip = _skipped(space, plan)
     for layer, steps in plan.layers:
         seen: list[str] = []
         for step in steps:
@@ -108,6 +111,8 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
             if step.technique in seen:
                 raise AdacompError(f"{where}: {step.technique} twice on one layer")
             seen.append(step.technique)
+            if step.technique == "skip_block":
+                continue  # read by _skipped
             if step.technique == "channel_prune":
                 _elastic(where, layer, channels, "width-elastic")
                 width = kept_channels(channels[layer], float(step.kwargs["ratio"]))
@@ -117,8 +122,9 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
                 factorised[layer] = (where, float(step.kwargs["rank_fraction"]))
             else:
                 precisions[layer] = str(step.kwargs["precision"])
-    precision = _precision(space, precisions, weighted)
-    with supernet.active(SubnetConfig.of(widths, ranks, (), precision)):
+    left = [name for name in weighted if not any(inside(name, block) for block in skip)]
+    precision = _precision(space, precisions, left)
+    with supernet.active(SubnetConfig.of(widths, ranks, skip, precision)):
         for layer_name, (where, fraction) in factorised.items():
             elastic = supernet.elastic_layer(layer_name)
             pruned = _full_rank(elastic)
@@ -132,7 +138,27 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
                     "fraction or leave low_rank out)"
                 )
             ranks[layer_name] = rank
-    return space.validate(SubnetConfig.of(widths, ranks, (), precision))
+    return space.validate(SubnetConfig.of(widths, ranks, skip, precision))
+
+
+def _skipped(space: SupernetSpace, plan: CompressionPlan) -> tuple[str, ...]:
+    """The blocks `plan` skips; one line when one is not skippable here or a layer inside a
+    skipped block has steps of its own."""
+    skip = tuple(layer for layer, steps in plan.layers if any(s.technique == "skip_block" for s in steps))
+    for block in skip:
+        if block not in space.layout.blocks:
+            held = ", ".join(space.layout.blocks) or "none"
+            raise AdacompError(
+                f"plan layer {shown(block)}: skip_block: not a skippable block of this supernet "
+                f"(skippable: {held})"
+            )
+        for layer, _ in plan.layers:
+            if inside(layer, block):
+                raise AdacompError(
+                    f"plan layer {shown(layer)} is inside {shown(block)}, which the plan skips; "
+                    "its steps could not take effect"
+                )
+    return skip
 
 
 def _elastic(where: str, layer: str, sizes: Mapping[str, int], kind: str) -> None:

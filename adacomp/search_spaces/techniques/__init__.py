@@ -11,6 +11,7 @@ from adacomp.search_spaces.techniques._base import (
     Stage,
     StructuralTechnique,
     Technique,
+    Unit,
 )
 from adacomp.search_spaces.techniques._registry import (
     get_technique,
@@ -28,6 +29,7 @@ from adacomp.search_spaces.techniques.gap_head import GapLinear, GlobalAveragePo
 from adacomp.search_spaces.techniques.low_rank import LowRank, LowRankFactorization
 from adacomp.search_spaces.techniques.magnitude_prune import MagnitudePrune
 from adacomp.search_spaces.techniques.quantize import Quantize
+from adacomp.search_spaces.techniques.skip_block import SkipBlock
 
 for _technique in (
     MagnitudePrune(),
@@ -37,6 +39,7 @@ for _technique in (
     FireModule(),
     GlobalAveragePoolingHead(),
     Quantize(),
+    SkipBlock(),
 ):
     register_technique(_technique, replace=True)
 
@@ -55,9 +58,11 @@ __all__ = [
     "LowRankFactorization",
     "MagnitudePrune",
     "Quantize",
+    "SkipBlock",
     "Stage",
     "StructuralTechnique",
     "Technique",
+    "Unit",
     "get_technique",
     "register_technique",
     "registered_techniques",

@@ -21,13 +21,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
 from adacomp.search_spaces.params import ParamSpec, ParamValue
 from adacomp.search_spaces.sites import LayerSite
+
+# What a technique's plan step names: a leaf layer (a conv, a linear) or a skippable block
+# (search_spaces/blocks.py), whose site is the block's.
+Unit = Literal["layer", "block"]
 
 
 class Stage(StrEnum):
@@ -57,6 +61,7 @@ class Technique(ABC):
 
     name: ClassVar[str]
     stage: ClassVar[Stage] = Stage.MODULE
+    unit: ClassVar[Unit] = "layer"
     summary: ClassVar[str] = ""
 
     @abstractmethod

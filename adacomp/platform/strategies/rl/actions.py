@@ -68,9 +68,13 @@ class PrecisionChoice:
 
 Choice = LayerChoice | PrecisionChoice
 
+# Choices added after the first catalogue go last, so every earlier index keeps its meaning.
+LATER_CHOICES: tuple[Choice, ...] = (LayerChoice("skip_block", (), 0.0),)
+
 CATALOGUE: tuple[Choice, ...] = (
     *(LayerChoice(t, p, s) for (t, p), s in product(MAIN_CHOICES, SPARSITIES)),
     *(PrecisionChoice(p) for p in PRECISIONS),
+    *LATER_CHOICES,
 )
 LAYER_ACTIONS = tuple(i for i, c in enumerate(CATALOGUE) if isinstance(c, LayerChoice))
 PRECISION_ACTIONS = tuple(i for i, c in enumerate(CATALOGUE) if isinstance(c, PrecisionChoice))

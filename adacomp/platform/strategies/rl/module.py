@@ -19,20 +19,29 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.examples.rl_modules.classes.action_masking_rlm import ActionMaskingTorchRLModule
 
 from adacomp.platform.strategies.plan_space import NONE
-from adacomp.platform.strategies.rl.actions import CATALOGUE, MAIN_CHOICES, SPARSITIES, LayerChoice
+from adacomp.platform.strategies.rl.actions import (
+    CATALOGUE,
+    LATER_CHOICES,
+    MAIN_CHOICES,
+    SPARSITIES,
+    LayerChoice,
+)
 
 PRIOR_KEY = "action_prior"
 
 
 def action_prior(keep: float) -> list[float]:
     """Log-probabilities over the catalogue (before masking) of the untrained agent."""
-    main_other = math.log((1 - keep) / (len(MAIN_CHOICES) - 1))
+    main_other = math.log((1 - keep) / (len(MAIN_CHOICES) - 1 + len(LATER_CHOICES)))
     prune_other = math.log((1 - keep) / (len(SPARSITIES) - 1))
     prior = []
     for choice in CATALOGUE:
         if isinstance(choice, LayerChoice):
             main = math.log(keep) if choice.technique == NONE else main_other
-            prune = math.log(keep) if choice.sparsity == 0 else prune_other
+            if choice in LATER_CHOICES:  # one choice, no pruning levels: all of its main share
+                prune = 0.0
+            else:
+                prune = math.log(keep) if choice.sparsity == 0 else prune_other
             prior.append(main + prune)
         else:
             prior.append(0.0)  # precisions: uniform
