@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from adacomp.errors import AdacompError
+from adacomp.search_spaces.blocks import block_sites
 from adacomp.search_spaces.params import ParamSpec, defaults
 from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.sites import LayerSite, trace_sites
@@ -67,6 +69,12 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         return {"layers": [layer.to_dict() for layer in self.layers]}
 
+    def size(self) -> str:
+        """What the space's entries are, for people: "53 compressible layers, 13 skippable blocks"."""
+        blocks = sum(1 for layer in self.layers if _is_block(layer))
+        text = f"{len(self.layers) - blocks} compressible layers"
+        return text + (f", {blocks} skippable blocks" if blocks else "")
+
     def techniques(self) -> set[str]:
         """Every technique that applies to at least one layer."""
         return {technique for layer in self.layers for technique in layer.techniques}
@@ -102,18 +110,52 @@ class SearchSpace:
         return CompressionPlan.from_mapping(layers)
 
 
-def build_space(model: nn.Module, example_input: torch.Tensor) -> SearchSpace:
+def build_space(model: nn.Module, example_input: torch.Tensor, *, blocks: bool = False) -> SearchSpace:
+    """Every leaf layer some technique applies to, in execution order; with `blocks`, also every
+    skippable block (its entry just before its first layer) with the block techniques."""
     sites = trace_sites(model, example_input)
-    techniques = registered_techniques()
-    layers = []
-    for name, site in sorted(sites.items(), key=lambda kv: kv[1].order):
-        module = model.get_submodule(name)
-        applicable = {
-            t_name: dict(t.space(module, site))
-            for t_name, t in techniques.items()
-            if t.applies_to(module, site)
-        }
-        if applicable:
-            params = sum(p.numel() for p in module.parameters())
-            layers.append(LayerSpace(site=site, parameters=params, techniques=applicable))
-    return SearchSpace(tuple(layers))
+    layers = [
+        entry
+        for name, site in sorted(sites.items(), key=lambda kv: kv[1].order)
+        if (entry := _entry(model.get_submodule(name), site, "layer")) is not None
+    ]
+    if blocks:
+        layers += block_spaces(model, example_input, sites)
+    return SearchSpace(tuple(sorted(layers, key=execution_order)))
+
+
+def _entry(module: nn.Module, site: LayerSite, unit: str) -> LayerSpace | None:
+    applicable = {
+        name: dict(t.space(module, site))
+        for name, t in registered_techniques().items()
+        if t.unit == unit and t.applies_to(module, site)
+    }
+    if not applicable:
+        return None
+    return LayerSpace(
+        site=site, parameters=sum(p.numel() for p in module.parameters()), techniques=applicable
+    )
+
+
+def block_spaces(
+    model: nn.Module, example_input: torch.Tensor, sites: Mapping[str, LayerSite] | None = None
+) -> list[LayerSpace]:
+    """One entry per skippable block of `model` (blocks.py), with the techniques whose unit is a
+    block; none where torch.fx cannot trace the model (depth then is simply not offered)."""
+    leaf_sites = sites if sites is not None else trace_sites(model, example_input)
+    try:
+        found = block_sites(model, example_input, leaf_sites)
+    except AdacompError:
+        return []
+    entries = (_entry(model.get_submodule(name), site, "block") for name, site in found.items())
+    return [entry for entry in entries if entry is not None]
+
+
+def execution_order(layer: LayerSpace) -> tuple[int, int]:
+    """Where an entry runs; a block just before its own first layer."""
+    return (layer.site.order, 0 if len(layer.layer_names) == 1 and _is_block(layer) else 1)
+
+
+def _is_block(layer: LayerSpace) -> bool:
+    registered = registered_techniques()
+    return any(registered[t].unit == "block" for t in layer.techniques if t in registered)

@@ -178,7 +178,8 @@ def test_space_shows_groups_and_the_sensitivity_table(
 ) -> None:
     assert main(["space", "--task", "mobilenet_digits", "--grouping", "block"]) == 0
     out = capsys.readouterr().out
-    assert "53 compressible layers, 21 choices (grouping block)" in out
+    # 53 layers in 21 choices, and each block with a shortcut a choice of its own (skip_block)
+    assert "53 compressible layers, 13 skippable blocks, 34 choices (grouping block)" in out
     assert "blocks.block8.layers.expand.conv+6" in out  # one choice for 7 expand convs
     assert main(["space", "--task", TINY, "--sensitivity", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

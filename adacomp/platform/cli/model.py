@@ -112,7 +112,7 @@ def _space(args: argparse.Namespace) -> int:
     task = load_task(args.task)
     example = task.example_input(2)
     model = pretrained_model(task) if args.sensitivity else task.build_model()
-    layers = build_space(model, example)
+    layers = build_space(model, example, blocks=True)
     grouping = resolve_grouping(layers, model, args.grouping)
     space = group_layers(layers, model, grouping)
     report = None
@@ -128,7 +128,7 @@ def _space(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(
-            f"search space of task {task.name!r}: {len(layers.layers)} compressible layers, "
+            f"search space of task {task.name!r}: {layers.size()}, "
             f"{len(space.layers)} choices (grouping {grouping})"
         )
         print(_space_table(space))

@@ -29,14 +29,14 @@ SENSITIVITY_FILE = "sensitivity.json"
 @dataclass(frozen=True)
 class PreparedSpace:
     space: SearchSpace  # what the samplers see
-    layers: int  # compressible layers of the model, before grouping
+    layers: str  # the model's entries before grouping ("53 compressible layers, 13 skippable blocks")
     grouping: str  # the grouping used (`auto` resolved)
     sensitivity: SensitivityReport | None
 
     def describe(self) -> str:
         bounded = ", ranges bounded by sensitivity" if self.sensitivity else ""
         choices = len(self.space.layers)
-        return f"{self.layers} compressible layers -> {choices} choices ({self.grouping}{bounded})"
+        return f"{self.layers} -> {choices} choices ({self.grouping}{bounded})"
 
 
 def prepare_space(
@@ -45,14 +45,14 @@ def prepare_space(
     """The search space of `config` over the trained `model` (see the module docstring);
     `out_dir` keeps the sensitivity analysis (None: not kept)."""
     example = task.example_input(2)
-    layers = restricted_space(build_space(model, example), config)
+    layers = restricted_space(build_space(model, example, blocks=True), config)
     grouping = resolve_grouping(layers, model, config.space.grouping)
     space = group_layers(layers, model, grouping)
     report = None
     if config.space.sensitivity:
         report = _sensitivity(config, task, model, space, out_dir, say)
         space = bounded_space(space, report)
-    return PreparedSpace(space, len(layers.layers), grouping, report)
+    return PreparedSpace(space, layers.size(), grouping, report)
 
 
 def _sensitivity(

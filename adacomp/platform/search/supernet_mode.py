@@ -131,4 +131,4 @@ def supernet_space(
             f"({trained.supernet.layout.report().splitlines()[0]}); use evaluation: finetune"
         )
     grouping = resolve_grouping(layers, model, config.space.grouping)
-    return PreparedSpace(group_layers(layers, model, grouping), len(layers.layers), grouping, None)
+    return PreparedSpace(group_layers(layers, model, grouping), layers.size(), grouping, None)

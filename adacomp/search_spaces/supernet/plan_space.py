@@ -30,11 +30,9 @@ import torch
 from torch import nn
 
 from adacomp.errors import AdacompError, shown
-from adacomp.search_spaces.blocks import block_sites
 from adacomp.search_spaces.params import ChoiceParam, ParamSpec, ParamValue
 from adacomp.search_spaces.plan import CompressionPlan, Step
-from adacomp.search_spaces.sites import trace_sites
-from adacomp.search_spaces.space import LayerSpace, SearchSpace, build_space
+from adacomp.search_spaces.space import LayerSpace, SearchSpace, block_spaces, build_space, execution_order
 from adacomp.search_spaces.supernet.arch import SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.layout import RankLayer, WidthGroup
 from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, exact_ratio
@@ -127,24 +125,18 @@ def supernet_plan_space(supernet: Supernet, model: nn.Module, example_input: tor
                 techniques[technique] = spec
         if techniques:
             layers.append(LayerSpace(layer.site, layer.parameters, techniques))
-    return SearchSpace(tuple(sorted([*layers, *_block_spaces(supernet, model, example_input)], key=_order)))
+    return SearchSpace(
+        tuple(sorted([*layers, *_block_spaces(supernet, model, example_input)], key=execution_order))
+    )
 
 
 def _block_spaces(supernet: Supernet, model: nn.Module, example_input: torch.Tensor) -> list[LayerSpace]:
-    """One entry per block the supernet can skip, its site the block's (blocks.py)."""
+    """One entry per block the supernet can skip (its layout's blocks: no elastic width crosses
+    them), as any space's block entries are."""
     if not supernet.space.layout.blocks:
         return []
-    sites = block_sites(model, example_input, trace_sites(model, example_input))
-    return [
-        LayerSpace(sites[b], sum(p.numel() for p in model.get_submodule(b).parameters()), {"skip_block": {}})
-        for b in supernet.space.layout.blocks
-        if b in sites
-    ]
-
-
-def _order(layer: LayerSpace) -> tuple[int, int]:
-    """Execution order; a block before its own first layer."""
-    return (layer.site.order, 0 if "skip_block" in layer.techniques else 1)
+    held = set(supernet.space.layout.blocks)
+    return [entry for entry in block_spaces(model, example_input) if entry.site.name in held]
 
 
 def in_space_terms(
