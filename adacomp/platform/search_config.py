@@ -131,12 +131,17 @@ class Polish(_Frozen):
     `epochs`; default three times the search's fine-tune) and, by default, distillation from the
     uncompressed model; then exported, evaluated and measured again. Those numbers are the front
     the search reports, shows in MLflow and registers; each trial's own numbers stay in its
-    child run. `top_k: 0` skips it."""
+    child run. `top_k: 0` skips it. In supernet mode the plans polished are spread along the
+    front from the fastest to the most accurate, reaching `headroom` points past the accuracy
+    constraints (see adacomp/platform/search/polish.py)."""
 
     top_k: int = Field(3, ge=0, le=1000)
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)
     epochs: float | None = Field(None, gt=0, le=MAX_EPOCHS)
     distill: bool = True
+    # Supernet mode: a plan up to this many points below an accuracy constraint is polished
+    # too (its accuracy is the supernet's, before any fine-tune: MobileNetV2 recovers 2-3 pt).
+    headroom: float = Field(3.0, ge=0, le=100)
 
 
 class SpaceSettings(_Frozen):

@@ -1,11 +1,14 @@
-"""Which plans of the front a search polishes: the best by utility; in supernet mode the front's
-extremes on every cost objective first (its trials were never fine-tuned: the polish is where
-their accuracy comes back, and the fastest plans start nearest the accuracy floor)."""
+"""Which plans of the front a search polishes: the best by utility; in supernet mode plans spread
+along the front from the fastest to the most accurate, reaching `polish.headroom` points past the
+accuracy constraint (its trials were never fine-tuned: the polish is where their accuracy comes
+back, and the fastest plans start furthest below it)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from adacomp.platform.results.ledger import TrialRecord
-from adacomp.platform.search.polish import polish_candidates
+from adacomp.platform.search.polish import polish_candidates, recoverable, spread
 from adacomp.search_spaces import CompressionPlan, Step
 from tests.helpers.search import search_config
 
@@ -30,8 +33,29 @@ def test_a_fine_tune_search_polishes_its_best_by_utility(tmp_path: object) -> No
     assert [r.number for r in polish_candidates(config, FRONT)] == [0, 1, 2]
 
 
-def test_a_supernet_search_polishes_the_fronts_extremes_first(tmp_path: object) -> None:
+def test_a_supernet_search_spreads_its_polish_along_the_front_ends_first(tmp_path: object) -> None:
     config = search_config(tmp_path, evaluation="supernet", polish={"top_k": 3}, constraints=[])  # type: ignore[arg-type]
-    assert [r.number for r in polish_candidates(config, FRONT)] == [3, 2, 0]
+    # by the first cost objective (latency): 3, 2, 1, 0; three of them evenly: 3, 1 or 2, 0
+    assert [r.number for r in polish_candidates(config, FRONT)] == [3, 0, 1]
     wide = config.model_copy(update={"polish": config.polish.model_copy(update={"top_k": 10})})
-    assert [r.number for r in polish_candidates(wide, FRONT)] == [3, 2, 0, 1]  # each plan once
+    assert [r.number for r in polish_candidates(wide, FRONT)] == [3, 0, 2, 1]  # each plan once
+    assert [r.number for r in spread(FRONT, 2)] == [0, 3] and spread(FRONT, 0) == []
+
+
+def test_a_supernet_search_polishes_plans_within_headroom_of_the_accuracy_constraint(
+    tmp_path: object,
+) -> None:
+    constraints = [{"metric": "accuracy_drop", "max": 1.0}, {"metric": "storage", "max": 280_000}]
+    config = search_config(tmp_path, evaluation="supernet", polish={"top_k": 5}, constraints=constraints)  # type: ignore[arg-type]
+    records = [
+        replace(FRONT[0], violations=(0.0, 20_000.0)),  # too large: no fine-tune shrinks it
+        replace(FRONT[1], violations=(0.0, 0.0)),
+        replace(FRONT[2], violations=(2.5, 0.0)),  # 2.5 pt past the floor: within the 3 pt headroom
+        replace(FRONT[3], violations=(3.5, 0.0)),  # past it
+    ]
+    assert [r.number for r in polish_candidates(config, records)] == [2, 1]
+    assert not recoverable(config, replace(records[1], stopped_at=1))
+    narrow = config.model_copy(update={"polish": config.polish.model_copy(update={"headroom": 0.0})})
+    assert [r.number for r in polish_candidates(narrow, records)] == [1]
+    finetune = config.model_copy(update={"evaluation": "finetune"})
+    assert [r.number for r in polish_candidates(finetune, records)] == [1]  # the feasible front only

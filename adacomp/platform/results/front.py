@@ -41,7 +41,8 @@ def candidates(config: SearchConfig, records: Sequence[TrialRecord]) -> list[Tri
     return kept
 
 
-def _minimised(config: SearchConfig, metrics: Metrics) -> tuple[float, ...]:
+def minimised(config: SearchConfig, metrics: Metrics) -> tuple[float, ...]:
+    """The objective vector with every objective to minimise (maximised ones negated)."""
     vector = objective_vector(config, metrics)
     assert vector is not None
     return tuple(-v if o.mode == "max" else v for v, o in zip(vector, config.objectives, strict=True))
@@ -49,7 +50,7 @@ def _minimised(config: SearchConfig, metrics: Metrics) -> tuple[float, ...]:
 
 def pareto_front(config: SearchConfig, records: Sequence[TrialRecord]) -> list[TrialRecord]:
     kept = candidates(config, records)
-    points = [_minimised(config, r.metrics) for r in kept]
+    points = [minimised(config, r.metrics) for r in kept]
     return [kept[i] for i in non_dominated(points)]
 
 
@@ -68,7 +69,7 @@ def normalised_hypervolume(config: SearchConfig, records: Sequence[TrialRecord],
     norms = [_normaliser(o, baseline) for o in config.objectives]
     reference = [ref for _, ref in norms]
     for record in candidates(config, records):
-        raw = _minimised(config, record.metrics)
+        raw = minimised(config, record.metrics)
         points.append(tuple(v / scale for v, (scale, _) in zip(raw, norms, strict=True)))
     return hypervolume(points, reference)
 

@@ -2,15 +2,16 @@
 
 A search's trials are fine-tuned briefly (and in stages, most stopped early): enough to rank
 plans, not what a user ships. Here the plans on the front (the best `polish.top_k` by utility
-when there are more) are compressed again from the uncompressed weights (in supernet mode:
-extracted from the supernet, whose weights start far closer), fine-tuned with the
-polish budget (distilled from the uncompressed model by default), exported, evaluated and
-measured again, in the driver (which has the model, the farm and every core to train with; a
-Ray worker per plan would first pay seconds of imports). Each result is appended to
-`polished.jsonl` as it comes (a resumed search polishes only what is missing) and its model
-kept in `models/polished/`; the search's front, files, registered model and summary use these
-numbers (`with_polished`), each trial's child run keeps its own and gains the polished ones as
-`polished_*` metrics.
+when there are more; in supernet mode, spread along the front, reaching past the accuracy
+constraint by `polish.headroom`: see `polish_candidates`) are compressed again from the
+uncompressed weights (in supernet mode: extracted from the supernet, whose weights start far
+closer), fine-tuned with the polish budget (distilled from the uncompressed model by default),
+exported, evaluated and measured again, in the driver (which has the model, the farm and every
+core to train with; a Ray worker per plan would first pay seconds of imports). Each result is
+appended to `polished.jsonl` as it comes (a resumed search polishes only what is missing) and
+its model kept in `models/polished/`; the search's front, files, registered model and summary
+use these numbers (`with_polished`), each trial's child run keeps its own and gains the
+polished ones as `polished_*` metrics.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pathlib import Path
 
 import torch
 
+from adacomp.platform.evaluate.pareto import non_dominated
 from adacomp.platform.evaluate.trial import TrialContext, TrialResult, evaluate_plan
-from adacomp.platform.results.front import pareto_front
+from adacomp.platform.results.front import minimised, objective_vector, pareto_front
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import POLISHED_FILE, polished_model_file
 from adacomp.platform.search_config import Fidelity, Finetune, SearchConfig
@@ -50,25 +52,58 @@ def polish_config(config: SearchConfig, ctx: TrialContext) -> SearchConfig:
 
 
 def polish_candidates(config: SearchConfig, records: Sequence[TrialRecord]) -> list[TrialRecord]:
-    """The front, or its best `top_k` by utility (ties: the earlier trial).
+    """A fine-tune search: the front, or its best `top_k` by utility (ties: the earlier trial).
 
-    In supernet mode the front's extremes come first: the best plan on each cost objective
-    (the fastest, the smallest), then the rest by utility. Its trials were never fine-tuned, so
-    their accuracy is what the polish recovers (MobileNetV2: 1.5-2 pt in 300 steps): ranked by
-    a utility that weighs that accuracy, the polish would spend itself on the least compressed
-    plans, and the fastest ones, near the accuracy floor before it, would never be tried."""
-    front = pareto_front(config, records)
-    ranked = sorted(front, key=lambda r: (-(r.utility if r.utility is not None else -math.inf), r.number))
-    if config.evaluation == "supernet":
-        extremes = [_best_on(front, o.key) for o in config.objectives if o.mode == "min"]
-        ranked = list({r.number: r for r in [*extremes, *ranked] if r is not None}.values())
-    return ranked[: config.polish.top_k]
+    A supernet search's trials were never fine-tuned, so their accuracy is what the polish
+    recovers (MobileNetV2: 2-3 pt in 300 steps), and ranking them by a utility that weighs it
+    would spend the polish on the least compressed plans. Its candidates are the front of the
+    plans that meet every constraint but accuracy and miss that one by at most
+    `polish.headroom` points (`recoverable`), and `top_k` of them are spread evenly along the
+    front's first cost objective, the fastest and the most accurate end first."""
+    if config.evaluation != "supernet":
+        front = pareto_front(config, records)
+        return sorted(front, key=_by_utility)[: config.polish.top_k]
+    pool = [r for r in records if recoverable(config, r)]
+    front = [pool[i] for i in non_dominated([minimised(config, r.metrics) for r in pool])]
+    cost = next((o.key for o in config.objectives if o.mode == "min"), None)
+    if cost is None:
+        return sorted(front, key=_by_utility)[: config.polish.top_k]
+    return spread(sorted(front, key=lambda r: (float(r.metrics[cost] or 0.0), r.number)), config.polish.top_k)
 
 
-def _best_on(front: Sequence[TrialRecord], key: str) -> TrialRecord | None:
-    """The plan of the front lowest on `key` (ties: the earlier trial)."""
-    known = [r for r in front if isinstance(r.metrics.get(key), int | float)]
-    return min(known, key=lambda r: (float(r.metrics[key] or 0.0), r.number)) if known else None
+def _by_utility(record: TrialRecord) -> tuple[float, int]:
+    return (-(record.utility if record.utility is not None else -math.inf), record.number)
+
+
+def recoverable(config: SearchConfig, record: TrialRecord) -> bool:
+    """Measured on every objective, every constraint met but the accuracy ones, and those
+    missed by at most `polish.headroom` points: what a fine-tune may bring within them."""
+    if record.failed or record.stopped_at is not None or record.duplicate_of is not None:
+        return False
+    if objective_vector(config, record.metrics) is None:
+        return False
+    for constraint, violation in zip(config.constraints, record.violations, strict=False):
+        allowed = 0.0
+        if constraint.metric == "accuracy_drop":
+            allowed = config.polish.headroom
+        elif constraint.metric == "accuracy":
+            allowed = config.polish.headroom / 100.0  # accuracy is a fraction
+        if violation > allowed:
+            return False
+    return True
+
+
+def spread(ordered: Sequence[TrialRecord], k: int) -> list[TrialRecord]:
+    """`k` of `ordered` evenly spaced from its first to its last, ends first, then the middle."""
+    if k <= 0 or not ordered:
+        return []
+    if k >= len(ordered):
+        picks = list(range(len(ordered)))
+    else:
+        picks = [round(i * (len(ordered) - 1) / max(1, k - 1)) for i in range(k)]
+    ends = [picks[0], picks[-1]]
+    order = list(dict.fromkeys([*ends, *picks[1:-1]]))
+    return [ordered[i] for i in order][:k]
 
 
 # The weights a plan's polish starts from (None: compress's own, from the uncompressed model).
