@@ -295,7 +295,7 @@ def singles(
     search's trained supernet (copied into its directory): the same weights, other choices."""
     evaluation = combined.config.evaluation
     task = load_task(task_name)
-    space = build_space(pretrained_model(task, seed=combined.config.seed), task.example_input(2))
+    space = build_space(pretrained_model(task, seed=combined.config.seed), task.example_input(2), blocks=True)
     applicable = sorted(space.techniques())
     if evaluation == "supernet":
         applicable = [t for t in applicable if t in SUPERNET_TECHNIQUES]

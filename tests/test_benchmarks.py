@@ -249,3 +249,30 @@ def test_farm_bench_reports_calibration_unseen_few_shot_and_speed(
     assert len(report["unseen"]["rows"]) == 2 and report["few_shot"]["mode"] == "few-shot"
     assert all(row["cached_per_s"] > 0 and row["new_per_s"] > 0 for row in report["emulator_speed"])
     assert len(report["emulator_speed"]) == 6  # three models, each on two profiles
+
+
+def test_rl_curve_means_the_last_window_and_keeps_the_running_best() -> None:
+    rl_curve = _script("rl_curve")
+    from adacomp.platform.results.ledger import TrialRecord
+    from adacomp.search_spaces import CompressionPlan
+
+    def record(number: int, utility: float | None, failed: bool = False) -> TrialRecord:
+        violations = (0.0,) if number % 2 == 0 else (1.0,)
+        return TrialRecord(number, CompressionPlan(), {}, utility, violations, failed=failed)
+
+    records = [record(2, 0.5), record(0, 0.1), record(1, None, failed=True), record(3, 0.3)]
+    curve = rl_curve.learning_curve(records, window=2)
+    assert [p["trial"] for p in curve] == [0, 1, 2, 3]  # in the order proposed
+    assert [p["mean"] for p in curve] == [0.1, 0.1, 0.3, 0.4]  # a failed plan adds nothing
+    assert [p["best"] for p in curve] == [0.1, 0.1, 0.5, 0.5]
+    found = rl_curve.summary(curve, window=2)
+    assert found["first_window_mean"] == 0.3 and found["last_window_mean"] == 0.4  # (0.1, 0.5), (0.5, 0.3)
+    assert found["first_window_feasible"] == 1.0 and found["last_window_feasible"] == 0.5
+    assert found["plans"] == 4 and found["best"] == 0.5
+
+
+def test_rl_curve_refuses_a_folder_without_a_supernet_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _main(capsys, "rl_curve", "--supernet-from", str(tmp_path), "--out", str(tmp_path), code=2)
+    assert out.strip() == f"rl_curve: --supernet-from {tmp_path}: no supernet.safetensors there"
