@@ -153,6 +153,10 @@ def test_a_technique_the_supernet_lacks_is_refused_in_one_line_before_any_work(
             CompressionPlan.from_mapping({"features.conv2": [Step.of("depthwise_separable", multiplier=1)]}),
             "holds no alternative for 'depthwise_separable'",
         ),
+        (
+            CompressionPlan.from_mapping({"features": [Step.of("skip_block")]}),
+            "plan layer 'features': skip_block: not a skippable block of this supernet",
+        ),
     ],
 )
 def test_a_plan_the_supernet_cannot_express_is_refused_before_the_supernet_trains(
