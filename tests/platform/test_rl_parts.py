@@ -295,3 +295,21 @@ def test_the_untrained_agent_starts_near_the_uncompressed_model() -> None:
         p for i, p in zip(LAYER_ACTIONS, layer, strict=True) if CATALOGUE[i].technique == "none"
     )
     assert untouched_main == pytest.approx(0.4)
+
+
+def test_on_a_block_the_agent_chooses_between_keeping_and_skipping_it_and_both_build(
+    residual_net: Any, cnn_input: Any
+) -> None:
+    space = build_space(residual_net, cnn_input, blocks=True)
+    baseline = {"accuracy": 0.98, "storage": 4_000.0, "latency_pixel4": 0.2}
+    spec = episode_spec(CONFIG, space, residual_net, cnn_input, baseline)
+    row = [layer.name for layer in space.layers].index("block")
+    allowed = [CATALOGUE[i] for i in np.flatnonzero(spec.masks[row])]
+    assert allowed == [LayerChoice("none", (), 0.0), LayerChoice("skip_block", (), 0.0)]
+    assert spec.storage_delta[row, N_ACTIONS - 1] < 0  # skipping it saves its weights
+    skip = [*([0] * len(space.layers)), PRECISION_ACTIONS[0]]
+    skip[row] = N_ACTIONS - 1
+    skip[row + 1] = LAYER_ACTIONS[4]  # a choice for a layer inside the skipped block: left out
+    plan = plan_from_actions(space, skip)
+    assert plan.steps_for("block") == (Step.of("skip_block"),) and not plan.steps_for("block.conv")
+    assert compress(residual_net, plan, cnn_input)(cnn_input).shape == residual_net(cnn_input).shape
