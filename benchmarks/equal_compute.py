@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from report import save_figure
+
 from adacomp.platform.results.front import normalised_hypervolume
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import POLISHED_FILE, SearchResult
@@ -83,15 +85,13 @@ def plot(curves: dict[str, Curve], title: str, path: Path) -> None:
             xs = [0.0, *(t / 60 for t, _ in curve)]
             ys = [0.0, *(hv for _, hv in curve)]
             axes.step(xs, ys, where="post", label=label)
-    axes.set_xlabel("compute (minutes, supernet training included)")
-    axes.set_ylabel("hypervolume (normalised)")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(
+        figure,
+        axes,
+        ("compute (minutes, supernet training included)", "hypervolume (normalised)"),
+        title,
+        path,
+    )
 
 
 def compare(

@@ -51,3 +51,18 @@ def write_report(path: Path, report: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), "cpu": cpu(), **report}, indent=2))
     print(f"wrote {path}")
+
+
+def save_figure(figure: Any, axes: Any, labels: tuple[str, str], title: str, path: Path) -> None:
+    """Axis labels, title, grid and legend on a matplotlib figure, written as a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    axes.set_xlabel(labels[0])
+    axes.set_ylabel(labels[1])
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

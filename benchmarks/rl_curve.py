@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from report import write_report
+from report import save_figure, write_report
 from results_table import RESULTS, _say, _share_supernet, mode_config
 
 from adacomp.errors import AdacompError
@@ -98,15 +98,7 @@ def plot(curves: dict[str, list[dict[str, Any]]], title: str, path: Path) -> Non
             color=line[0].get_color(),
             label=f"{label} (best)",
         )
-    axes.set_xlabel("plan")
-    axes.set_ylabel("utility")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    save_figure(figure, axes, ("plan", "utility"), title, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from adacomp.errors import AdacompError
-from adacomp.search_spaces.sites import LayerSite, eval_mode, weight_modules
+from adacomp.search_spaces.sites import LayerSite, eval_mode, run_with_hooks, weight_modules
 
 __all__ = ["block_candidates", "block_sites", "inside", "owns_residual", "trace_graph"]
 
@@ -56,7 +56,6 @@ def _shape_preserving_calls(
     returning its shape (execution order), with that shape (one sample)."""
     seen: Counter[str] = Counter()  # insertion order = execution order
     shapes: dict[str, tuple[int, ...]] = {}
-    handles = []
 
     def hook(name: str) -> Any:
         def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -71,15 +70,12 @@ def _shape_preserving_calls(
 
         return record
 
-    for name, module in model.named_modules():
-        if name and any(True for _ in module.children()) and any(True for _ in weight_modules(module)):
-            handles.append(module.register_forward_hook(hook(name)))
-    try:
-        with torch.no_grad(), eval_mode(model):
-            model(example_input[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    blocks = [
+        (name, module)
+        for name, module in model.named_modules()
+        if name and any(module.children()) and any(True for _ in weight_modules(module))
+    ]
+    run_with_hooks(model, example_input, [(module, hook(name)) for name, module in blocks])
     found = [n for n in seen if n in shapes and seen[n] == 1]
     outermost = [n for n in found if not any(inside(n, outer) for outer in found if outer != n)]
     return outermost, {n: shapes[n] for n in outermost}

@@ -75,7 +75,6 @@ def _has_weight(module: nn.Module) -> bool:
 def trace_sites(model: nn.Module, example_input: torch.Tensor) -> dict[str, LayerSite]:
     """One forward pass in eval mode; returns a site for every leaf module that ran."""
     records: list[tuple[str, nn.Module, tuple[int, ...], tuple[int, ...], int]] = []
-    handles = []
 
     def make_hook(name: str) -> Any:
         def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
@@ -89,15 +88,8 @@ def trace_sites(model: nn.Module, example_input: torch.Tensor) -> dict[str, Laye
 
         return hook
 
-    for name, module in model.named_modules():
-        if name and not any(True for _ in module.children()):
-            handles.append(module.register_forward_hook(make_hook(name)))
-    try:
-        with torch.no_grad(), eval_mode(model):
-            model(example_input[:1])
-    finally:
-        for handle in handles:
-            handle.remove()
+    leaves = [(name, module) for name, module in model.named_modules() if name and not any(module.children())]
+    run_with_hooks(model, example_input, [(module, make_hook(name)) for name, module in leaves])
 
     weighted = [i for i, (_, module, *_rest) in enumerate(records) if _has_weight(module)]
     last_weighted = weighted[-1] if weighted else -1
@@ -117,6 +109,18 @@ def trace_sites(model: nn.Module, example_input: torch.Tensor) -> dict[str, Laye
             macs=macs,
         )
     return sites
+
+
+def run_with_hooks(model: nn.Module, example_input: torch.Tensor, hooks: list[tuple[nn.Module, Any]]) -> None:
+    """One forward pass of one sample in eval mode with each (module, forward hook) attached,
+    every hook removed afterwards whatever happens."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(example_input[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _flattened_from(
