@@ -4,8 +4,10 @@ A block is skippable when running it as the identity leaves a model that still c
 non-leaf module holding weighted layers, called once, with one tensor in and the same shape
 out, and owning its residual (its output is not added to its own input outside it, where
 skipping it would double the input instead of passing it through). MobileNetV2's inverted
-residuals with a shortcut and ResNet's basic blocks without downsampling are such blocks.
-Only the outermost ones count: a block inside a skippable block goes with it.
+residuals with a shortcut and ResNet's basic blocks without downsampling are such blocks; so
+is a shape-keeping conv-BN-ReLU with no residual at all, whose skip drops the layer outright
+(the search judges whether that pays). Only the outermost ones count: a block inside a
+skippable block goes with it.
 
 The shape check runs the model once with hooks; the residual check reads its torch.fx graph,
 so a model fx cannot trace has no skippable blocks (said in one line where it is asked for).
