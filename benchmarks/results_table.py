@@ -273,8 +273,18 @@ def task_row(
         timed = paired_host_ratios(task_name, result, chosen, rounds, runs)
         for label, record in chosen.items():
             row[label] = {**describe(record, baseline), **timed[label]}
+    row["plans_per_minute"] = plans_per_minute(result.records)
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row, result
+
+
+def plans_per_minute(records: list[TrialRecord]) -> float | None:
+    """The search's throughput: trials over the wall clock from the first trial's start to the
+    last one's end (supernet training and polish outside it)."""
+    if not records:
+        return None
+    span = max(r.finished_at for r in records) - min(r.finished_at - r.seconds for r in records)
+    return round(60.0 * len(records) / span, 1) if span > 0 else None
 
 
 def _best_within(records: list[TrialRecord], points: float, baseline: dict[str, float | None]) -> Any:
@@ -430,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
                 )  # fmt: skip
                 rows[mode].append(row)
                 print(
-                    f"{name} ({mode}): {row['trials']} trials, {row['trials_within']} within "
-                    f"{args.within_pt} pt, {row['seconds']} s",
+                    f"{name} ({mode}): {row['trials']} trials ({row['plans_per_minute']} a minute), "
+                    f"{row['trials_within']} within {args.within_pt} pt, {row['seconds']} s",
                     flush=True,
                 )
             if args.singles_task and comparison is None:

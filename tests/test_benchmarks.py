@@ -134,6 +134,7 @@ def test_results_table_reports_both_modes_at_equal_compute_and_compares_combined
     for key, mode in (("tasks", "finetune"), ("supernet_tasks", "supernet")):
         row = report[key][task]
         assert row["evaluation"] == mode and 0.5 < row["baseline_accuracy"] <= 1.0 and row["trials"] == 2
+        assert row["plans_per_minute"] > 0
         best = row["best"]
         assert best["host_latency_ratio"] == pytest.approx(best["baseline_ms"] / best["model_ms"], rel=0.01)
         assert best["storage_ratio"] > 0 and isinstance(best["accuracy_drop_pt"], float)
@@ -276,3 +277,17 @@ def test_rl_curve_refuses_a_folder_without_a_supernet_in_one_line(
 ) -> None:
     out = _main(capsys, "rl_curve", "--supernet-from", str(tmp_path), "--out", str(tmp_path), code=2)
     assert out.strip() == f"rl_curve: --supernet-from {tmp_path}: no supernet.safetensors there"
+
+
+def test_results_table_throughput_is_trials_over_the_span_they_ran_in() -> None:
+    results_table = _script("results_table")
+    from adacomp.platform.results.ledger import TrialRecord
+    from adacomp.search_spaces import CompressionPlan
+
+    def record(number: int, started: float, seconds: float) -> TrialRecord:
+        plan = CompressionPlan()
+        return TrialRecord(number, plan, {}, None, (), seconds=seconds, finished_at=started + seconds)
+
+    records = [record(0, 100.0, 5.0), record(1, 105.0, 5.0), record(2, 110.0, 20.0)]
+    assert results_table.plans_per_minute(records) == 6.0  # 3 trials from 100 s to 130 s
+    assert results_table.plans_per_minute([]) is None

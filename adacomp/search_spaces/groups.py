@@ -50,7 +50,7 @@ def _key(
     model: nn.Module, layer: LayerSpace, grouping: Grouping, index: int, last: int
 ) -> tuple[object, ...]:
     site = layer.site
-    if grouping == "layer" or index in (0, last) or site.is_output or "skip_block" in layer.techniques:
+    if grouping == "layer" or index in (0, last) or site.is_output or layer.is_block:
         return ("alone", site.name)
     common = (role(model.get_submodule(site.name)), _techniques_key(layer))
     if grouping == "shape":

@@ -41,6 +41,12 @@ class LayerSpace:
         return self.site.name
 
     @property
+    def is_block(self) -> bool:
+        """Whether this entry is a skippable block (its techniques' unit), not a layer."""
+        registered = registered_techniques()
+        return any(registered[t].unit == "block" for t in self.techniques if t in registered)
+
+    @property
     def layer_names(self) -> tuple[str, ...]:
         """The model layers this choice applies to."""
         return self.members or (self.site.name,)
@@ -71,7 +77,7 @@ class SearchSpace:
 
     def size(self) -> str:
         """What the space's entries are, for people: "53 compressible layers, 13 skippable blocks"."""
-        blocks = sum(1 for layer in self.layers if _is_block(layer))
+        blocks = sum(1 for layer in self.layers if layer.is_block)
         text = f"{len(self.layers) - blocks} compressible layers"
         return text + (f", {blocks} skippable blocks" if blocks else "")
 
@@ -120,7 +126,7 @@ def build_space(model: nn.Module, example_input: torch.Tensor, *, blocks: bool =
         if (entry := _entry(model.get_submodule(name), site, "layer")) is not None
     ]
     if blocks:
-        layers += block_spaces(model, example_input, sites)
+        layers += _block_entries(model, example_input, sites)
     return SearchSpace(tuple(sorted(layers, key=execution_order)))
 
 
@@ -137,14 +143,13 @@ def _entry(module: nn.Module, site: LayerSite, unit: str) -> LayerSpace | None:
     )
 
 
-def block_spaces(
-    model: nn.Module, example_input: torch.Tensor, sites: Mapping[str, LayerSite] | None = None
+def _block_entries(
+    model: nn.Module, example_input: torch.Tensor, sites: Mapping[str, LayerSite]
 ) -> list[LayerSpace]:
     """One entry per skippable block of `model` (blocks.py), with the techniques whose unit is a
     block; none where torch.fx cannot trace the model (depth then is simply not offered)."""
-    leaf_sites = sites if sites is not None else trace_sites(model, example_input)
     try:
-        found = block_sites(model, example_input, leaf_sites)
+        found = block_sites(model, example_input, sites)
     except AdacompError:
         return []
     entries = (_entry(model.get_submodule(name), site, "block") for name, site in found.items())
@@ -153,9 +158,4 @@ def block_spaces(
 
 def execution_order(layer: LayerSpace) -> tuple[int, int]:
     """Where an entry runs; a block just before its own first layer."""
-    return (layer.site.order, 0 if len(layer.layer_names) == 1 and _is_block(layer) else 1)
-
-
-def _is_block(layer: LayerSpace) -> bool:
-    registered = registered_techniques()
-    return any(registered[t].unit == "block" for t in layer.techniques if t in registered)
+    return (layer.site.order, 0 if layer.is_block else 1)

@@ -32,7 +32,7 @@ from torch import nn
 from adacomp.errors import AdacompError, shown
 from adacomp.search_spaces.params import ChoiceParam, ParamSpec, ParamValue
 from adacomp.search_spaces.plan import CompressionPlan, Step
-from adacomp.search_spaces.space import LayerSpace, SearchSpace, block_spaces, build_space, execution_order
+from adacomp.search_spaces.space import LayerSpace, SearchSpace, build_space
 from adacomp.search_spaces.supernet.arch import SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.layout import RankLayer, WidthGroup
 from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, exact_ratio
@@ -109,8 +109,13 @@ def supernet_plan_space(supernet: Supernet, model: nn.Module, example_input: tor
     ranked = {r.name: r for r in space.layout.rank_layers}
     precisions = tuple(p for p in _PRECISION_ORDER if p in space.precisions)
     layers = []
-    for layer in build_space(model, example_input).layers:
+    held_blocks = set(space.layout.blocks)
+    for layer in build_space(model, example_input, blocks=bool(held_blocks)).layers:
         name = layer.site.name
+        if layer.is_block:  # offered where the supernet can skip it (no elastic width crosses it)
+            if name in held_blocks:
+                layers.append(layer)
+            continue
         module = model.get_submodule(name)
         techniques: dict[str, dict[str, ParamSpec]] = {}
         offered: dict[str, dict[str, ParamSpec]] = {}
@@ -125,18 +130,7 @@ def supernet_plan_space(supernet: Supernet, model: nn.Module, example_input: tor
                 techniques[technique] = spec
         if techniques:
             layers.append(LayerSpace(layer.site, layer.parameters, techniques))
-    return SearchSpace(
-        tuple(sorted([*layers, *_block_spaces(supernet, model, example_input)], key=execution_order))
-    )
-
-
-def _block_spaces(supernet: Supernet, model: nn.Module, example_input: torch.Tensor) -> list[LayerSpace]:
-    """One entry per block the supernet can skip (its layout's blocks: no elastic width crosses
-    them), as any space's block entries are."""
-    if not supernet.space.layout.blocks:
-        return []
-    held = set(supernet.space.layout.blocks)
-    return [entry for entry in block_spaces(model, example_input) if entry.site.name in held]
+    return SearchSpace(tuple(layers))
 
 
 def in_space_terms(
