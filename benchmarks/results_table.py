@@ -50,7 +50,7 @@ from report import write_report
 
 from adacomp.errors import AdacompError
 from adacomp.platform.results.front import normalised_hypervolume
-from adacomp.platform.results.ledger import TrialRecord
+from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import SearchResult
 from adacomp.platform.search.job import search
 from adacomp.platform.search_config import SUPERNET_TECHNIQUES, SearchConfig
@@ -273,7 +273,8 @@ def task_row(
         timed = paired_host_ratios(task_name, result, chosen, rounds, runs)
         for label, record in chosen.items():
             row[label] = {**describe(record, baseline), **timed[label]}
-    row["plans_per_minute"] = plans_per_minute(result.records)
+    trials = Ledger[TrialRecord](result.out_dir / "trials.jsonl").load() if result.out_dir else []
+    row["plans_per_minute"] = plans_per_minute(trials)  # the trials as run, not as polished
     row["seconds"] = round(time.perf_counter() - started, 1)
     return row, result
 
