@@ -185,6 +185,10 @@ class SupernetSettings(_Frozen):
     width: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
     rank: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
     depth: bool = True  # skippable blocks, where the model has any
+    # Alternative branches a layer may run as (AdaSpring's alternative operators): a conv with a
+    # spatial kernel as its depthwise-separable form, a head reading a flattened map as a
+    # global-average-pooling head. Cut to `techniques` when the search names some.
+    alternatives: tuple[Literal["depthwise_separable", "gap_head"], ...] = ("depthwise_separable", "gap_head")
     precisions: tuple[Literal["fp32", "fp16", "int8", "int8_weights"], ...] = (
         "fp32",
         "fp16",
@@ -294,7 +298,14 @@ class Resources(_Frozen):
 
 # The techniques a supernet holds alternatives for (search_spaces/supernet/plans.py, which a test
 # keeps equal to this): kept here so that reading a config never imports torch.
-SUPERNET_TECHNIQUES = ("skip_block", "channel_prune", "low_rank", "quantize")
+SUPERNET_TECHNIQUES = (
+    "skip_block",
+    "channel_prune",
+    "low_rank",
+    "depthwise_separable",
+    "gap_head",
+    "quantize",
+)
 
 
 # Lighter than a one-off measurement: a search measures every trial, and ranking candidates

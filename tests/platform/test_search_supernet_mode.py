@@ -81,7 +81,14 @@ def test_the_supernet_is_trained_once_and_every_plan_is_scored_without_a_fine_tu
     assert scored, [r.reason for r in records]
     assert all(r.metrics["finetune_steps"] == 0.0 and not r.rungs for r in scored)
     techniques = {s.technique for r in records for _, steps in r.plan.layers for s in steps}
-    assert techniques <= {"channel_prune", "low_rank", "quantize"}
+    assert techniques <= {
+        "channel_prune",
+        "low_rank",
+        "depthwise_separable",
+        "gap_head",
+        "quantize",
+        "skip_block",
+    }
     assert result.front_records
     polished = Ledger[TrialRecord](result.out_dir / "polished.jsonl").load()
     assert len(polished) == 1 and polished[0].metrics["finetune_steps"] > 0  # the front's best, fine-tuned
@@ -150,8 +157,12 @@ def test_a_technique_the_supernet_lacks_is_refused_in_one_line_before_any_work(
             "plan layer 'features.conv2'.*the supernet holds",
         ),
         (
-            CompressionPlan.from_mapping({"features.conv2": [Step.of("depthwise_separable", multiplier=1)]}),
-            "holds no alternative for 'depthwise_separable'",
+            CompressionPlan.from_mapping({"features.conv2": [Step.of("depthwise_separable", multiplier=2)]}),
+            "plan layer 'features.conv2'.*holds depthwise_separable with multiplier=1 only",
+        ),
+        (
+            CompressionPlan.from_mapping({"features.conv2": [Step.of("fire", squeeze_ratio=0.5)]}),
+            "holds no alternative for 'fire'",
         ),
         (
             CompressionPlan.from_mapping({"features": [Step.of("skip_block")]}),

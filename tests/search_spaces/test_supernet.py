@@ -159,12 +159,20 @@ def test_untraceable_models_get_a_clear_error(cnn_input: torch.Tensor) -> None:
 
 
 def test_options_turn_dimensions_off(cnn: nn.Module, cnn_input: torch.Tensor) -> None:
-    supernet = Supernet.build(cnn, cnn_input, SupernetOptions(rank_fractions=(), precisions=("int8",)))
+    options = SupernetOptions(rank_fractions=(), precisions=("int8",), alternatives=())
+    supernet = Supernet.build(cnn, cnn_input, options)
     assert supernet.layout.rank_layers == () and supernet.space.ranks == {}
+    assert supernet.layout.alternatives == () and supernet.space.alternatives == {}
     assert supernet.space.largest().precision == "int8"
     # conv1 (8 channels) and fc1 (32) have four widths; conv2 and conv3 (16 channels) three,
     # since 0.75 of 16 rounds to a whole block of 8, which is all 16.
     assert supernet.space.size == 4 * 3 * 3 * 4
+    # With alternatives on, each conv may also run separable and fc1 as a pooled head: one
+    # more choice per layer.
+    with_alternatives = Supernet.build(
+        cnn, cnn_input, SupernetOptions(rank_fractions=(), precisions=("int8",))
+    )
+    assert with_alternatives.space.size == 4 * 3 * 3 * 4 * 2**4
 
 
 def test_elastic_widths_suit_the_kernels_like_pruned_channels(
@@ -255,7 +263,9 @@ def test_ensemble_training_teaches_the_smallest_configuration(
     x = torch.randn(256, 1, 8, 8, generator=generator)
     y = (x[:, 0, :4].mean(dim=(1, 2)) > x[:, 0, 4:].mean(dim=(1, 2))).long()  # top half brighter?
     data = TensorPairDataset(x, y)
-    supernet = Supernet.build(cnn, cnn_input)
+    # No pooled head: which half is brighter is where the brightness is, which averaging every
+    # position away erases (the smallest configuration would run fc1 as one).
+    supernet = Supernet.build(cnn, cnn_input, SupernetOptions(alternatives=("depthwise_separable",)))
     smallest = supernet.space.smallest("fp32")
 
     def accuracy() -> float:

@@ -4,6 +4,7 @@ reads back as the same configuration; what the supernet cannot express is one li
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -14,7 +15,7 @@ from adacomp.errors import AdacompError
 from adacomp.search_spaces import CompressionPlan, Step, compress
 from adacomp.search_spaces.sites import weight_modules
 from adacomp.search_spaces.supernet import SubnetConfig, Supernet
-from adacomp.search_spaces.supernet.plans import config_of, plan_of
+from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, plan_of
 from adacomp.tasks.mobile import MobileNetV2
 
 
@@ -116,3 +117,12 @@ def test_a_skipped_block_is_skip_block_on_the_block_and_nothing_inside_it(
         config_of(supernet, inner, weighted)
     with pytest.raises(AdacompError, match=r"'stem'.*not a skippable block of this supernet"):
         config_of(supernet, CompressionPlan.from_mapping({"stem": [Step.of("skip_block")]}), weighted)
+
+
+def test_exact_fraction_gives_back_every_rank_of_every_size_at_once() -> None:
+    """round(2/3, 6) = 0.666667 asks for ceil(2.000001) = 3: the fraction falls back to 2/3
+    itself (stepping down from 0.666667 one float at a time would take billions of steps)."""
+    for full in range(1, 130):
+        for rank in range(1, full + 1):
+            fraction = exact_fraction(rank, full)
+            assert max(1, math.ceil(fraction * full)) == rank, (rank, full, fraction)

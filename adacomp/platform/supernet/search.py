@@ -184,7 +184,12 @@ def _suggest(trial: Any, supernet: Supernet) -> SubnetConfig:
     rank = {k: trial.suggest_categorical(f"rank/{k}", list(v)) for k, v in space.ranks.items()}
     skip = [b for b in supernet.layout.blocks if trial.suggest_categorical(f"skip/{b}", [False, True])]
     precision = trial.suggest_categorical("precision", list(space.precisions))
-    return SubnetConfig.of(width, rank, skip, precision)
+    alternative = {
+        layer: chosen
+        for layer, techniques in space.alternatives.items()
+        if (chosen := trial.suggest_categorical(f"alternative/{layer}", ["none", *techniques])) != "none"
+    }
+    return space.validate(SubnetConfig.of(width, rank, skip, precision, alternative))
 
 
 def _params(config: SubnetConfig, supernet: Supernet) -> dict[str, Any]:
@@ -192,6 +197,8 @@ def _params(config: SubnetConfig, supernet: Supernet) -> dict[str, Any]:
     params.update({f"rank/{k}": v for k, v in config.rank})
     params.update({f"skip/{b}": b in config.skip for b in supernet.layout.blocks})
     params["precision"] = config.precision
+    chosen = dict(config.alternative)
+    params.update({f"alternative/{k}": chosen.get(k, "none") for k in supernet.space.alternatives})
     return params
 
 
@@ -216,6 +223,7 @@ class _Tracking:
         params.update({f"width.{k}": v for k, v in record.config.width})
         params.update({f"rank.{k}": v for k, v in record.config.rank})
         params["skip"] = ",".join(record.config.skip) or "-"
+        params.update({f"alternative.{k}": v for k, v in record.config.alternative})
         self.tracker.log_child(
             self.parent_id,
             record.number,

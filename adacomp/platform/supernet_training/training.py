@@ -47,11 +47,11 @@ def supernet_dir(config: SearchConfig) -> Path:
 def identity(config: SearchConfig) -> dict[str, Any]:
     """What the weights depend on: a checkpoint from other settings is refused, not mixed in."""
     s = config.supernet
-    return {
-        "task": config.task,
-        "seed": config.seed,
-        "options": {"width": list(s.width), "rank": list(s.rank), "depth": s.depth},
-    }
+    options: dict[str, Any] = {"width": list(s.width), "rank": list(s.rank), "depth": s.depth}
+    alternatives = supernet_options(config).alternatives
+    if alternatives:  # absent when none, so that checkpoints from before alternatives still resume
+        options["alternatives"] = list(alternatives)
+    return {"task": config.task, "seed": config.seed, "options": options}
 
 
 def build_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:

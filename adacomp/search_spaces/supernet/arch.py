@@ -32,6 +32,7 @@ class SubnetConfig:
     rank: tuple[tuple[str, int], ...] = ()  # rank-elastic layer -> active rank
     skip: tuple[str, ...] = ()  # skipped blocks
     precision: str = "fp32"
+    alternative: tuple[tuple[str, str], ...] = ()  # layer -> the alternative branch it runs as
 
     @classmethod
     def of(
@@ -40,21 +41,28 @@ class SubnetConfig:
         rank: Mapping[str, int] | None = None,
         skip: Sequence[str] = (),
         precision: str = "fp32",
+        alternative: Mapping[str, str] | None = None,
     ) -> SubnetConfig:
         return cls(
             tuple(sorted((width or {}).items())),
             tuple(sorted((rank or {}).items())),
             tuple(sorted(skip)),
             precision,
+            tuple(sorted((alternative or {}).items())),
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The configuration as JSON data; `alternative` only when some layer runs one, so a
+        configuration without alternatives keeps the hash it had before supernets held them."""
+        data: dict[str, Any] = {
             "width": dict(self.width),
             "rank": dict(self.rank),
             "skip": list(self.skip),
             "precision": self.precision,
         }
+        if self.alternative:
+            data["alternative"] = dict(self.alternative)
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -67,10 +75,10 @@ class SubnetConfig:
     def from_dict(cls, data: object, source: str = "configuration") -> SubnetConfig:
         if not isinstance(data, Mapping):
             raise AdacompError(f"{source}: expected an object with width, rank, skip, precision")
-        unknown = sorted(set(data) - {"width", "rank", "skip", "precision"})
+        unknown = sorted(set(data) - {"width", "rank", "skip", "precision", "alternative"})
         if unknown:
             raise AdacompError(
-                f"{source}: unknown field {unknown[0]!r}; expected width, rank, skip, precision"
+                f"{source}: unknown field {unknown[0]!r}; expected width, rank, skip, precision, alternative"
             )
         width, rank = data.get("width", {}), data.get("rank", {})
         for key, mapping in (("width", width), ("rank", rank)):
@@ -85,11 +93,16 @@ class SubnetConfig:
         precision = data.get("precision", "fp32")
         if precision not in PRECISIONS:
             raise AdacompError(f"{source}.precision: {precision!r}; expected one of {', '.join(PRECISIONS)}")
-        return cls.of(width, rank, skip, str(precision))
+        alternative = data.get("alternative", {})
+        if not isinstance(alternative, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in alternative.items()
+        ):
+            raise AdacompError(f"{source}.alternative: expected an object of layer name -> technique")
+        return cls.of(width, rank, skip, str(precision), alternative)
 
     def __str__(self) -> str:
         parts = [f"{k}:{v}" for k, v in self.width] + [f"{k}:r{v}" for k, v in self.rank]
-        parts += [f"-{b}" for b in self.skip]
+        parts += [f"-{b}" for b in self.skip] + [f"{k}:{v}" for k, v in self.alternative]
         return f"[{self.precision}] " + (" ".join(parts) or "largest")
 
 
@@ -143,28 +156,48 @@ class SupernetSpace:
             precision or self.precisions[0],
         )
 
+    @property
+    def alternatives(self) -> dict[str, tuple[str, ...]]:
+        """Layer -> the alternative branches it holds."""
+        return {a.name: a.techniques for a in self.layout.alternatives}
+
     def smallest(self, precision: str | None = None) -> SubnetConfig:
-        return SubnetConfig.of(
-            {k: v[0] for k, v in self.widths.items()},
-            {k: v[0] for k, v in self.ranks.items()},
-            self.layout.blocks,
-            precision or self.precisions[-1],
+        """Narrowest widths, lowest ranks, every block skipped, every layer as its first
+        alternative (a separable conv or a pooled head: smaller than any rank of the layer)."""
+        return self.validate(
+            SubnetConfig.of(
+                {k: v[0] for k, v in self.widths.items()},
+                {k: v[0] for k, v in self.ranks.items()},
+                self.layout.blocks,
+                precision or self.precisions[-1],
+                {k: v[0] for k, v in self.alternatives.items()},
+            )
         )
 
     def sample(self, rng: random.Random) -> SubnetConfig:
-        return SubnetConfig.of(
-            {k: rng.choice(v) for k, v in self.widths.items()},
-            {k: rng.choice(v) for k, v in self.ranks.items()},
-            [b for b in self.layout.blocks if rng.random() < 0.5],
-            rng.choice(self.precisions),
-        )
+        """A random configuration; alternatives drawn last, so that a supernet without them
+        samples what it sampled before they existed."""
+        width = {k: rng.choice(v) for k, v in self.widths.items()}
+        rank = {k: rng.choice(v) for k, v in self.ranks.items()}
+        skip = [b for b in self.layout.blocks if rng.random() < 0.5]
+        precision = rng.choice(self.precisions)
+        alternative = {}
+        for layer, techniques in self.alternatives.items():
+            chosen = rng.choice((None, *techniques))
+            if chosen is not None:
+                alternative[layer] = chosen
+        return self.validate(SubnetConfig.of(width, rank, skip, precision, alternative))
 
     @property
     def size(self) -> int:
-        """How many configurations the space holds (precision included)."""
+        """How many configurations the space holds (precision included). A layer's rank and its
+        alternatives are one choice: a layer running an alternative has no rank."""
         count = len(self.precisions) * 2 ** len(self.layout.blocks)
-        for values in (*self.widths.values(), *self.ranks.values()):
+        for values in self.widths.values():
             count *= len(values)
+        alternatives = self.alternatives
+        for layer in {*self.ranks, *alternatives}:
+            count *= len(self.ranks.get(layer, (0,))) + len(alternatives.get(layer, ()))
         return count
 
     def validate(self, config: SubnetConfig) -> SubnetConfig:
@@ -190,6 +223,16 @@ class SupernetSpace:
                 f"configuration precision {config.precision!r}; "
                 f"this supernet offers {', '.join(self.precisions)}"
             )
+        held = self.alternatives
+        for layer, technique in config.alternative:
+            if technique not in held.get(layer, ()):
+                known = ", ".join(f"{k} ({' | '.join(v)})" for k, v in held.items()) or "none"
+                raise AdacompError(
+                    f"configuration alternative: {layer!r} holds no {technique!r} branch; "
+                    f"alternatives: {known}"
+                )
+        alternative = dict(config.alternative)
         full_width = {k: width.get(k, v[-1]) for k, v in self.widths.items()}
-        full_rank = {k: rank.get(k, v[-1]) for k, v in self.ranks.items()}
-        return SubnetConfig.of(full_width, full_rank, config.skip, config.precision)
+        # A layer running an alternative has no rank of its own: written at full, one spelling.
+        full_rank = {k: v[-1] if k in alternative else rank.get(k, v[-1]) for k, v in self.ranks.items()}
+        return SubnetConfig.of(full_width, full_rank, config.skip, config.precision, alternative)

@@ -6,6 +6,12 @@ matter most), the first `active_in` inputs (set from the producer's active width
 `active_rank` components of shared low-rank factors (singular-value order). `to_static()` copies
 the active slice into an ordinary `nn.Conv*d`/`nn.Linear`/`nn.BatchNorm*d` (or the factorised
 `LowRank` pair when that is smaller), so no elastic code runs on the device.
+
+A layer may also hold *alternative* branches (AdaSpring's alternative operators): its
+depthwise-separable form or, for a head reading a flattened map, a global-average-pooling head.
+A branch follows the layer's active widths, and `active_alternative` selects it in place of the
+layer's own weight; `to_static()` then builds exactly the module the technique of that name
+builds (`DepthwiseSeparable`, `GapLinear`), so a plan naming the technique means the same model.
 """
 
 from __future__ import annotations
@@ -17,9 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from adacomp.search_spaces.techniques.depthwise_separable import DepthwiseSeparable, separable_weights
+from adacomp.search_spaces.techniques.gap_head import GapLinear, pooled_weight
 from adacomp.search_spaces.techniques.low_rank import LowRank, split_svd
 
-__all__ = ["ElasticBatchNorm", "ElasticBlock", "ElasticChannelwiseConv", "ElasticWeighted", "is_elastic"]
+__all__ = [
+    "ElasticBatchNorm",
+    "ElasticBlock",
+    "ElasticChannelwiseConv",
+    "ElasticGapHead",
+    "ElasticSeparable",
+    "ElasticWeighted",
+    "is_elastic",
+]
 
 _CONV_FN: dict[int, Any] = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _CONV_CLS: dict[int, Any] = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -68,6 +84,19 @@ class ElasticWeighted(nn.Module):
             self.active_rank = 0
         bias = layer.bias
         self.bias = nn.Parameter(bias.detach().clone()) if isinstance(bias, Tensor) else None
+        self.alternatives = nn.ModuleDict()  # technique name -> branch (empty: no state_dict keys)
+        self.active_alternative: str | None = None
+
+    def add_alternative(self, technique: str, positions: int = 1) -> None:
+        """A branch of `technique` started from this layer's current (full) weight."""
+        branch: nn.Module
+        if technique == "depthwise_separable":
+            branch = ElasticSeparable(self)
+        elif technique == "gap_head":
+            branch = ElasticGapHead(self, positions)
+        else:
+            raise ValueError(f"no elastic alternative {technique!r}")
+        self.alternatives[technique] = branch
 
     @property
     def kernel_numel(self) -> int:
@@ -82,6 +111,9 @@ class ElasticWeighted(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out_c, in_c = self.active_out, self.active_in
+        if self.active_alternative is not None:
+            branch: Tensor = self.alternatives[self.active_alternative](x, in_c, out_c)
+            return branch
         bias = self.bias[:out_c] if self.bias is not None else None
         if not self.rank_elastic:
             return self._apply_weight(x, self.weight[:out_c, :in_c], bias)
@@ -105,7 +137,7 @@ class ElasticWeighted(nn.Module):
         return (self.expand[:out_c, :r].detach() @ right).reshape(out_c, in_c, *self.kernel_size)
 
     def factorised_is_smaller(self) -> bool:
-        if not self.rank_elastic:
+        if not self.rank_elastic or self.active_alternative is not None:
             return False
         dense = self.active_out * self.active_in * self.kernel_numel
         return self.active_rank * (self.active_in * self.kernel_numel + self.active_out) < dense
@@ -113,6 +145,10 @@ class ElasticWeighted(nn.Module):
     @torch.no_grad()
     def to_static(self) -> nn.Module:
         out_c, in_c = self.active_out, self.active_in
+        if self.active_alternative is not None:
+            branch = self.alternatives[self.active_alternative]
+            assert isinstance(branch, ElasticSeparable | ElasticGapHead)
+            return branch.to_static(in_c, out_c)
         has_bias = self.bias is not None
         if self.factorised_is_smaller():
             r = self.active_rank
@@ -166,7 +202,84 @@ class ElasticWeighted(nn.Module):
 
     def extra_repr(self) -> str:
         rank = f", rank={self.active_rank}/{self.max_rank}" if self.rank_elastic else ""
-        return f"in={self.active_in}/{self.max_in}, out={self.active_out}/{self.max_out}{rank}"
+        alternative = f", as {self.active_alternative}" if self.active_alternative else ""
+        return f"in={self.active_in}/{self.max_in}, out={self.active_out}/{self.max_out}{rank}{alternative}"
+
+
+class ElasticSeparable(nn.Module):
+    """The depthwise-separable form (multiplier 1) of an elastic conv, on its active widths:
+    a depthwise conv over the first `in` channels, then a pointwise conv to the first `out`.
+    Started from the per-input-channel rank-1 fit of the layer's weight (the technique's own
+    initialisation); the supernet then distils it to the layer's output (training.py)."""
+
+    def __init__(self, layer: ElasticWeighted) -> None:
+        super().__init__()
+        depthwise, pointwise = separable_weights(layer.dense_weight(), 1)
+        self.depthwise = nn.Parameter(depthwise.clone())  # (in, 1, *kernel)
+        self.pointwise = nn.Parameter(pointwise.clone())  # (out, in, *1)
+        self.bias = nn.Parameter(layer.bias.detach().clone()) if layer.bias is not None else None
+        self.kernel_size = layer.kernel_size
+        self.stride, self.padding, self.dilation = layer.stride, layer.padding, layer.dilation
+
+    def forward(self, x: Tensor, in_c: int, out_c: int) -> Tensor:
+        fn = _CONV_FN[len(self.kernel_size)]
+        hidden = fn(x, self.depthwise[:in_c], None, self.stride, self.padding, self.dilation, in_c)
+        bias = self.bias[:out_c] if self.bias is not None else None
+        out: Tensor = fn(hidden, self.pointwise[:out_c, :in_c], bias)
+        return out
+
+    @torch.no_grad()
+    def to_static(self, in_c: int, out_c: int) -> nn.Module:
+        dims, like = len(self.kernel_size), self.depthwise
+        depthwise = _conv(
+            dims,
+            in_c,
+            in_c,
+            self.kernel_size,
+            like,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            groups=in_c,
+            bias=False,
+        )
+        pointwise = _conv(dims, in_c, out_c, (1,) * dims, like, bias=self.bias is not None)
+        depthwise.weight.copy_(self.depthwise[:in_c])
+        pointwise.weight.copy_(self.pointwise[:out_c, :in_c])
+        if self.bias is not None:
+            pointwise.bias.copy_(self.bias[:out_c])
+        return DepthwiseSeparable(depthwise, pointwise)
+
+
+class ElasticGapHead(nn.Module):
+    """The global-average-pooling form of a Linear that reads a flattened (C, positions) map:
+    the positions are averaged and a Linear reads the first `in / positions` channels. Started
+    from the per-channel sums of the layer's weight (the technique's own initialisation)."""
+
+    def __init__(self, layer: ElasticWeighted, positions: int) -> None:
+        super().__init__()
+        if layer.max_in % positions:
+            raise ValueError(f"{layer.max_in} input features are not channels x {positions} positions")
+        self.positions = positions
+        weight = pooled_weight(layer.dense_weight(), layer.max_in // positions, positions)
+        self.weight = nn.Parameter(weight.clone())  # (out, channels)
+        self.bias = nn.Parameter(layer.bias.detach().clone()) if layer.bias is not None else None
+
+    def forward(self, x: Tensor, in_c: int, out_c: int) -> Tensor:
+        channels = in_c // self.positions
+        pooled = x.reshape(x.shape[0], channels, self.positions).mean(dim=2)
+        bias = self.bias[:out_c] if self.bias is not None else None
+        return F.linear(pooled, self.weight[:out_c, :channels], bias)
+
+    @torch.no_grad()
+    def to_static(self, in_c: int, out_c: int) -> nn.Module:
+        channels = in_c // self.positions
+        like = self.weight
+        linear = nn.Linear(channels, out_c, bias=self.bias is not None, device=like.device, dtype=like.dtype)
+        linear.weight.copy_(self.weight[:out_c, :channels])
+        if self.bias is not None:
+            linear.bias.copy_(self.bias[:out_c])
+        return GapLinear(channels, self.positions, linear)
 
 
 class ElasticChannelwiseConv(nn.Module):

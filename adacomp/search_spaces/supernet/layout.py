@@ -6,7 +6,10 @@ drops the matching inputs (a Flatten in between turns one channel into H*W featu
 else touching those channels (a residual add, a concat, the model's output, an op we do not
 know) pins them. Rank: Linear and ungrouped convs whose smallest allowed rank saves parameters.
 Depth: shape-preserving blocks that own their residual (skipping them is the identity) and that
-no elastic width crosses. Everything left out is reported with the reason.
+no elastic width crosses. Alternatives (AdaSpring's alternative operators): a conv with a
+spatial kernel may run as its depthwise-separable form, a Linear reading a flattened map as a
+global-average-pooling head; both follow the layer's elastic widths, so they combine with the
+pruning of the layers around them. Everything left out is reported with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from torch import nn
 from adacomp.errors import AdacompError
 from adacomp.search_spaces.blocks import RESIDUAL_OPS, block_candidates, owns_residual, trace_graph
 
-__all__ = ["RankLayer", "SupernetLayout", "WidthGroup", "analyse_model"]
+__all__ = ["ALTERNATIVES", "Alternative", "RankLayer", "SupernetLayout", "WidthGroup", "analyse_model"]
+
+# The structural techniques a supernet can hold as alternative branches of a layer, in the
+# order a configuration names them. Fire is not one: its output is the concatenation of two
+# expand convs, so the first k output channels (an elastic width) would mix both branches'
+# channels; a supernet would have to reorder them per width.
+ALTERNATIVES = ("depthwise_separable", "gap_head")
 
 # Modules and functions that keep channels where they are and do not mix them.
 _TRANSPARENT_MODULES = (
@@ -85,11 +94,23 @@ class RankLayer:
 
 
 @dataclass(frozen=True)
+class Alternative:
+    """A layer that may run as another operator: `techniques` among ALTERNATIVES; `positions`
+    is the flattened map's H*W a gap_head averages (1 where there is no gap_head)."""
+
+    name: str
+    techniques: tuple[str, ...]
+    positions: int = 1
+
+
+@dataclass(frozen=True)
 class SupernetLayout:
     groups: tuple[WidthGroup, ...]
     rank_layers: tuple[RankLayer, ...]
     blocks: tuple[str, ...]  # skippable, in execution order
     fixed: tuple[tuple[str, str], ...]  # (layer or block, why it is not elastic)
+    alternatives: tuple[Alternative, ...] = ()
+    no_alternative: tuple[tuple[str, str], ...] = ()  # (weighted layer, why no alternative applies)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +126,11 @@ class SupernetLayout:
             "rank_layers": [{"name": r.name, "max_rank": r.max_rank} for r in self.rank_layers],
             "blocks": list(self.blocks),
             "fixed": [[name, why] for name, why in self.fixed],
+            "alternatives": [
+                {"name": a.name, "techniques": list(a.techniques), "positions": a.positions}
+                for a in self.alternatives
+            ],
+            "no_alternative": [[name, why] for name, why in self.no_alternative],
         }
 
     def report(self) -> str:
@@ -112,7 +138,10 @@ class SupernetLayout:
         lines = [f"width-elastic: {', '.join(g.producer for g in self.groups) or '-'}"]
         lines.append(f"rank-elastic: {', '.join(r.name for r in self.rank_layers) or '-'}")
         lines.append(f"skippable blocks: {', '.join(self.blocks) or '-'}")
+        held = [f"{a.name} ({' | '.join(a.techniques)})" for a in self.alternatives]
+        lines.append(f"alternatives: {', '.join(held) or '-'}")
         lines += [f"fixed {name}: {why}" for name, why in self.fixed]
+        lines += [f"no alternative for {name}: {why}" for name, why in self.no_alternative]
         return "\n".join(lines)
 
 
@@ -249,9 +278,15 @@ def _flattened(node: torch.fx.Node, incoming: tuple[_Space, int] | None) -> tupl
 
 
 def analyse_model(
-    model: nn.Module, example_input: torch.Tensor, *, min_rank_fraction: float | None, depth: bool = True
+    model: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    min_rank_fraction: float | None,
+    depth: bool = True,
+    alternatives: tuple[str, ...] = (),
 ) -> SupernetLayout:
-    """The elastic layout of `model`; `min_rank_fraction` None disables rank elasticity."""
+    """The elastic layout of `model`; `min_rank_fraction` None disables rank elasticity;
+    `alternatives` (some of ALTERNATIVES) are the branches layers may hold."""
     try:
         traced = trace_graph(model, example_input)
     except Exception as error:  # fx cannot trace data-dependent control flow; say so plainly
@@ -306,4 +341,93 @@ def analyse_model(
                 fixed.append((block, "not skippable: its output is added to its input outside it"))
             else:
                 blocks.append(block)
-    return SupernetLayout(tuple(groups), tuple(rank_layers), tuple(blocks), tuple(fixed))
+    held, no_alternative = _alternatives(traced, model, weighted, alternatives)
+    return SupernetLayout(
+        tuple(groups), tuple(rank_layers), tuple(blocks), tuple(fixed), held, no_alternative
+    )
+
+
+def _alternatives(
+    traced: torch.fx.GraphModule, model: nn.Module, weighted: list[str], wanted: tuple[str, ...]
+) -> tuple[tuple[Alternative, ...], tuple[tuple[str, str], ...]]:
+    """Which weighted layers can hold which of `wanted`, and why the others hold none."""
+    unknown = [t for t in wanted if t not in ALTERNATIVES]
+    if unknown:
+        raise AdacompError(
+            f"supernet alternatives: {unknown[0]!r}; expected some of {', '.join(ALTERNATIVES)}"
+        )
+    if not wanted:
+        return (), ()
+    modules = dict(model.named_modules())
+    calls = Counter(str(n.target) for n in traced.graph.nodes if n.op == "call_module")
+    positions = _flattened_positions(traced, modules)
+    held: list[Alternative] = []
+    none: list[tuple[str, str]] = []
+    for name in dict.fromkeys(weighted):
+        module = modules[name]
+        reasons: list[str] = []
+        chosen: list[str] = []
+        for technique in wanted:
+            why = _why_no_alternative(technique, module, positions.get(name, 1))
+            if calls[name] > 1:
+                why = "it is called more than once"
+            if why is None:
+                chosen.append(technique)
+            else:
+                reasons.append(f"{technique}: {why}")
+        if chosen:
+            held.append(
+                Alternative(name, tuple(chosen), positions.get(name, 1) if "gap_head" in chosen else 1)
+            )
+        else:
+            none.append((name, "; ".join(reasons)))
+    return tuple(held), tuple(none)
+
+
+def _why_no_alternative(technique: str, module: nn.Module, positions: int) -> str | None:
+    if technique == "depthwise_separable":
+        if isinstance(module, nn.Linear):
+            return "a Linear has no spatial kernel"
+        kernel = math.prod(module.kernel_size)  # type: ignore[arg-type]
+        if kernel == 1:
+            return "a 1x1 conv is already pointwise"
+        c_in, c_out = int(module.in_channels), int(module.out_channels)  # type: ignore[arg-type]
+        if c_in * kernel + c_in * c_out >= c_in * c_out * kernel:
+            return "its separable form would not be smaller"
+        return None
+    if not isinstance(module, nn.Linear):
+        return f"needs a Linear, not {type(module).__name__}"
+    if positions < 2:
+        return "its input is not a flattened map of several positions"
+    return None
+
+
+def _flattened_positions(traced: torch.fx.GraphModule, modules: dict[str, nn.Module]) -> dict[str, int]:
+    """Linear layers that read a flattened (N, C, *spatial) map directly (or through dropout):
+    layer -> positions (the product of the spatial sizes)."""
+    found: dict[str, int] = {}
+    for node in traced.graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[str(node.target)], nn.Linear):
+            continue
+        source = node.args[0] if node.args else None
+        while (
+            isinstance(source, torch.fx.Node)
+            and source.op == "call_module"
+            and isinstance(modules[str(source.target)], nn.Dropout | nn.Identity)
+        ):
+            source = source.args[0]
+        if not isinstance(source, torch.fx.Node) or not _is_flatten(source, modules):
+            continue
+        shape = _shape(source.args[0])
+        if shape is not None and len(shape) >= 3:
+            found[str(node.target)] = math.prod(shape[2:])
+    return found
+
+
+def _is_flatten(node: torch.fx.Node, modules: dict[str, nn.Module]) -> bool:
+    if node.op == "call_module":
+        module = modules[str(node.target)]
+        return isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1
+    if node.op == "call_function" and node.target is torch.flatten:
+        return _flatten_from_1(node)
+    return node.op == "call_method" and node.target == "flatten" and _flatten_from_1(node)

@@ -15,7 +15,9 @@ ranges, one per configuration the supernet holds:
 - every weighted layer: `quantize` at the supernet's precisions other than fp32 (the precision
   is one knob of the whole model, as the supernet exports it);
 - a skippable block: `skip_block` (depth), an entry of its own placed before the block's
-  layers, whose steps a plan that skips the block leaves out.
+  layers, whose steps a plan that skips the block leaves out;
+- a layer holding alternative branches: `depthwise_separable` (multiplier 1) or `gap_head`,
+  the form the supernet trained.
 
 A layer takes one main technique (the plan space's rule): width or rank, not both. A choice the
 technique's own range refuses (a width fraction under 0.1 is a ratio over 0.9) is left out.
@@ -35,7 +37,7 @@ from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.space import LayerSpace, SearchSpace, build_space
 from adacomp.search_spaces.supernet.arch import SubnetConfig, SupernetSpace
 from adacomp.search_spaces.supernet.layout import RankLayer, WidthGroup
-from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, exact_ratio
+from adacomp.search_spaces.supernet.plans import ALTERNATIVE_PARAMS, config_of, exact_fraction, exact_ratio
 from adacomp.search_spaces.supernet.supernet import Supernet
 from adacomp.search_spaces.techniques import registered_techniques
 from adacomp.search_spaces.techniques.channel_prune import aligned_channels, kept_channels
@@ -85,7 +87,7 @@ def rank_fractions(supernet: Supernet, layer: RankLayer) -> tuple[float, ...]:
     return tuple(chosen.values())
 
 
-def _choice(values: tuple[float, ...] | tuple[str, ...]) -> ChoiceParam:
+def _choice(values: tuple[float, ...] | tuple[str, ...] | tuple[int, ...]) -> ChoiceParam:
     return ChoiceParam(tuple(values), default=values[0])
 
 
@@ -123,6 +125,9 @@ def supernet_plan_space(supernet: Supernet, model: nn.Module, example_input: tor
             offered["channel_prune"] = {"ratio": _choice(ratios)}
         if name in ranked and (fractions := rank_fractions(supernet, ranked[name])):
             offered["low_rank"] = {"rank_fraction": _choice(fractions)}
+        for technique in space.alternatives.get(name, ()):
+            fixed = ALTERNATIVE_PARAMS[technique]
+            offered[technique] = {key: _choice((value,)) for key, value in fixed.items()}
         if precisions and "quantize" in layer.techniques:
             offered["quantize"] = {"precision": _choice(precisions)}
         for technique, spec in offered.items():

@@ -18,6 +18,10 @@ its plan has no `low_rank` step, and a plan asking for one there is refused.
 A skipped block is `skip_block` on the block (depth); the layers inside it have no steps of
 their own (they are gone), and "every weighted layer at one precision" means every weighted
 layer that is left.
+
+A layer running an alternative branch is that technique's step on the layer, after its
+channel_prune if it has one: `depthwise_separable` at multiplier 1 (the form the supernet
+trains) or `gap_head`; it has no low_rank step (the branch replaces the layer's weight).
 """
 
 from __future__ import annotations
@@ -36,7 +40,16 @@ from adacomp.search_spaces.techniques.channel_prune import kept_channels
 __all__ = ["SUPERNET_TECHNIQUES", "config_of", "plan_of"]
 
 # The techniques a supernet holds alternatives for, in the order a layer's steps apply them.
-SUPERNET_TECHNIQUES = ("skip_block", "channel_prune", "low_rank", "quantize")
+SUPERNET_TECHNIQUES = (
+    "skip_block",
+    "channel_prune",
+    "low_rank",
+    "depthwise_separable",
+    "gap_head",
+    "quantize",
+)
+# The parameters of an alternative's step: the one form of it the supernet holds.
+ALTERNATIVE_PARAMS: dict[str, dict[str, int]] = {"depthwise_separable": {"multiplier": 1}, "gap_head": {}}
 
 
 def exact_ratio(width: int, channels: int) -> float:
@@ -50,6 +63,8 @@ def exact_ratio(width: int, channels: int) -> float:
 def exact_fraction(rank: int, full: int) -> float:
     """The low_rank fraction whose rank (ceil(fraction * full), at least 1) is `rank`."""
     fraction = round(rank / full, 6)
+    if max(1, math.ceil(fraction * full)) > rank:  # rounded up past k / full (2/3 -> 0.666667)
+        fraction = rank / full
     while max(1, math.ceil(fraction * full)) > rank:  # float error above k: just below k / full
         fraction = math.nextafter(fraction, 0.0)
     return fraction
@@ -77,6 +92,9 @@ def plan_of(supernet: Supernet, config: SubnetConfig, weighted: Sequence[str]) -
             if layer.factorised_is_smaller() and not gone(rank_layer.name):
                 fraction = exact_fraction(layer.active_rank, _full_rank(layer))
                 steps.setdefault(rank_layer.name, []).append(Step.of("low_rank", rank_fraction=fraction))
+    for layer_name, technique in config.alternative:
+        if not gone(layer_name):
+            steps.setdefault(layer_name, []).append(Step.of(technique, **ALTERNATIVE_PARAMS[technique]))
     if config.precision != "fp32":
         for name in weighted:
             if not gone(name):
@@ -98,6 +116,7 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
     full = {r.name: r.max_rank for r in space.layout.rank_layers}
     precisions: dict[str, str] = {}
     factorised: dict[str, tuple[str, float]] = {}  # layer -> (where, fraction), read once widths are known
+    alternative: dict[str, str] = {}
     skip = _skipped(space, plan)
     for layer, steps in plan.layers:
         seen: list[str] = []
@@ -120,11 +139,18 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
             elif step.technique == "low_rank":
                 _elastic(where, layer, full, "rank-elastic")
                 factorised[layer] = (where, float(step.kwargs["rank_fraction"]))
+            elif step.technique in ALTERNATIVE_PARAMS:
+                alternative[layer] = _alternative(where, space, layer, step)
             else:
                 precisions[layer] = str(step.kwargs["precision"])
+    for layer in set(alternative) & set(factorised):
+        raise AdacompError(
+            f"plan layer {shown(layer)}: low_rank and {alternative[layer]} on one layer; "
+            "the supernet runs a layer as one or the other"
+        )
     left = [name for name in weighted if not any(inside(name, block) for block in skip)]
     precision = _precision(space, precisions, left)
-    with supernet.active(SubnetConfig.of(widths, ranks, skip, precision)):
+    with supernet.active(SubnetConfig.of(widths, ranks, skip, precision, alternative)):
         for layer_name, (where, fraction) in factorised.items():
             elastic = supernet.elastic_layer(layer_name)
             pruned = _full_rank(elastic)
@@ -138,7 +164,23 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
                     "fraction or leave low_rank out)"
                 )
             ranks[layer_name] = rank
-    return space.validate(SubnetConfig.of(widths, ranks, skip, precision))
+    return space.validate(SubnetConfig.of(widths, ranks, skip, precision, alternative))
+
+
+def _alternative(where: str, space: SupernetSpace, layer: str, step: Step) -> str:
+    """The alternative branch a step selects; one line when the layer holds no such branch or
+    the step asks for a form of it the supernet did not train."""
+    held = space.alternatives
+    if step.technique not in held.get(layer, ()):
+        known = ", ".join(f"{k} ({' | '.join(v)})" for k, v in held.items()) or "none"
+        raise AdacompError(
+            f"{where}: the supernet holds no {step.technique} branch here (alternatives: {known})"
+        )
+    wanted = ALTERNATIVE_PARAMS[step.technique]
+    if any(step.kwargs.get(k) != v for k, v in wanted.items()):
+        form = ", ".join(f"{k}={v}" for k, v in wanted.items())
+        raise AdacompError(f"{where}: the supernet holds {step.technique} with {form} only")
+    return step.technique
 
 
 def _skipped(space: SupernetSpace, plan: CompressionPlan) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 
 import torch
 from torch import Tensor, nn
@@ -25,7 +26,7 @@ from adacomp.search_spaces.supernet.elastic import (
     ElasticWeighted,
     is_elastic,
 )
-from adacomp.search_spaces.supernet.layout import SupernetLayout, WidthGroup, analyse_model
+from adacomp.search_spaces.supernet.layout import ALTERNATIVES, SupernetLayout, WidthGroup, analyse_model
 
 __all__ = ["Supernet", "SupernetOptions", "recalibrate_batchnorm"]
 
@@ -40,6 +41,7 @@ class SupernetOptions:
     rank_fractions: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     depth: bool = True
     precisions: tuple[str, ...] = PRECISIONS
+    alternatives: tuple[str, ...] = ALTERNATIVES  # branches a layer may hold instead of its weight
 
 
 def _normalised(scores: Tensor) -> Tensor:
@@ -112,19 +114,26 @@ class Supernet(nn.Module):
             example_input,
             min_rank_fraction=min(options.rank_fractions) if options.rank_fractions else None,
             depth=options.depth,
+            alternatives=options.alternatives,
         )
         if not options.width_fractions:
             pinned = tuple((g.producer, "width fixed: width elasticity is off") for g in layout.groups)
-            layout = SupernetLayout((), layout.rank_layers, layout.blocks, layout.fixed + pinned)
+            layout = replace(layout, groups=(), fixed=layout.fixed + pinned)
         for group in layout.groups:
             order = torch.argsort(_importance(model, group), descending=True, stable=True)
             _permute(model, group, order)
         ranked = {r.name for r in layout.rank_layers}
         weighted = ranked | {g.producer for g in layout.groups}
         weighted |= {name for g in layout.groups for name, _ in g.consumers}
+        weighted |= {a.name for a in layout.alternatives}
         for name in sorted(weighted):
             layer = model.get_submodule(name)
             set_submodule(model, name, ElasticWeighted(layer, rank_elastic=name in ranked))  # type: ignore[arg-type]
+        for alternative in layout.alternatives:
+            elastic = model.get_submodule(alternative.name)
+            assert isinstance(elastic, ElasticWeighted)
+            for technique in alternative.techniques:
+                elastic.add_alternative(technique, alternative.positions)
         for group in layout.groups:
             for name in group.channelwise:
                 layer = model.get_submodule(name)
@@ -156,7 +165,8 @@ class Supernet(nn.Module):
         return self.model.get_submodule(path)
 
     def elastic_layer(self, name: str) -> ElasticWeighted:
-        """The elastic form of a width- or rank-elastic layer of the user's model, by its name."""
+        """The elastic form of a width- or rank-elastic layer (or one holding alternatives) of the
+        user's model, by its name."""
         layer = self._module(name)
         if not isinstance(layer, ElasticWeighted):
             raise AdacompError(f"{name!r} is not an elastic layer of this supernet")
@@ -166,9 +176,13 @@ class Supernet(nn.Module):
         """Make `config` the one the forward runs; returns it with defaults filled in."""
         config = self.space.validate(config)
         width, rank = dict(config.width), dict(config.rank)
+        alternative = dict(config.alternative)
         for module in self.model.modules():
             if isinstance(module, ElasticWeighted):
                 module.active_in, module.active_out = module.max_in, module.max_out
+                module.active_alternative = None
+        for layer_name, technique in alternative.items():
+            self.elastic_layer(layer_name).active_alternative = technique
         for group in self.layout.groups:
             channels = width[group.producer]
             producer = self._module(group.producer)
@@ -215,6 +229,7 @@ class Supernet(nn.Module):
             "widths": self.space.widths,
             "ranks": self.space.ranks,
             "precisions": list(self.space.precisions),
+            "alternatives": {k: list(v) for k, v in self.space.alternatives.items()},
             "configurations": self.space.size,
         }
 

@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 
 from adacomp.errors import AdacompError
 from adacomp.safe_load import load_json_file
+from adacomp.search_spaces.supernet.alternatives import BranchFit, distil_alternatives
 from adacomp.search_spaces.supernet.arch import SubnetConfig
 from adacomp.search_spaces.supernet.supernet import Supernet
 from adacomp.tasks._base import TaskError, dataset_len
@@ -37,6 +38,10 @@ from adacomp.tasks.accelerator import CPU, Accelerator
 __all__ = ["EnsembleBudget", "EnsembleReport", "StepLog", "load_checkpoint", "train_supernet"]
 
 LATEST = "LATEST"  # names the newest complete checkpoint directory; replaced atomically
+# Alternative branches are distilled to their layer's output on this many training batches, for
+# this many steps, before the ensemble's first step (alternatives.py).
+DISTIL_BATCHES = 4
+DISTIL_STEPS = 200
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class EnsembleReport:
     resumed_from: int
     seconds: float
     log: list[StepLog] = field(default_factory=list)
+    branch_fits: list[BranchFit] = field(default_factory=list)  # alternatives distilled before step 1
 
 
 def _batch(data: Dataset[tuple[Tensor, Tensor]], size: int, batch_size: int, seed: int, step: int) -> Any:
@@ -120,6 +126,15 @@ def average_gradients(model: torch.nn.Module) -> None:
         if param.grad is not None:
             dist.all_reduce(param.grad)
             param.grad /= world
+
+
+def broadcast_parameters(model: torch.nn.Module) -> None:
+    """Every rank takes rank 0's parameters (after a step each rank took alone, such as
+    distilling the alternatives, which a GPU need not compute bit for bit alike)."""
+    import torch.distributed as dist
+
+    for param in model.parameters():
+        dist.broadcast(param.data, 0)
 
 
 def save_checkpoint(
@@ -228,6 +243,11 @@ def train_supernet(
         start = int(state["step"])
     report = EnsembleReport(steps=start, resumed_from=start, seconds=0.0)
     began = time.perf_counter()
+    if start == 0 and supernet.layout.alternatives:  # a resumed run has them in its checkpoint
+        batches = [
+            _batch(data, size, budget.batch_size, seed, i)[0].to(device) for i in range(DISTIL_BATCHES)
+        ]
+        report.branch_fits = distil_alternatives(supernet, batches, steps=DISTIL_STEPS)
     supernet.train()
     try:
         for step in range(start, budget.steps):

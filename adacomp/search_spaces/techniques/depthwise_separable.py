@@ -23,6 +23,23 @@ from adacomp.search_spaces.techniques.low_rank import split_svd
 MAX_MULTIPLIER = 4
 
 
+@torch.no_grad()
+def separable_weights(weight: torch.Tensor, multiplier: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(depthwise (in*m, 1, *k), pointwise (out, in*m, *1)) weights closest to the dense `weight`
+    (out, in, *k): per input channel, the top `multiplier` singular triplets of its slice."""
+    c_out, c_in, kernel = int(weight.shape[0]), int(weight.shape[1]), tuple(weight.shape[2:])
+    m = multiplier
+    ones = (1,) * len(kernel)
+    dw = weight.new_zeros((c_in * m, 1, *kernel))
+    pw = weight.new_zeros((c_out, c_in * m, *ones))
+    for c in range(c_in):
+        left, right = split_svd(weight[:, c].reshape(c_out, -1), m)  # (out, r), (r, k*k)
+        r = left.shape[1]  # may be < m when out < m
+        dw[c * m : c * m + r, 0] = right.reshape(r, *kernel)
+        pw[:, c * m : c * m + r] = left.reshape(c_out, r, *ones)
+    return dw, pw
+
+
 class DepthwiseSeparable(nn.Module):
     def __init__(self, depthwise: nn.Module, pointwise: nn.Module) -> None:
         super().__init__()
@@ -69,14 +86,7 @@ class DepthwiseSeparableConv(Technique):
         depthwise.padding_mode = layer.padding_mode
         ones = (1,) * len(kernel)
         pointwise = make_conv(layer, c_in * m, c_out, ones, bias=layer.bias is not None)
-        weight = layer.weight.detach()  # (out, in, *k)
-        dw = torch.zeros_like(depthwise.weight)  # (in*m, 1, *k)
-        pw = torch.zeros_like(pointwise.weight)  # (out, in*m, *1)
-        for c in range(c_in):
-            left, right = split_svd(weight[:, c].reshape(c_out, -1), m)  # (out, r), (r, k*k)
-            r = left.shape[1]  # may be < m when out < m
-            dw[c * m : c * m + r, 0] = right.reshape(r, *kernel)
-            pw[:, c * m : c * m + r] = left.reshape(c_out, r, *ones)
+        dw, pw = separable_weights(layer.weight.detach(), m)
         depthwise.weight.copy_(dw)
         pointwise.weight.copy_(pw)
         if layer.bias is not None:

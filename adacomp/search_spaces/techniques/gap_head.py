@@ -20,6 +20,12 @@ from adacomp.search_spaces.sites import LayerSite
 from adacomp.search_spaces.techniques._base import Technique
 
 
+def pooled_weight(weight: torch.Tensor, channels: int, positions: int) -> torch.Tensor:
+    """The (out, channels) weight over averaged positions from a flattened head's (out, C*P):
+    torch flattens (C, H, W) channel-major, feature index = c * positions + p."""
+    return weight.reshape(weight.shape[0], channels, positions).sum(2)
+
+
 class GapLinear(nn.Module):
     """Un-flatten to (C, positions), average the positions, then a Linear over C."""
 
@@ -62,8 +68,7 @@ class GlobalAveragePoolingHead(Technique):
             device=layer.weight.device,
             dtype=layer.weight.dtype,
         )
-        # torch flattens (C, H, W) channel-major: feature index = c * positions + p.
-        linear.weight.copy_(layer.weight.detach().reshape(layer.out_features, channels, positions).sum(2))
+        linear.weight.copy_(pooled_weight(layer.weight.detach(), channels, positions))
         if layer.bias is not None:
             linear.bias.copy_(layer.bias.detach())
         return GapLinear(channels, positions, linear)
