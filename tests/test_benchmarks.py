@@ -259,7 +259,9 @@ def test_rl_curve_means_the_last_window_and_keeps_the_running_best() -> None:
 
     def record(number: int, utility: float | None, failed: bool = False) -> TrialRecord:
         violations = (0.0,) if number % 2 == 0 else (1.0,)
-        return TrialRecord(number, CompressionPlan(), {}, utility, violations, failed=failed)
+        return TrialRecord(
+            number, CompressionPlan(), metrics={}, utility=utility, violations=violations, failed=failed
+        )
 
     records = [record(2, 0.5), record(0, 0.1), record(1, None, failed=True), record(3, 0.3)]
     curve = rl_curve.learning_curve(records, window=2)
@@ -286,7 +288,15 @@ def test_results_table_throughput_is_trials_over_the_span_they_ran_in() -> None:
 
     def record(number: int, started: float, seconds: float) -> TrialRecord:
         plan = CompressionPlan()
-        return TrialRecord(number, plan, {}, None, (), seconds=seconds, finished_at=started + seconds)
+        return TrialRecord(
+            number,
+            plan,
+            metrics={},
+            utility=None,
+            violations=(),
+            seconds=seconds,
+            finished_at=started + seconds,
+        )
 
     records = [record(0, 100.0, 5.0), record(1, 105.0, 5.0), record(2, 110.0, 20.0)]
     assert results_table.plans_per_minute(records) == 6.0  # 3 trials from 100 s to 130 s

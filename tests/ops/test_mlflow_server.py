@@ -76,7 +76,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 def _record(number: int) -> TrialRecord:
     plan = CompressionPlan.from_mapping({"fc1": [Step.of("magnitude_prune", sparsity=0.1 + number / 100)]})
-    return TrialRecord(number, plan, {"accuracy": 0.9, "storage": 1000.0 + number}, 0.5, (0.0,))
+    return TrialRecord(
+        number, plan, metrics={"accuracy": 0.9, "storage": 1000.0 + number}, utility=0.5, violations=(0.0,)
+    )
 
 
 def _children(uri: str, parent: str) -> list[mlflow.entities.Run]:

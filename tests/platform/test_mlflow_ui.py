@@ -43,7 +43,13 @@ def _record(
     metrics = {"accuracy": accuracy, "accuracy_drop": 100 * (0.98 - accuracy), "latency_pixel4": latency}
     metrics["storage"] = storage
     return TrialRecord(
-        number, plan, metrics, 0.5 + number / 100, (), seconds=2.5, finished_at=1000.0 + number
+        number,
+        plan,
+        metrics=metrics,
+        utility=0.5 + number / 100,
+        violations=(),
+        seconds=2.5,
+        finished_at=1000.0 + number,
     )
 
 

@@ -63,7 +63,7 @@ def record(number: int, accuracy: float, latency: float, storage: float, layers:
         "storage": storage,
     }
     violations = tuple(constraint_violations(CONFIG, metrics))
-    return TrialRecord(number, plan, metrics, accuracy - latency / 20, violations)
+    return TrialRecord(number, plan, metrics=metrics, utility=accuracy - latency / 20, violations=violations)
 
 
 RECORDS = [
@@ -220,7 +220,8 @@ def test_device_front_plots_accuracy_in_percent() -> None:
         {"accuracy": 0.7, "latency_pixel4": 3.0},
     ]
     records = [
-        SubnetRecord(n, SubnetConfig(), m, None, (0.0 if n < 2 else 1.0,)) for n, m in enumerate(metrics)
+        SubnetRecord(n, SubnetConfig(), metrics=m, utility=None, violations=(0.0 if n < 2 else 1.0,))
+        for n, m in enumerate(metrics)
     ]
     figure = device_front_figure(records, records[:1], {"accuracy": 0.95, "latency_pixel4": 4.0}, "pixel4")
     (ax,) = figure.axes

@@ -16,7 +16,7 @@ from tests.helpers.search import search_config
 def _record(number: int, accuracy: float, latency: float, storage: float, utility: float) -> TrialRecord:
     plan = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.1 + number / 100)]})
     metrics = {"accuracy": accuracy, "latency_pixel4": latency, "storage": storage, "accuracy_drop": 0.0}
-    return TrialRecord(number, plan, metrics, utility, (0.0, 0.0))
+    return TrialRecord(number, plan, metrics=metrics, utility=utility, violations=(0.0, 0.0))
 
 
 # A front of four: trial 0 most accurate (best utility), 3 fastest, 2 smallest.

@@ -51,10 +51,14 @@ def test_human_bytes_uses_binary_units_named_as_such(n: int, text: str) -> None:
 def test_search_pareto_and_supernet_print_the_same_bytes_the_same_way(tmp_path: Path) -> None:
     metrics = {"accuracy": 0.9, "accuracy_drop": 1.0, "storage": float(BYTES), "latency_pixel4": 0.5}
     baseline = {"accuracy": 0.91, "storage": float(BYTES), "latency_pixel4": 0.6}
-    front = format_front(CONFIG, [TrialRecord(0, CompressionPlan(), metrics, 1.0, ())], dict(baseline))
+    front = format_front(
+        CONFIG,
+        [TrialRecord(0, CompressionPlan(), metrics=metrics, utility=1.0, violations=())],
+        dict(baseline),
+    )
     assert "609.0 KiB" in front and "KB" not in front
 
-    record = SubnetRecord(0, SubnetConfig(), metrics, 1.0, ())
+    record = SubnetRecord(0, SubnetConfig(), metrics=metrics, utility=1.0, violations=())
     assert "609.0 KiB" in _line(CONFIG, record, 1)
     result = SupernetSearchResult(CONFIG, tmp_path, [record], dict(baseline), "run", "uri", 1.0)
     header, _, baseline_row, row = result.table("pixel4").splitlines()

@@ -28,6 +28,7 @@ from adacomp.platform.evaluate.objectives import (
     relative_violation,
     utility,
 )
+from adacomp.platform.evaluate.outcome import Outcome
 from adacomp.platform.evaluate.rungs import RungResult, rung_steps, stop_reason
 from adacomp.platform.search_config import PER_DEVICE, Constraint, Resources, SearchConfig
 from adacomp.search_spaces import CompressionPlan, compress, export_onnx, model_facts
@@ -46,21 +47,17 @@ class MeasuresModels(Protocol):
 
 
 @dataclass(frozen=True)
-class TrialResult:
+class TrialResult(Outcome[float | None]):
+    """A plan's outcome as the worker that scored it has it (with the ONNX file it shipped)."""
+
     plan: CompressionPlan
-    metrics: Mapping[str, float | None]
-    utility: float | None
-    violations: tuple[float, ...]
-    failed: bool = False
-    reason: str | None = None
-    seconds: float = 0.0
     onnx_model: bytes | None = field(default=None, repr=False)
     rungs: tuple[RungResult, ...] = ()  # the stages of a multi-fidelity fine-tune, in order
     stopped_at: int | None = None  # the rung after which it was stopped early (never on a front)
 
     @property
     def feasible(self) -> bool:
-        return not self.failed and self.stopped_at is None and all(v <= 0 for v in self.violations)
+        return super().feasible and self.stopped_at is None
 
 
 # Called after every fine-tune stage but the last with the plan as it stands (an early-stopped
@@ -333,7 +330,15 @@ def failed_result(plan: CompressionPlan, exc: Exception, started: float) -> Tria
     reason = first_line(exc)
     if not isinstance(exc, AdacompError):
         reason = f"{type(exc).__name__}: {reason} ({traceback.extract_tb(exc.__traceback__)[-1].name})"
-    return TrialResult(plan, {}, None, (), failed=True, reason=reason, seconds=time.perf_counter() - started)
+    return TrialResult(
+        plan,
+        metrics={},
+        utility=None,
+        violations=(),
+        failed=True,
+        reason=reason,
+        seconds=time.perf_counter() - started,
+    )
 
 
 def finished_result(

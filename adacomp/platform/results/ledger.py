@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
+from adacomp.platform.evaluate.outcome import Outcome
 from adacomp.platform.evaluate.rungs import RungResult
 from adacomp.search_spaces import CompressionPlan
 
@@ -24,15 +25,11 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class TrialRecord:
+class TrialRecord(Outcome[float | None]):
+    """A trial's outcome as the search keeps it (trials.jsonl, polished.jsonl)."""
+
     number: int  # the Optuna trial number: unique across resumed runs of one search
     plan: CompressionPlan
-    metrics: Mapping[str, float | None]
-    utility: float | None
-    violations: tuple[float, ...]
-    failed: bool = False
-    reason: str | None = None
-    seconds: float = 0.0
     duplicate_of: int | None = None  # ledgers before issue 20 only: a repeat of that trial, not run
     finished_at: float = field(default_factory=time.time)
     rungs: tuple[RungResult, ...] = ()  # its multi-fidelity stages, scored (all but the last)
@@ -56,7 +53,7 @@ class TrialRecord:
 
     @property
     def feasible(self) -> bool:
-        return not self.failed and self.stopped_at is None and all(v <= 0 for v in self.violations)
+        return super().feasible and self.stopped_at is None
 
     def report(self) -> dict[str, Any]:
         """What a trial hands Tune: flat values for the searcher, the whole record for the driver."""
@@ -84,12 +81,7 @@ class TrialRecord:
         return {
             "number": self.number,
             "plan": json.loads(self.plan.to_json()),
-            "metrics": dict(self.metrics),
-            "utility": self.utility,
-            "violations": list(self.violations),
-            "failed": self.failed,
-            "reason": self.reason,
-            "seconds": self.seconds,
+            **self.outcome_dict(),
             "duplicate_of": self.duplicate_of,
             "finished_at": self.finished_at,
             "rungs": [r.to_dict() for r in self.rungs],
@@ -102,12 +94,7 @@ class TrialRecord:
         return cls(
             number=int(data["number"]),
             plan=CompressionPlan.from_json(json.dumps(data["plan"])),
-            metrics=dict(data["metrics"]),
-            utility=data["utility"],
-            violations=tuple(data["violations"]),
-            failed=bool(data["failed"]),
-            reason=data["reason"],
-            seconds=float(data["seconds"]),
+            **cls.outcome_fields(data),
             duplicate_of=data.get("duplicate_of"),
             finished_at=float(data["finished_at"]),
             rungs=tuple(RungResult.from_dict(r) for r in data.get("rungs", ())),

@@ -162,7 +162,11 @@ def _from_search(config: SearchConfig) -> tuple[dict[str, Any], list[SubnetRecor
     for trial in trials:
         subnet = config_of(supernet, trial.plan, weighted)
         metrics = {k: v for k, v in trial.metrics.items() if v is not None}
-        records.append(SubnetRecord(trial.number, subnet, metrics, trial.utility, trial.violations))
+        records.append(
+            SubnetRecord(
+                trial.number, subnet, metrics=metrics, utility=trial.utility, violations=trial.violations
+            )
+        )
         models[subnet.hash] = model_file(out_dir, trial.plan)
     return state, records, models
 

@@ -33,6 +33,7 @@ from adacomp.device_farm import Farm
 from adacomp.errors import AdacompError, first_line
 from adacomp.platform.evaluate.evaluators.supernet import bn_batches, evaluate_subnet
 from adacomp.platform.evaluate.objectives import constraint_violations, utility
+from adacomp.platform.evaluate.outcome import Outcome
 from adacomp.platform.evaluate.pareto import hypervolume, non_dominated
 from adacomp.platform.evaluate.trial import TrialContext
 from adacomp.platform.results.job_dir import JobDir
@@ -50,31 +51,18 @@ PRECISION_TECHNIQUE = {"fp16": "fp16", "int8": "int8"}
 
 
 @dataclass(frozen=True)
-class SubnetRecord:
+class SubnetRecord(Outcome[float]):
+    """A supernet configuration's outcome (`adacomp supernet search`, a bundle's entries)."""
+
     number: int
     config: SubnetConfig
-    metrics: Mapping[str, float]
-    utility: float | None
-    violations: tuple[float, ...]
-    failed: bool = False
-    reason: str | None = None
-    seconds: float = 0.0
     finished_at: float = field(default_factory=time.time)
-
-    @property
-    def feasible(self) -> bool:
-        return not self.failed and all(v <= 0 for v in self.violations)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "number": self.number,
             "config": self.config.to_dict(),
-            "metrics": dict(self.metrics),
-            "utility": self.utility,
-            "violations": list(self.violations),
-            "failed": self.failed,
-            "reason": self.reason,
-            "seconds": self.seconds,
+            **self.outcome_dict(),
             "finished_at": self.finished_at,
         }
 
@@ -83,12 +71,7 @@ class SubnetRecord:
         return cls(
             number=int(data["number"]),
             config=SubnetConfig.from_dict(data["config"]),
-            metrics=dict(data["metrics"]),
-            utility=data["utility"],
-            violations=tuple(data["violations"]),
-            failed=bool(data["failed"]),
-            reason=data["reason"],
-            seconds=float(data["seconds"]),
+            **cls.outcome_fields(data),
             finished_at=float(data["finished_at"]),
         )
 
