@@ -243,7 +243,7 @@ class RLSettings(_Frozen):
     hidden: tuple[Hidden, ...] = Field((64, 64), min_length=1, max_length=16)
     penalty: float = Field(
         1.0, ge=0, le=MAX_WEIGHT
-    )  # reward lost per relative constraint violation (capped at 1 each)
+    )  # reward lost for breaking any constraint, and again per relative violation (capped at 1 each)
     shaping: bool = True  # reward each layer's choice by its estimated cost saving (potential-based)
     # The untrained agent leaves a layer's technique (and, apart, its weights) alone with this
     # probability: it starts near the uncompressed model (see rl/module.py). 1/12 is uniform.

@@ -167,12 +167,21 @@ def test_shaping_is_potential_based_so_the_return_is_the_reward(spec: EpisodeSpe
             assert any(r != 0 for r in rewards[:-1]) or all(a == 0 for a in env._actions[:-1])
 
 
-def test_reward_penalises_relative_violations_and_failures(spec: EpisodeSpec) -> None:
+def test_reward_puts_feasibility_first_then_penalises_relative_violations_and_failures(
+    spec: EpisodeSpec,
+) -> None:
     assert spec.constraint_scales == (2.0, 100_000.0)
     assert spec.reward({"utility": 0.9, "violations": [-1.0, -5.0]}) == pytest.approx(0.9)
-    assert spec.reward({"utility": 0.9, "violations": [1.0, 50_000.0]}) == pytest.approx(0.9 - 0.5 - 0.5)
-    assert spec.reward({"utility": 0.9, "violations": [100.0, 0.0]}) == pytest.approx(0.9 - 1.0)  # capped
-    assert spec.reward({"failed": True, "utility": None, "violations": []}) == FAILED_REWARD
+    # Broken: 1 (any violation) + 0.5 + 0.5 (relative, each capped at 1).
+    assert spec.reward({"utility": 0.9, "violations": [1.0, 50_000.0]}) == pytest.approx(0.9 - 1 - 0.5 - 0.5)
+    assert spec.reward({"utility": 0.9, "violations": [100.0, 0.0]}) == pytest.approx(0.9 - 1 - 1.0)  # capped
+    # A hair past a limit scores below a feasible plan of far lower utility.
+    assert spec.reward({"utility": 0.9, "violations": [0.01, 0.0]}) < spec.reward(
+        {"utility": 0.2, "violations": [0.0, 0.0]}
+    )
+    failed = spec.reward({"failed": True, "utility": None, "violations": []})
+    assert failed == spec.failed_reward < FAILED_REWARD
+    assert failed < spec.reward({"utility": 0.0, "violations": [1e9, 1e9]})  # below the worst measured plan
 
 
 def test_exchange_serves_known_plans_shares_waiting_ones_and_releases_on_close() -> None:

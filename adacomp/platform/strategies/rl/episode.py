@@ -74,12 +74,22 @@ class EpisodeSpec:
             return 0.0
         return -(self.storage_weight * storage_ratio + self.compute_weight * macs_ratio)
 
+    @property
+    def failed_reward(self) -> float:
+        """Below every measured plan's reward: FAILED_REWARD less the most a penalty can take."""
+        return FAILED_REWARD - self.penalty * (1 + len(self.constraint_scales))
+
     def reward(self, outcome: Mapping[str, Any]) -> float:
-        """The utility, less `penalty` per relative constraint violation (each capped at 1)."""
+        """Feasibility first: a plan that meets every constraint earns its utility; one that
+        breaks any loses `penalty` for that, and `penalty` per relative violation (each capped at
+        1). Without the step, a plan a hair past a limit (2.1 pt against 2.0) kept nearly all of
+        its utility, and a cheap model just past the accuracy limit outscored every feasible one:
+        on digits' supernet the agent's last 40 plans were 20 % feasible against random's 53 %."""
         if outcome.get("failed") or outcome.get("utility") is None:
-            return FAILED_REWARD
+            return self.failed_reward
         violations = outcome.get("violations", ())
-        return penalised_utility(float(outcome["utility"]), violations, self.constraint_scales, self.penalty)
+        score = penalised_utility(float(outcome["utility"]), violations, self.constraint_scales, self.penalty)
+        return score - self.penalty if any(v > 0 for v in violations) else score
 
 
 def _kind(module: nn.Module) -> int:
