@@ -98,6 +98,10 @@ def test_training_leaves_weights_layout_and_an_mlflow_run(flow: Flow) -> None:
     ]
     artifacts = {a.path for a in client.list_artifacts(flow.trained.run_id)}
     assert {"layout.json", "supernet.safetensors"} <= artifacts
+    # The alternative branches were distilled to their layer's output before step 1, logged.
+    assert "alternatives: features.conv1 (depthwise_separable)" in flow.trained.layout
+    fitted = client.get_metric_history(flow.trained.run_id, "branch_error.fc1.gap_head")
+    assert len(fitted) == 1 and fitted[0].value >= 0
 
 
 def test_training_again_needs_resume_and_a_finished_one_resumes_as_a_no_op(flow: Flow) -> None:

@@ -34,6 +34,7 @@ from adacomp.search_spaces.supernet import (
     load_checkpoint,
     train_supernet,
 )
+from adacomp.search_spaces.supernet.alternatives import BranchFit
 from adacomp.tasks import Task, evaluate, load_task, pretrained_model
 
 WEIGHTS_FILE = "supernet.safetensors"
@@ -140,6 +141,7 @@ def train_supernet_job(
         tracker.finish(run_id, status="KILLED")
         raise
     monitor.flush()
+    _report_branch_fits(report.branch_fits, tracker, run_id, say)
     found = load_checkpoint(directory / "checkpoints")
     assert found is not None
     if config.supernet.workers > 1:
@@ -164,6 +166,18 @@ def train_supernet_job(
         accuracy=accuracy,
         layout=supernet.layout.report(),
     )
+
+
+def _report_branch_fits(fits: list[BranchFit], tracker: SearchTracker, run_id: str, say: Log) -> None:
+    """How close each alternative branch came to its layer's output when distilled (relative
+    error before -> after), said and logged on the training run (`branch_error.<layer>.<technique>`)."""
+    if not fits:
+        return
+    say(
+        "alternatives distilled to their layer's output (relative error): "
+        + ", ".join(f"{f.layer} {f.technique} {f.before:.3f} -> {f.after:.3f}" for f in fits)
+    )
+    tracker.log_series(run_id, [(f"branch_error.{f.layer}.{f.technique}", f.after, 0) for f in fits])
 
 
 def _training_run(
