@@ -73,7 +73,18 @@ def _exported(baked: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
             verbose=False,
         )
     assert program is not None
-    return program.model_proto
+    return _without_node_metadata(program.model_proto)
+
+
+def _without_node_metadata(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph without the exporter's per-node notes (the torch module path, class and source
+    stack of every node): nothing reads them at run time, and on a small compressed model they
+    were half the file a phone downloads (ResNet-8, every 3x3 conv separable, int8: 37 KB of
+    95 KB). The weights' names, which quantization goes by, are initializer names, kept."""
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    return proto
 
 
 def export_onnx(

@@ -278,3 +278,17 @@ def test_int8_on_some_layers_adds_no_pairs_where_a_float_layer_is_reached(residu
     assert _between_quantized(graph, "Add") == [False]  # it reads the float stem's output
     quantize_nodes = [n for n in graph.node if n.op_type == "QuantizeLinear"]
     assert len(quantize_nodes) <= 2  # the conv's input and output, nothing more
+
+
+def test_the_shipped_graph_carries_no_per_node_exporter_notes(
+    cnn: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    """torch's exporter annotates every node with its module path, class and source stack:
+    bytes a device downloads and never reads. They are dropped; names quantization goes by
+    (initializers) and the outputs stay."""
+    shipped = onnx.load_from_string(export_onnx(cnn, cnn_input, plan=None))
+    assert all(not node.metadata_props and not node.doc_string for node in shipped.graph.node)
+    assert {"fc1.weight", "features.conv1.weight"} <= {i.name for i in shipped.graph.initializer}
+    np.testing.assert_allclose(
+        _run(shipped.SerializeToString(), cnn_input), cnn(cnn_input).detach().numpy(), atol=1e-4, rtol=1e-4
+    )
