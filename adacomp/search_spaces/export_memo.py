@@ -39,7 +39,7 @@ from adacomp.tasks.cache_dir import default_cache_dir, keep_file, package_versio
 
 __all__ = ["agrees", "fingerprint", "memo_limit_bytes", "recall", "remember"]
 
-MEMO_VERSION = 1  # bump when what to_onnx_proto produces changes for the same inputs
+MEMO_VERSION = 2  # bump when what to_onnx_proto produces changes for the same inputs (2: no node notes)
 _PLAIN = (bool, int, float, str, bytes, type(None))
 
 
