@@ -187,7 +187,9 @@ class SupernetSettings(_Frozen):
     depth: bool = True  # skippable blocks, where the model has any
     # Alternative branches a layer may run as (AdaSpring's alternative operators): a conv with a
     # spatial kernel as its depthwise-separable form, a head reading a flattened map as a
-    # global-average-pooling head. Cut to `techniques` when the search names some.
+    # global-average-pooling head. What the supernet holds depends on this section alone (searches
+    # naming other `techniques` can share one trained supernet); a search whose `techniques` leave
+    # them out sets `alternatives: []`, or the ensemble trains branches it never samples.
     alternatives: tuple[Literal["depthwise_separable", "gap_head"], ...] = ("depthwise_separable", "gap_head")
     precisions: tuple[Literal["fp32", "fp16", "int8", "int8_weights"], ...] = (
         "fp32",

@@ -41,13 +41,12 @@ from adacomp.tasks import Task
 def supernet_options(config: SearchConfig) -> SupernetOptions:
     """The config's supernet section as the library's options (what is elastic)."""
     s = config.supernet
-    alternatives = tuple(a for a in s.alternatives if config.techniques is None or a in config.techniques)
     return SupernetOptions(
         width_fractions=s.width,
         rank_fractions=s.rank,
         depth=s.depth,
         precisions=tuple(s.precisions),
-        alternatives=alternatives,
+        alternatives=tuple(s.alternatives),
     )
 
 
