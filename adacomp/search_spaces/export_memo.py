@@ -1,7 +1,7 @@
 """Exports remembered per machine: the same model, with the same weights and code, is exported
 to ONNX once.
 
-torch's dynamo exporter costs 0.5 s for the digits CNN and 3-4 s for MobileNetV2 on a 2-core
+An export costs 0.1-0.4 s (traced) to 3-4 s (dynamo) for MobileNetV2 on a 2-core
 machine, and 3-5 s more for the first export of each process (its imports and tables). The same
 models come back again and again: a nightly search re-runs the trials of the night before, a
 resumed search the trials a kill interrupted, a calibration the models its seed draws; each
@@ -39,7 +39,7 @@ from adacomp.tasks.cache_dir import default_cache_dir, keep_file, package_versio
 
 __all__ = ["agrees", "fingerprint", "memo_limit_bytes", "recall", "remember"]
 
-MEMO_VERSION = 2  # bump when what to_onnx_proto produces changes for the same inputs (2: no node notes)
+MEMO_VERSION = 3  # bump when to_onnx_proto changes its output (2: no node notes; 3: traced first)
 _PLAIN = (bool, int, float, str, bytes, type(None))
 
 

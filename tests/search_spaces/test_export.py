@@ -219,27 +219,166 @@ def test_int8_kernels_compute_what_the_qdq_graph_says(kind: str) -> None:
     np.testing.assert_allclose(fused, reference, rtol=1e-3, atol=1e-3 * np.abs(reference).max())
 
 
-def test_exports_share_one_torchlib_table_and_stay_identical(
-    cnn: nn.Module, cnn_input: torch.Tensor, monkeypatch: pytest.MonkeyPatch
+def test_dynamo_exports_share_one_torchlib_table_and_stay_identical(
+    cnn: nn.Module, cnn_input: torch.Tensor
 ) -> None:
-    """The exporter's aten -> ONNX table is built once per process: later exports are
-    byte-identical to one made with torch's own per-export table, and torch's hook is restored.
-    Every export here is torch's own: the export memo (test_export_memo.py) is off."""
+    """The dynamo exporter (the fallback where a trace will not do) builds its aten -> ONNX table
+    once per process: later exports are byte-identical to one made with torch's own per-export
+    table, and torch's hook is restored."""
     from torch.onnx._internal.exporter import _registration
-
-    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "0")
 
     from adacomp.search_spaces import export
 
     hook = vars(_registration.ONNXRegistry)["from_torchlib"]
-    shared = export_onnx(cnn, cnn_input)
+    model = cnn.eval()
+    shared = export._dynamo_exported(model, cnn_input).SerializeToString()
     assert export._TORCHLIB_REGISTRIES, "the table was not kept"
     assert vars(_registration.ONNXRegistry)["from_torchlib"] is hook
-    assert export_onnx(cnn, cnn_input) == shared
+    assert export._dynamo_exported(model, cnn_input).SerializeToString() == shared
     export._TORCHLIB_REGISTRIES.clear()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(export, "_torchlib_registry_built_once", contextlib.nullcontext)
-        assert export_onnx(cnn, cnn_input) == shared
+        assert export._dynamo_exported(model, cnn_input).SerializeToString() == shared
+
+
+class _ConvBnBlock(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.bn(self.conv(x)))
+
+
+class _Shared(nn.Module):
+    """BatchNorm after every conv (the trace folds it in and names the result itself), a block
+    called twice, and a head reading a flattened map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = _ConvBnBlock()
+        self.body = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Linear(8 * 6 * 6, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(self.body(self.stem(x)))
+        return self.head(y.flatten(1))
+
+
+def _randomised(model: nn.Module) -> nn.Module:
+    """Non-trivial BatchNorm statistics, so folding changes every weight."""
+    torch.manual_seed(0)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_the_traced_export_names_folded_weights_after_their_layers_and_matches_torch() -> None:
+    """The fast path: BatchNorm folded into its conv, the folded weights named after the conv
+    (what quantization goes by), a layer called twice quantizable by its one name, outputs as
+    torch's at batch sizes the trace never saw."""
+    from adacomp.search_spaces import export
+
+    model = _randomised(_Shared())
+    x = torch.randn(2, 3, 6, 6)
+    traced = export._traced(model, x)
+    assert traced is not None, "the trace was refused"
+    names = {init.name for init in traced.graph.initializer}
+    assert {"stem.conv.weight", "stem.conv.bias", "head.weight", "body.0.weight"} <= names
+    assert not [name for name in names if name.startswith("onnx::")]
+    assert not [node for node in traced.graph.node if node.op_type in ("BatchNormalization", "Identity")]
+    shipped = export_onnx(
+        model,
+        x,
+        plan=CompressionPlan.from_mapping({"body.0": [Step.of("quantize", precision="int8_weights")]}),
+    )
+    assert [i for i in onnx.load_from_string(shipped).graph.initializer if i.name.startswith("body.0.weight")]
+    for batch in (1, 3, 7):
+        sample = torch.randn(batch, 3, 6, 6)
+        np.testing.assert_allclose(
+            _run(traced.SerializeToString(), sample), model(sample).detach().numpy(), rtol=1e-4, atol=1e-4
+        )
+
+
+class _EqualWeights(nn.Module):
+    """Two convs with equal weights (a constant initialisation), which an exporter stores once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Conv2d(3, 3, 1)
+        self.second = nn.Conv2d(3, 3, 1)
+        for conv in (self.first, self.second):
+            nn.init.constant_(conv.weight, 0.1)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu(self.first(x)))
+
+
+def test_each_of_two_layers_with_equal_weights_owns_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal tensors are stored once by the trace; each layer gets its own weights back, so the
+    second layer alone can be quantized."""
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "0")
+    model = _EqualWeights().eval()
+    x = torch.randn(2, 3, 4, 4)
+    plan = CompressionPlan.from_mapping({"second": [Step.of("quantize", precision="int8_weights")]})
+    shipped = onnx.load_from_string(export_onnx(model, x, plan=plan))
+    names = {init.name for init in shipped.graph.initializer}
+    assert {"first.weight", "second.weight.int8"} <= names
+    assert "second.weight" not in names
+
+
+class _BatchDependent(nn.Module):
+    """A forward whose trace is wrong at any other batch size (a Python int of the batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        count = int(x.shape[0])
+        return self.fc(x) * torch.arange(count, dtype=x.dtype).reshape(count, 1)
+
+
+class _Untraceable(nn.Module):
+    """A forward with an op the TorchScript exporter has no ONNX form for, the dynamo one has."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.logcumsumexp(self.fc(x), 1)
+
+
+@pytest.mark.parametrize(("model_type", "batches"), [(_BatchDependent, (2,)), (_Untraceable, (1, 2, 3))])
+def test_a_model_the_trace_gets_wrong_is_exported_by_dynamo(
+    model_type: type[nn.Module], batches: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace follows the one path its sample took: where its graph would answer otherwise than
+    the model at another batch size, or tracing fails, the dynamo exporter's graph ships (which
+    fixes a batch size a forward reads as a Python int: torch.export's own guard)."""
+    monkeypatch.setenv("ADACOMP_EXPORT_MEMO_MIB", "0")
+    from adacomp.search_spaces import export
+
+    torch.manual_seed(0)
+    model = model_type().eval()
+    x = torch.randn(2, 4)
+    used: list[str] = []
+    original = export._dynamo_exported
+    monkeypatch.setattr(export, "_dynamo_exported", lambda m, e: used.append("dynamo") or original(m, e))
+    shipped = export_onnx(model, x)
+    assert used == ["dynamo"]
+    for batch in batches:
+        sample = torch.randn(batch, 4)
+        np.testing.assert_allclose(
+            _run(shipped, sample), model(sample).detach().numpy(), rtol=1e-5, atol=1e-5
+        )
 
 
 def _between_quantized(graph: onnx.GraphProto, op_type: str) -> list[bool]:
