@@ -19,10 +19,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The main job: a full search on the embedded defaults (local Ray, sqlite MLflow store in runs/,
-# two emulated devices + this CPU). Run again, it resumes: a finished search just prints its front.
+# The main job: one search over one supernet on the embedded defaults (local Ray, sqlite MLflow
+# store in runs/, two emulated devices + this CPU). Run again, it resumes: a finished search just
+# prints its front.
 demo: $(STAMP)
-	$(BIN)/adacomp search examples/digits.yaml --resume
+	$(BIN)/adacomp search examples/digits_supernet.yaml --resume
 
 lint: $(STAMP)
 	$(BIN)/ruff check adacomp tests benchmarks

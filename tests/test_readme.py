@@ -47,7 +47,8 @@ def test_demo_target_is_the_search_command_the_readme_runs() -> None:
     demo = re.search(r"^demo:.*\n(?:#.*\n)*\t(.+)$", makefile, flags=re.M)
     assert demo is not None
     command = demo.group(1).replace("$(BIN)/adacomp", "adacomp")
-    assert command == "adacomp search examples/digits.yaml --resume"
+    assert command == "adacomp search examples/digits_supernet.yaml --resume"
+    assert command in _commands("adacomp ")
     assert command in _commands("adacomp ")
 
 
@@ -93,11 +94,11 @@ def test_readme_adacomp_commands_run(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "supernet trained: 10 steps" in outputs["adacomp supernet train examples/digits.yaml"]
     assert "3 configurations" in outputs["adacomp supernet search examples/digits.yaml"]
     assert "registered as models:/digits-bundle/1" in outputs["adacomp export examples/digits.yaml"]
-    one_search = outputs["adacomp search examples/digits_supernet.yaml"]
+    one_search = outputs["adacomp search examples/digits_supernet.yaml --resume"]
     assert "on the Pareto front" in one_search
     assert (
         "supernet: training it once for the whole search (10 ensemble steps)"
-        in logs["adacomp search examples/digits_supernet.yaml"] + one_search
+        in logs["adacomp search examples/digits_supernet.yaml --resume"] + one_search
     )
     assert (
         "registered as models:/digits-supernet-bundle/1"
