@@ -38,6 +38,10 @@ FAILING_PLAN = CompressionPlan.from_mapping(
     }
 )
 GOOD_PLAN = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.25)]})
+# A second good plan enqueued before the hopeless one: with 2 trials at a time, the hopeless plan
+# starts only once one of the good ones has finished, so its first stage is always compared with
+# an earlier one (with none recorded yet, MO-ASHA lets the first plan at a rung go on).
+MILD_PLAN = CompressionPlan.from_mapping({"fc1": [Step.of("low_rank", rank_fraction=0.5)]})
 # Wrecks the network: after one fine-tune step far below the accuracy floor, stopped there.
 HOPELESS_PLAN = CompressionPlan.from_mapping(
     {
@@ -55,7 +59,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, shared_ray: str) -> Searc
     return search(
         search_config(out),
         progress=False,
-        initial_plans=[FAILING_PLAN, GOOD_PLAN, COSTLY_PLAN, HOPELESS_PLAN],
+        initial_plans=[FAILING_PLAN, GOOD_PLAN, COSTLY_PLAN, MILD_PLAN, HOPELESS_PLAN],
     )
 
 

@@ -452,7 +452,7 @@ class SearchTracker:
         description: str,
     ) -> str:
         """Logs the best model as an MLflow ONNX model on its trial's run (with its signature,
-        read from the ONNX graph, and its metrics), registers it with `description` and the
+        read from the ONNX graph; its metrics on the search's run), registers it with `description` and the
         alias `champion`, and returns `models:/<name>/<version>`; a resumed, finished search
         keeps its registration."""
         import onnx
@@ -479,7 +479,10 @@ class SearchTracker:
                 pip_requirements=mlflow.onnx.get_default_pip_requirements(),
             )
             if metrics:  # shown on the logged model's page and beside the registered version
-                mlflow.log_metrics(metrics, model_id=info.model_id)
+                # Logged through the search's run: the trial's run keeps its own numbers (a
+                # polished model's are its `polished_*` there), and the search's run shows the
+                # numbers of the model it registered.
+                mlflow.log_metrics(metrics, model_id=info.model_id, run_id=parent_id)
         if ran.end_time:  # the trial's run keeps the times it really ran
             self.client.set_terminated(trial_run_id, status=ran.status, end_time=ran.end_time)
         version = str(info.registered_model_version)
