@@ -75,6 +75,7 @@ def to_onnx_proto(model: nn.Module, example_input: torch.Tensor) -> onnx.ModelPr
 
 
 def _exported(baked: nn.Module, example: torch.Tensor) -> onnx.ModelProto:
+    """The fast exporter's graph where it answers like the model, else the dynamo exporter's."""
     traced = _traced(baked, example)
     if traced is not None:
         return traced
