@@ -49,7 +49,6 @@ def test_demo_target_is_the_search_command_the_readme_runs() -> None:
     command = demo.group(1).replace("$(BIN)/adacomp", "adacomp")
     assert command == "adacomp search examples/digits_supernet.yaml --resume"
     assert command in _commands("adacomp ")
-    assert command in _commands("adacomp ")
 
 
 def _scratch_examples(tmp_path: Path, trials: int) -> None:

@@ -4,15 +4,15 @@ Pruning masks are baked in first, on a copy. Every graph has a dynamic batch dim
 weighted nodes read initializers named after the torch parameters (`features.0.weight`), which is
 how quantization finds the nodes of each planned layer.
 
-Two exporters, fastest first. torch's TorchScript exporter traces the model: 0.1-0.5 s for
-MobileNetV2 here, against 3-13 s for the dynamo exporter (torch.export's tracing and
-decompositions), which was 90 % of a supernet-mode plan's CPU. It folds BatchNorm into the conv
-before it and names the folded weights `onnx::Conv_N`; those are renamed after the node's module
-scope (`/stem/conv/Conv` -> `stem.conv.weight`). A trace follows the
-one path the sample took, so its graph is used only once ONNX Runtime runs it, at another batch
-size, to what the model computes (`export_memo.agrees`); otherwise, and where tracing fails, the
-dynamo exporter exports the model. Baseline and compressed models go through the same choice, so
-their latencies compare like with like.
+Two exporters, fastest first. torch's TorchScript exporter traces the model: 0.2-0.45 s for
+MobileNetV2 on a 2-core AMD EPYC, against 3.2-5.8 s for the dynamo exporter (torch.export's
+tracing and decompositions; 13 s on a loaded machine), which was 90 % of a supernet-mode plan's
+CPU. It folds BatchNorm into the conv before it and names the folded weights `onnx::Conv_N`;
+those are renamed after the node's module scope (`/stem/conv/Conv` -> `stem.conv.weight`). A
+trace follows the one path the sample took, so its graph is used only once ONNX Runtime runs
+it, at another batch size, to what the model computes (`export_memo.agrees`); otherwise, and
+where tracing fails, the dynamo exporter exports the model. Baseline and compressed models go
+through the same choice, so their latencies compare like with like.
 """
 
 from __future__ import annotations
@@ -36,12 +36,11 @@ from torch import nn
 from adacomp.search_spaces import export_memo
 from adacomp.search_spaces.plan import CompressionPlan
 from adacomp.search_spaces.techniques.magnitude_prune import bake_pruning
-from adacomp.search_spaces.techniques.quantize import quantize_onnx
+from adacomp.search_spaces.techniques.quantize import WEIGHTED_OPS, quantize_onnx
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 TRACE_OPSET = 20  # what torch's dynamo exporter writes, so both exporters' graphs are alike
-_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 def export_precisions(plan: CompressionPlan | None) -> dict[str, str]:
@@ -117,6 +116,7 @@ def _weights_named_by_layer(proto: onnx.ModelProto, model: nn.Module) -> onnx.Mo
     node's weight cannot be put to its own layer (no scope, or the exporter merged two layers'
     equal weights into one): quantization could not find it."""
     chains = _scope_chains(model)
+    known = {name for chain in chains.values() for name in chain}
     parameters = dict(model.named_parameters(remove_duplicate=False))
     graph = proto.graph
     _constants_as_initializers(graph)
@@ -124,13 +124,17 @@ def _weights_named_by_layer(proto: onnx.ModelProto, model: nn.Module) -> onnx.Mo
     taken = set(initializers)
     renamed: dict[str, str] = {}
     for node in graph.node:
-        if node.op_type not in _WEIGHTED_OPS or len(node.input) < 2 or node.input[1] not in initializers:
+        if node.op_type not in WEIGHTED_OPS or len(node.input) < 2 or node.input[1] not in initializers:
             continue
-        layer = _scope_layer(node.name, chains)
+        layer = _scope_layer(node.name, chains, known)
         weight = node.input[1]
-        if layer is None or weight in renamed:
-            if weight.startswith("onnx::") and not renamed.get(weight, "").startswith(f"{layer}."):
-                return None
+        if layer is None:
+            if weight.startswith("onnx::"):
+                return None  # a weight of the exporter's naming that no layer claims
+            continue
+        if weight in renamed:
+            if not renamed[weight].startswith(layer + "."):
+                return None  # one folded weight read by two layers
             continue
         if weight in parameters and not weight.startswith(layer + "."):
             if parameters[weight] is not parameters.get(f"{layer}.weight"):
@@ -199,12 +203,11 @@ def _scope_chains(model: nn.Module) -> dict[str, tuple[str, ...]]:
     return chains
 
 
-def _scope_layer(node_name: str, chains: dict[str, tuple[str, ...]]) -> str | None:
+def _scope_layer(node_name: str, chains: dict[str, tuple[str, ...]], known: set[str]) -> str | None:
     """The one module a TorchScript-exported node belongs to. Its name is the scopes of the called
     modules, root first, then the op (`/6/body/body.0/Conv`, `/6/body/body.0_1/Conv` for its
-    second call); a container that is never called
-    itself (a ModuleList) has no scope, so the node's scopes are a subsequence of the module's."""
-    known = {name for chain in chains.values() for name in chain}
+    second call); a container that is never called itself (a ModuleList) has no scope, so the
+    node's scopes are a subsequence of the module's. `known`: every scope name of `chains`."""
     # A module's second call is scoped `body.0_1`; a name that is itself `conv_1` stays as it is.
     scopes = [
         part if part in known else re.sub(r"_\d+$", "", part) for part in node_name.split("/")[1:-1] if part

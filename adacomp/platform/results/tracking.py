@@ -452,9 +452,9 @@ class SearchTracker:
         description: str,
     ) -> str:
         """Logs the best model as an MLflow ONNX model on its trial's run (with its signature,
-        read from the ONNX graph; its metrics on the search's run), registers it with `description` and the
-        alias `champion`, and returns `models:/<name>/<version>`; a resumed, finished search
-        keeps its registration."""
+        read from the ONNX graph; its metrics through the search's run), registers it with
+        `description` and the alias `champion`, and returns `models:/<name>/<version>`; a
+        resumed, finished search keeps its registration."""
         import onnx
 
         tags = self.client.get_run(parent_id).data.tags
