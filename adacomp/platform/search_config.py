@@ -185,6 +185,10 @@ class SupernetSettings(_Frozen):
     width: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each elastic layer's channels
     rank: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
     depth: bool = True  # skippable blocks, where the model has any
+    # A residual stream's channels elastic: the producers a residual add sums (a stage's stem or
+    # shortcut conv and each block's last conv) keep one width together. Off, they keep every
+    # channel (a ResNet stage's width then only shrinks inside its blocks).
+    residual_width: bool = True
     # Alternative branches a layer may run as (AdaSpring's alternative operators): a conv with a
     # spatial kernel as its depthwise-separable form, a head reading a flattened map as a
     # global-average-pooling head. What the supernet holds depends on this section alone (searches

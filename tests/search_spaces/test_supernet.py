@@ -24,6 +24,7 @@ from adacomp.search_spaces.supernet import (
 from adacomp.search_spaces.supernet.elastic import is_elastic
 from adacomp.tasks.datasets import TensorPairDataset
 from adacomp.tasks.mobile import MobileNetV2
+from adacomp.tasks.resnet import CifarResNet
 from adacomp.tasks.training import predict_onnx
 
 STATIC_TYPES = (
@@ -53,10 +54,16 @@ def _models(request: pytest.FixtureRequest) -> dict[str, tuple[nn.Module, torch.
         "residual": (request.getfixturevalue("residual_net"), request.getfixturevalue("cnn_input")),
         "conv1d": (request.getfixturevalue("net1d"), request.getfixturevalue("input1d")),
         "mobilenet": (request.getfixturevalue("mobilenet"), torch.randn(2, 3, 32, 32)),
+        "resnet8": (_resnet8(), torch.randn(2, 3, 32, 32)),
     }
 
 
-@pytest.mark.parametrize("name", ["cnn", "residual", "conv1d", "mobilenet"])
+def _resnet8() -> nn.Module:
+    torch.manual_seed(0)
+    return CifarResNet(width_mult=0.5).eval()
+
+
+@pytest.mark.parametrize("name", ["cnn", "residual", "conv1d", "mobilenet", "resnet8"])
 def test_largest_configuration_computes_the_original_model(name: str, request: pytest.FixtureRequest) -> None:
     model, x = _models(request)[name]
     supernet = Supernet.build(model, x)
@@ -64,7 +71,7 @@ def test_largest_configuration_computes_the_original_model(name: str, request: p
         torch.testing.assert_close(supernet(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["cnn", "residual", "conv1d", "mobilenet"])
+@pytest.mark.parametrize("name", ["cnn", "residual", "conv1d", "mobilenet", "resnet8"])
 def test_extracted_static_models_match_the_elastic_forward(name: str, request: pytest.FixtureRequest) -> None:
     model, x = _models(request)[name]
     supernet = Supernet.build(model, x)
@@ -107,7 +114,7 @@ def test_an_extracted_model_exports_and_runs_in_onnxruntime(cnn: nn.Module, cnn_
 
 
 def test_layout_reports_what_is_not_elastic_and_why(residual_net: nn.Module, cnn_input: torch.Tensor) -> None:
-    layout = Supernet.build(residual_net, cnn_input).layout
+    layout = Supernet.build(residual_net, cnn_input, SupernetOptions(residual_width=False)).layout
     fixed = dict(layout.fixed)
     assert "residual" in fixed["stem"]  # its channels meet the block's output in an add
     assert "outputs" in fixed["fc"]
@@ -115,6 +122,51 @@ def test_layout_reports_what_is_not_elastic_and_why(residual_net: nn.Module, cnn
     assert layout.groups[0].consumers == (("fc", 1),)  # pooled to 1x1 before flattening
     assert layout.blocks == ("block",)  # shape-preserving and owns its residual add
     assert "head" in layout.report()
+
+
+def test_a_residual_stream_is_one_width_of_every_producer_the_add_joins(
+    residual_net: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    layout = Supernet.build(residual_net, cnn_input).layout
+    stream = next(g for g in layout.groups if g.producer == "stem")
+    assert stream.joined == ("block.conv",)  # x + bn(conv(x)): one set of channels
+    assert {"block.bn"} <= set(stream.channelwise)
+    assert {name for name, _ in stream.consumers} == {"block.conv", "head"}
+    assert layout.blocks == ("block",)  # the stream passes through it: skipping it is still identity
+    assert "stem (with block.conv)" in layout.report()
+    assert "stem" not in dict(layout.fixed)
+
+
+def test_a_resnet_stage_and_its_shortcut_conv_share_one_width() -> None:
+    torch.manual_seed(0)
+    model = CifarResNet(width_mult=0.5).eval()
+    layout = Supernet.build(model, torch.randn(2, 3, 32, 32)).layout
+    stage2 = next(g for g in layout.groups if "stages.stage2.block1.shortcut.conv" in g.producers)
+    assert stage2.producers == ("stages.stage2.block1.conv2", "stages.stage2.block1.shortcut.conv")
+    stage3 = next(g for g in layout.groups if "stages.stage3.block1.conv2" in g.producers)
+    assert ("fc", 1) in stage3.consumers  # read through the pool: the classifier follows the stream
+    assert dict(layout.fixed).keys() & {p for g in layout.groups for p in g.producers} == set()
+
+
+def test_adds_that_cannot_join_keep_their_producers_whole(cnn_input: torch.Tensor) -> None:
+    """An add of the model's input (no producer), or of a flattened map, pins the channels."""
+
+    class InputSum(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.wide = nn.Conv2d(1, 6, 3, padding=1)
+            self.fc = nn.Linear(6 * 8 * 8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.wide(x + self.conv(x))
+            out: torch.Tensor = self.fc(h.flatten(1) + h.flatten(1))
+            return out
+
+    layout = Supernet.build(InputSum(), cnn_input).layout
+    fixed = {name: why for name, why in layout.fixed if why.startswith("width fixed")}
+    assert "residual" in fixed["conv"] and "residual" in fixed["wide"]
+    assert not layout.groups
 
 
 def test_mobilenet_gets_elastic_expansions_and_skippable_blocks(mobilenet: nn.Module) -> None:

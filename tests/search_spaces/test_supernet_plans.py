@@ -17,6 +17,7 @@ from adacomp.search_spaces.sites import weight_modules
 from adacomp.search_spaces.supernet import SubnetConfig, Supernet
 from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, plan_of
 from adacomp.tasks.mobile import MobileNetV2
+from adacomp.tasks.resnet import CifarResNet
 
 
 def _shapes(model: nn.Module) -> list[tuple[int, ...]]:
@@ -33,10 +34,11 @@ def _cases(request: pytest.FixtureRequest) -> dict[str, tuple[nn.Module, torch.T
         "cnn": (request.getfixturevalue("cnn"), request.getfixturevalue("cnn_input")),
         "residual": (request.getfixturevalue("residual_net"), request.getfixturevalue("cnn_input")),
         "mobilenet": (MobileNetV2(width_mult=0.25).eval(), torch.randn(2, 3, 32, 32)),
+        "resnet8": (CifarResNet(width_mult=0.5).eval(), torch.randn(2, 3, 32, 32)),
     }
 
 
-@pytest.mark.parametrize("name", ["cnn", "residual", "mobilenet"])
+@pytest.mark.parametrize("name", ["cnn", "residual", "mobilenet", "resnet8"])
 def test_a_configuration_as_a_plan_builds_the_architecture_the_supernet_extracts(
     name: str, request: pytest.FixtureRequest
 ) -> None:
@@ -117,6 +119,26 @@ def test_a_skipped_block_is_skip_block_on_the_block_and_nothing_inside_it(
         config_of(supernet, inner, weighted)
     with pytest.raises(AdacompError, match=r"'stem'.*not a skippable block of this supernet"):
         config_of(supernet, CompressionPlan.from_mapping({"stem": [Step.of("skip_block")]}), weighted)
+
+
+def test_pruning_any_producer_of_a_residual_stream_prunes_the_stream(
+    residual_net: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    """As channel_prune does in a fine-tuned trial (the dependency graph prunes the whole join),
+    `block.conv` pruned is the stream `stem` names pruned; a plan pruning both is refused."""
+    supernet = Supernet.build(residual_net, cnn_input)
+    weighted = _weighted(residual_net)
+    by_stem = CompressionPlan.from_mapping({"stem": [Step.of("channel_prune", ratio=0.5)]})
+    by_block = CompressionPlan.from_mapping({"block.conv": [Step.of("channel_prune", ratio=0.5)]})
+    config = config_of(supernet, by_stem, weighted)
+    assert dict(config.width)["stem"] == 4
+    assert config_of(supernet, by_block, weighted) == config
+    assert _shapes(compress(residual_net, by_block, cnn_input)) == _shapes(supernet.extract(config))
+    both = CompressionPlan.from_mapping(
+        {"stem": [Step.of("channel_prune", ratio=0.5)], "block.conv": [Step.of("channel_prune", ratio=0.5)]}
+    )
+    with pytest.raises(AdacompError, match=r"residual add joins its channels with those of '(stem|block.conv)'"):
+        config_of(supernet, both, weighted)
 
 
 def test_exact_fraction_gives_back_every_rank_of_every_size_at_once() -> None:

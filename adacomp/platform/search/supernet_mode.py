@@ -24,6 +24,7 @@ from adacomp.platform.search_config import Log, SearchConfig
 from adacomp.platform.strategies.plan_space import NONE, plan_from_params
 from adacomp.platform.supernet_training.training import (
     WEIGHTS_FILE,
+    check_layout,
     supernet_dir,
     train_supernet_job,
     training_cost,
@@ -113,6 +114,7 @@ def trained_for_search(config: SearchConfig, task: Task, model: nn.Module, say: 
             f"{weights_path}: does not fit this config's supernet ({str(error).splitlines()[0]}); "
             "change 'name' to train a new one"
         ) from None
+    check_layout(directory, supernet)
     return TrainedSupernet(supernet, weights, steps, seconds, reused)
 
 

@@ -52,6 +52,8 @@ def identity(config: SearchConfig) -> dict[str, Any]:
     alternatives = supernet_options(config).alternatives
     if alternatives:  # absent when none, so that checkpoints from before alternatives still resume
         options["alternatives"] = list(alternatives)
+    if not s.residual_width:  # absent when on: what the weights hold is checked by `check_layout`
+        options["residual_width"] = False
     return {"task": config.task, "seed": config.seed, "options": options}
 
 
@@ -69,6 +71,33 @@ def training_cost(config: SearchConfig) -> tuple[int, float]:
     return int(state.get("train_steps", config.supernet.steps)), float(state.get("train_seconds", 0.0))
 
 
+def check_layout(directory: Path, supernet: Supernet) -> None:
+    """Refuse weights in `directory` trained for another elastic layout than `supernet`'s (one
+    trained before residual streams were elastic): their channels were put in importance order
+    per the old groups, so the new narrower widths would keep arbitrary channels. Weights load
+    either way (an elastic layer holds the full tensor): only the layout tells."""
+    path = directory / "layout.json"
+    if not path.is_file():
+        return
+    try:
+        trained = json.loads(path.read_text())["layout"]
+    except (ValueError, KeyError, TypeError):
+        raise AdacompError(f"{path}: expected the JSON `adacomp supernet train` writes") from None
+    current = supernet.describe()["layout"]
+    assert isinstance(current, dict)
+
+    def widths(layout: dict[str, Any]) -> list[list[str]]:
+        groups = layout.get("groups", []) if isinstance(layout, dict) else []
+        return sorted(sorted([g.get("producer", ""), *g.get("joined", [])]) for g in groups)
+
+    if widths(trained) != widths(current):
+        raise AdacompError(
+            f"{directory}: its supernet was trained with other elastic widths than this config's "
+            "(before residual streams were elastic?); change 'name' to train a new one, or set "
+            "supernet.residual_width: false to use it"
+        )
+
+
 def load_trained_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supernet]:
     path = supernet_dir(config) / WEIGHTS_FILE
     if not path.is_file():
@@ -76,6 +105,7 @@ def load_trained_supernet(config: SearchConfig) -> tuple[Task, nn.Module, Supern
             f"no trained supernet for {config.name!r} ({path} is missing); run `adacomp supernet train` first"
         )
     task, model, supernet = build_supernet(config)
+    check_layout(path.parent, supernet)
     try:
         supernet.load_state_dict(load_file(str(path)))
     except (RuntimeError, OSError) as error:
@@ -127,6 +157,8 @@ def train_supernet_job(
         ),
     )
     task, model, supernet = build_supernet(config)
+    if resume:
+        check_layout(directory, supernet)
     say(supernet.layout.report())
     say(f"{supernet.space.size:,} configurations share these weights")
     directory.mkdir(parents=True, exist_ok=True)

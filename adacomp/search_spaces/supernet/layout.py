@@ -15,8 +15,9 @@ pruning of the layers around them. Everything left out is reported with the reas
 from __future__ import annotations
 
 import math
+import operator
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -79,12 +80,23 @@ _TRANSPARENT_METHODS = {"relu", "sigmoid", "tanh"}
 
 @dataclass(frozen=True)
 class WidthGroup:
-    """Output channels of `producer` and everything that must follow them."""
+    """Output channels of `producer` and everything that must follow them.
+
+    `joined` are the other producers whose outputs a residual add sums with `producer`'s (a
+    ResNet stage's stem or shortcut conv and every block's last conv): the sum has one set of
+    channels, so they all keep the same ones. `producer` is the one a plan's `channel_prune`
+    names (the first outside any skippable block, so skipping a block never drops the width).
+    """
 
     producer: str
     channels: int
     channelwise: tuple[str, ...]  # BatchNorm / depthwise convs slicing the same channels
     consumers: tuple[tuple[str, int], ...]  # (layer, input features per channel)
+    joined: tuple[str, ...] = ()
+
+    @property
+    def producers(self) -> tuple[str, ...]:
+        return (self.producer, *self.joined)
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ class SupernetLayout:
                     "channels": g.channels,
                     "channelwise": list(g.channelwise),
                     "consumers": [[name, factor] for name, factor in g.consumers],
+                    "joined": list(g.joined),
                 }
                 for g in self.groups
             ],
@@ -135,7 +148,8 @@ class SupernetLayout:
 
     def report(self) -> str:
         """What became elastic and what did not, for people."""
-        lines = [f"width-elastic: {', '.join(g.producer for g in self.groups) or '-'}"]
+        widths = [g.producer + (f" (with {', '.join(g.joined)})" if g.joined else "") for g in self.groups]
+        lines = [f"width-elastic: {', '.join(widths) or '-'}"]
         lines.append(f"rank-elastic: {', '.join(r.name for r in self.rank_layers) or '-'}")
         lines.append(f"skippable blocks: {', '.join(self.blocks) or '-'}")
         held = [f"{a.name} ({' | '.join(a.techniques)})" for a in self.alternatives]
@@ -162,13 +176,34 @@ def is_channelwise(module: nn.Module) -> bool:
     )
 
 
-@dataclass
+@dataclass(eq=False)
 class _Space:
-    producer: str
+    producers: list[str]
     channels: int
     channelwise: list[str]
     consumers: list[tuple[str, int]]
     pinned: str | None = None
+    merged_into: _Space | None = None  # a residual add joined it to another space
+
+    def root(self) -> _Space:
+        space = self
+        while space.merged_into is not None:
+            space = space.merged_into
+        return space
+
+    def absorb(self, other: _Space) -> None:
+        """`other`'s channels are summed with these: from now on one space."""
+        self.producers += other.producers
+        self.channelwise += other.channelwise
+        self.consumers += other.consumers
+        self.pinned = self.pinned or other.pinned
+        other.merged_into = self
+
+
+# Ops that sum two tensors channel by channel: a residual join. Where both sides are elastic
+# channels of the same count, their producers share one width (the sum has one set of channels).
+_SUM_FUNCTIONS: set[Any] = {operator.add, operator.iadd, torch.add}
+_SUM_METHODS = {"add", "add_"}
 
 
 def _shape(node: Any) -> tuple[int, ...] | None:
@@ -176,8 +211,11 @@ def _shape(node: Any) -> tuple[int, ...] | None:
     return tuple(meta.shape) if meta is not None and hasattr(meta, "shape") else None
 
 
-def _width_spaces(traced: torch.fx.GraphModule, model: nn.Module) -> tuple[list[_Space], list[str]]:
-    """Follow channels through the graph; returns every producer's space and the weighted layers."""
+def _width_spaces(
+    traced: torch.fx.GraphModule, model: nn.Module, *, join_residuals: bool = True
+) -> tuple[list[_Space], list[str]]:
+    """Follow channels through the graph; returns every space (a producer's, or several joined by
+    residual adds) and the weighted layers."""
     modules = dict(model.named_modules())
     calls = Counter(n.target for n in traced.graph.nodes if n.op == "call_module")
     space_of: dict[torch.fx.Node, tuple[_Space, int] | None] = {}
@@ -186,14 +224,12 @@ def _width_spaces(traced: torch.fx.GraphModule, model: nn.Module) -> tuple[list[
 
     def pin_inputs(node: torch.fx.Node, why: str) -> None:
         for arg in node.all_input_nodes:
-            found = space_of.get(arg)
+            found = _found(space_of, arg)
             if found is not None and found[0].pinned is None:
                 found[0].pinned = why
 
     for node in traced.graph.nodes:
-        incoming = (
-            space_of.get(node.args[0]) if node.args and isinstance(node.args[0], torch.fx.Node) else None
-        )
+        incoming = _found(space_of, node.args[0]) if node.args else None
         result: tuple[_Space, int] | None = None
         if node.op == "call_module":
             name = str(node.target)
@@ -214,7 +250,7 @@ def _width_spaces(traced: torch.fx.GraphModule, model: nn.Module) -> tuple[list[
                     else:
                         space.consumers.append((name, factor))
                 channels = module.out_features if isinstance(module, nn.Linear) else module.out_channels
-                new = _Space(name, int(channels), [], [])
+                new = _Space([name], int(channels), [], [])
                 spaces.append(new)
                 result = (new, 1)
             elif is_channelwise(module):
@@ -229,6 +265,10 @@ def _width_spaces(traced: torch.fx.GraphModule, model: nn.Module) -> tuple[list[
                 result = _flattened(node, incoming)
             else:
                 pin_inputs(node, f"{type(module).__name__} {name} reads them")
+        elif join_residuals and _is_sum(node):
+            result = _joined(node, space_of)
+            if result is None:
+                pin_inputs(node, _why(node))
         elif node.op == "call_function" and node.target in _TRANSPARENT_FUNCTIONS:
             result = incoming
             pin_inputs_rest(node, space_of)
@@ -241,13 +281,49 @@ def _width_spaces(traced: torch.fx.GraphModule, model: nn.Module) -> tuple[list[
         elif node.op in ("call_function", "call_method", "output"):
             pin_inputs(node, _why(node))
         space_of[node] = result
-    return spaces, weighted
+    order = {name: index for index, name in enumerate(weighted)}
+    roots = [space for space in spaces if space.merged_into is None]
+    for space in roots:
+        space.producers.sort(key=lambda name: order.get(name, len(order)))
+    return roots, weighted
+
+
+def _found(
+    space_of: dict[torch.fx.Node, tuple[_Space, int] | None], node: object
+) -> tuple[_Space, int] | None:
+    """The (space, features per channel) a node's tensor carries, through residual joins."""
+    found = space_of.get(node) if isinstance(node, torch.fx.Node) else None
+    return None if found is None else (found[0].root(), found[1])
+
+
+def _is_sum(node: torch.fx.Node) -> bool:
+    return (node.op == "call_function" and node.target in _SUM_FUNCTIONS) or (
+        node.op == "call_method" and node.target in _SUM_METHODS
+    )
+
+
+def _joined(
+    node: torch.fx.Node, space_of: dict[torch.fx.Node, tuple[_Space, int] | None]
+) -> tuple[_Space, int] | None:
+    """The one space a residual add of two elastic tensors carries, or None when it cannot: an
+    operand that is not a whole producer's channels (a constant, the model's input, a flattened
+    map), a scaled add (`alpha`), or counts that differ (broadcasting)."""
+    if len(node.args) != 2 or node.kwargs or len(node.all_input_nodes) != 2:
+        return None
+    left, right = (_found(space_of, arg) for arg in node.args)
+    if left is None or right is None or left[1] != 1 or right[1] != 1:
+        return None
+    if left[0].channels != right[0].channels or _shape(node.args[0]) != _shape(node.args[1]):
+        return None
+    if left[0] is not right[0]:
+        left[0].absorb(right[0])
+    return left[0], 1
 
 
 def pin_inputs_rest(node: torch.fx.Node, space_of: dict[torch.fx.Node, tuple[_Space, int] | None]) -> None:
     """A transparent function's extra tensor arguments (if any) are pinned."""
     for arg in node.all_input_nodes[1:]:
-        found = space_of.get(arg)
+        found = _found(space_of, arg)
         if found is not None and found[0].pinned is None:
             found[0].pinned = f"{node.target} mixes them with another tensor"
 
@@ -284,9 +360,12 @@ def analyse_model(
     min_rank_fraction: float | None,
     depth: bool = True,
     alternatives: tuple[str, ...] = (),
+    residual_width: bool = True,
 ) -> SupernetLayout:
     """The elastic layout of `model`; `min_rank_fraction` None disables rank elasticity;
-    `alternatives` (some of ALTERNATIVES) are the branches layers may hold."""
+    `alternatives` (some of ALTERNATIVES) are the branches layers may hold; `residual_width`
+    False pins every channel a residual add joins (the layout before residual streams were
+    elastic)."""
     try:
         traced = trace_graph(model, example_input)
     except Exception as error:  # fx cannot trace data-dependent control flow; say so plainly
@@ -294,7 +373,7 @@ def analyse_model(
             f"cannot build a supernet: torch.fx cannot trace {type(model).__name__} "
             f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
         ) from None
-    spaces, weighted = _width_spaces(traced, model)
+    spaces, weighted = _width_spaces(traced, model, join_residuals=residual_width)
     modules = dict(model.named_modules())
     groups: list[WidthGroup] = []
     fixed: list[tuple[str, str]] = []
@@ -304,10 +383,11 @@ def analyse_model(
         if space.pinned is None and not space.consumers:
             space.pinned = "nothing reads its channels"
         if space.pinned is not None:
-            fixed.append((space.producer, f"width fixed: {space.pinned}"))
+            fixed += [(producer, f"width fixed: {space.pinned}") for producer in space.producers]
             continue
+        first, *joined = space.producers
         groups.append(
-            WidthGroup(space.producer, space.channels, tuple(space.channelwise), tuple(space.consumers))
+            WidthGroup(first, space.channels, tuple(space.channelwise), tuple(space.consumers), tuple(joined))
         )
     rank_layers: list[RankLayer] = []
     for name in weighted:
@@ -329,9 +409,10 @@ def analyse_model(
         block_traced = trace_graph(model, example_input, leaves=candidates) if candidates else traced
         for block in candidates:
             inside = block + "."
-            crossing = [
+            crossing = [  # a residual stream (joined producers) passes through: skipping is identity
                 g.producer
                 for g in groups
+                if not g.joined
                 for member in (g.producer, *g.channelwise, *(c for c, _ in g.consumers))
                 if member.startswith(inside) != g.producer.startswith(inside)
             ]
@@ -342,9 +423,21 @@ def analyse_model(
             else:
                 blocks.append(block)
     held, no_alternative = _alternatives(traced, model, weighted, alternatives)
+    groups = [_named_outside(group, blocks) for group in groups]
     return SupernetLayout(
         tuple(groups), tuple(rank_layers), tuple(blocks), tuple(fixed), held, no_alternative
     )
+
+
+def _named_outside(group: WidthGroup, blocks: list[str]) -> WidthGroup:
+    """`group` named after its first producer outside every skippable block (a plan that skips a
+    block leaves out the block's steps, its width with them); unchanged when there is none."""
+    producers = group.producers
+    outside = [p for p in producers if not any(p.startswith(block + ".") for block in blocks)]
+    if not outside or outside[0] == group.producer:
+        return group
+    rest = tuple(p for p in producers if p != outside[0])
+    return replace(group, producer=outside[0], joined=rest)
 
 
 def _alternatives(

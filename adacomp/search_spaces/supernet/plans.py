@@ -80,11 +80,13 @@ def plan_of(supernet: Supernet, config: SubnetConfig, weighted: Sequence[str]) -
     def gone(layer: str) -> bool:
         return any(inside(layer, block) for block in config.skip)
 
-    channels = {g.producer: g.channels for g in space.layout.groups}
+    groups = {g.producer: g for g in space.layout.groups}
     for producer, width in config.width:
-        if width < channels[producer] and not gone(producer):
-            steps.setdefault(producer, []).append(
-                Step.of("channel_prune", ratio=exact_ratio(width, channels[producer]))
+        group = groups[producer]
+        running = [name for name in group.producers if not gone(name)]  # a joined one may be skipped
+        if width < group.channels and running:
+            steps.setdefault(running[0], []).append(
+                Step.of("channel_prune", ratio=exact_ratio(width, group.channels))
             )
     with supernet.active(config):
         for rank_layer in space.layout.rank_layers:
@@ -113,6 +115,10 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
     space = supernet.space
     widths, ranks = dict(space.largest().width), dict(space.largest().rank)
     channels = {g.producer: g.channels for g in space.layout.groups}
+    # a residual stream's producers share one width, named after its first: pruning any of them
+    # prunes the stream (as channel_prune does in a fine-tuned trial)
+    group_of = {name: g.producer for g in space.layout.groups for name in g.producers}
+    width_from: dict[str, str] = {}  # group -> the plan layer that set its width
     full = {r.name: r.max_rank for r in space.layout.rank_layers}
     precisions: dict[str, str] = {}
     factorised: dict[str, tuple[str, float]] = {}  # layer -> (where, fraction), read once widths are known
@@ -133,9 +139,16 @@ def config_of(supernet: Supernet, plan: CompressionPlan, weighted: Sequence[str]
             if step.technique == "skip_block":
                 continue  # read by _skipped
             if step.technique == "channel_prune":
-                _elastic(where, layer, channels, "width-elastic")
-                width = kept_channels(channels[layer], float(step.kwargs["ratio"]))
-                widths[layer] = _held(where, width, channels[layer], space.widths[layer])
+                group = group_of.get(layer, layer)
+                _elastic(where, group, channels, "width-elastic")
+                if group in width_from:
+                    raise AdacompError(
+                        f"{where}: a residual add joins its channels with those of "
+                        f"{shown(width_from[group])}, which the plan prunes too; prune one of them"
+                    )
+                width_from[group] = layer
+                width = kept_channels(channels[group], float(step.kwargs["ratio"]))
+                widths[group] = _held(where, width, channels[group], space.widths[group])
             elif step.technique == "low_rank":
                 _elastic(where, layer, full, "rank-elastic")
                 factorised[layer] = (where, float(step.kwargs["rank_fraction"]))

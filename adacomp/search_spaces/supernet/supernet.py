@@ -42,6 +42,7 @@ class SupernetOptions:
     depth: bool = True
     precisions: tuple[str, ...] = PRECISIONS
     alternatives: tuple[str, ...] = ALTERNATIVES  # branches a layer may hold instead of its weight
+    residual_width: bool = True  # a residual stream's channels elastic (its producers as one)
 
 
 def _normalised(scores: Tensor) -> Tensor:
@@ -51,11 +52,12 @@ def _normalised(scores: Tensor) -> Tensor:
 
 @torch.no_grad()
 def _importance(model: nn.Module, group: WidthGroup) -> Tensor:
-    """Per channel: L1 of the producer's filter + BN's |gamma|/std + L1 of every reader's inputs."""
-    producer = model.get_submodule(group.producer)
-    weight = producer.weight
-    assert isinstance(weight, Tensor)
-    score = _normalised(weight.abs().flatten(1).sum(1))
+    """Per channel: L1 of every producer's filter + BN's |gamma|/std + L1 of every reader's inputs."""
+    score = torch.zeros(group.channels)
+    for name in group.producers:
+        weight = model.get_submodule(name).weight
+        assert isinstance(weight, Tensor)
+        score = score + _normalised(weight.abs().flatten(1).sum(1))
     for name in group.channelwise:
         module = model.get_submodule(name)
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
@@ -80,9 +82,10 @@ def _permute(model: nn.Module, group: WidthGroup, order: Tensor) -> None:
         if tensor is not None:
             tensor.copy_(tensor.index_select(dim, index))
 
-    producer = model.get_submodule(group.producer)
-    take(producer.weight, order)  # type: ignore[arg-type]
-    take(producer.bias, order)  # type: ignore[arg-type]
+    for name in group.producers:
+        producer = model.get_submodule(name)
+        take(producer.weight, order)  # type: ignore[arg-type]
+        take(producer.bias, order)  # type: ignore[arg-type]
     for name in group.channelwise:
         module = model.get_submodule(name)
         take(module.weight, order)  # type: ignore[arg-type]
@@ -115,15 +118,16 @@ class Supernet(nn.Module):
             min_rank_fraction=min(options.rank_fractions) if options.rank_fractions else None,
             depth=options.depth,
             alternatives=options.alternatives,
+            residual_width=options.residual_width,
         )
         if not options.width_fractions:
-            pinned = tuple((g.producer, "width fixed: width elasticity is off") for g in layout.groups)
+            pinned = tuple((p, "width fixed: width elasticity is off") for g in layout.groups for p in g.producers)
             layout = replace(layout, groups=(), fixed=layout.fixed + pinned)
         for group in layout.groups:
             order = torch.argsort(_importance(model, group), descending=True, stable=True)
             _permute(model, group, order)
         ranked = {r.name for r in layout.rank_layers}
-        weighted = ranked | {g.producer for g in layout.groups}
+        weighted = ranked | {name for g in layout.groups for name in g.producers}
         weighted |= {name for g in layout.groups for name, _ in g.consumers}
         weighted |= {a.name for a in layout.alternatives}
         for name in sorted(weighted):
@@ -185,9 +189,10 @@ class Supernet(nn.Module):
             self.elastic_layer(layer_name).active_alternative = technique
         for group in self.layout.groups:
             channels = width[group.producer]
-            producer = self._module(group.producer)
-            assert isinstance(producer, ElasticWeighted)
-            producer.active_out = channels
+            for name in group.producers:
+                producer = self._module(name)
+                assert isinstance(producer, ElasticWeighted)
+                producer.active_out = channels
             for name in group.channelwise:
                 channelwise = self._module(name)
                 assert isinstance(channelwise, ElasticBatchNorm | ElasticChannelwiseConv)

@@ -47,6 +47,7 @@ def supernet_options(config: SearchConfig) -> SupernetOptions:
         depth=s.depth,
         precisions=tuple(s.precisions),
         alternatives=tuple(s.alternatives),
+        residual_width=s.residual_width,
     )
 
 
