@@ -137,7 +137,9 @@ def test_pruning_any_producer_of_a_residual_stream_prunes_the_stream(
     both = CompressionPlan.from_mapping(
         {"stem": [Step.of("channel_prune", ratio=0.5)], "block.conv": [Step.of("channel_prune", ratio=0.5)]}
     )
-    with pytest.raises(AdacompError, match=r"residual add joins its channels with those of '(stem|block.conv)'"):
+    with pytest.raises(
+        AdacompError, match=r"residual add joins its channels with those of '(stem|block.conv)'"
+    ):
         config_of(supernet, both, weighted)
 
 

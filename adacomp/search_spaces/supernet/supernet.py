@@ -121,7 +121,8 @@ class Supernet(nn.Module):
             residual_width=options.residual_width,
         )
         if not options.width_fractions:
-            pinned = tuple((p, "width fixed: width elasticity is off") for g in layout.groups for p in g.producers)
+            off = "width fixed: width elasticity is off"
+            pinned = tuple((name, off) for g in layout.groups for name in g.producers)
             layout = replace(layout, groups=(), fixed=layout.fixed + pinned)
         for group in layout.groups:
             order = torch.argsort(_importance(model, group), descending=True, stable=True)
