@@ -163,6 +163,29 @@ def test_results_table_reports_both_modes_at_equal_compute_and_compares_combined
         assert times == sorted(times) and len(curve) >= 2, mode  # each trial, then the polish
         assert equal["hypervolume_final"][mode] == curve[-1][1]
     assert Path(equal["plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The supernet-mode search's directory is what supernet_throughput reads: stage costs and
+    # BatchNorm re-estimation at 1 and 2 batches against 2, on its trained supernet.
+    searched = tmp_path / "runs" / "tests-platform-tiny_task-tiny_digits-supernet"
+    stages = _main(
+        capsys, "supernet_throughput", "--search", str(searched), "--configs", "3", "--bn", "1,2",
+        "--json", str(tmp_path / "t.json"),
+    )  # fmt: skip
+    assert "BN re-estimation, 2 batches" in stages and "kendall_tau" in stages
+    throughput = json.loads((tmp_path / "t.json").read_text())
+    assert throughput["cpu"]["isa"] is not None and throughput["configurations"] == 3
+    reference = throughput["bn_agreement"][-1]
+    assert reference["bn_batches"] == 2 and reference["mean_abs_diff_pt"] == 0
+    assert {row["stage"] for row in throughput["stages"]} >= {"extract", "export int8", "ORT accuracy"}
+
+
+def test_supernet_throughput_refuses_a_folder_without_a_trained_supernet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = _main(capsys, "supernet_throughput", "--search", str(tmp_path), code=2)
+    assert out.strip() == (
+        f"supernet_throughput: --search {tmp_path}: expected a search directory with a trained supernet"
+    )
+    assert "--bn" in _main(capsys, "supernet_throughput", "--search", str(tmp_path), "--bn", "x", code=2)
 
 
 def test_hypervolume_at_a_time_is_the_last_point_reached() -> None:
