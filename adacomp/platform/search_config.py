@@ -186,9 +186,12 @@ class SupernetSettings(_Frozen):
     rank: tuple[Fraction, ...] = (0.25, 0.5, 0.75, 1.0)  # fractions of each layer's full rank
     depth: bool = True  # skippable blocks, where the model has any
     # A residual stream's channels elastic: the producers a residual add sums (a stage's stem or
-    # shortcut conv and each block's last conv) keep one width together. Off, they keep every
-    # channel (a ResNet stage's width then only shrinks inside its blocks).
-    residual_width: bool = True
+    # shortcut conv and each block's last conv) keep one width together. Off (the default), they
+    # keep every channel and widths shrink inside blocks only. Measured (benchmarks/results_table.py,
+    # 600 steps): on MobileNetV2 streams made every extracted plan > 12 pt below the baseline,
+    # against 2-3 pt without them; on ResNet-8 the polished models that met the targets pruned
+    # no stream. Sharing weights across stream widths costs every configuration accuracy.
+    residual_width: bool = False
     # Alternative branches a layer may run as (AdaSpring's alternative operators): a conv with a
     # spatial kernel as its depthwise-separable form, a head reading a flattened map as a
     # global-average-pooling head. What the supernet holds depends on this section alone (searches

@@ -1,7 +1,7 @@
 """Weights trained for one elastic layout are never read as another's (issue 37, residual widths).
 
-A supernet trained before residual streams were elastic put its channels in importance order per
-the old groups; its tensors still load into today's supernet (an elastic layer holds the full
+A supernet trained with residual streams elastic put its channels in importance order per
+other groups than one without; its tensors still load into today's supernet (an elastic layer holds the full
 tensor), so only the `layout.json` written beside them can tell, and it is checked.
 """
 
@@ -28,10 +28,12 @@ def _written(directory: Path, supernet: Supernet) -> Path:
 def test_weights_of_another_layout_are_refused_in_one_line(
     residual_net: nn.Module, cnn_input: torch.Tensor, tmp_path: Path
 ) -> None:
-    before = Supernet.build(residual_net, cnn_input, SupernetOptions(residual_width=False))
-    now = Supernet.build(residual_net, cnn_input)
+    before = Supernet.build(residual_net, cnn_input)
+    now = Supernet.build(residual_net, cnn_input, SupernetOptions(residual_width=True))
     directory = _written(tmp_path / "old", before)
-    with pytest.raises(AdacompError, match=r"other elastic widths.*supernet.residual_width: false"):
+    with pytest.raises(
+        AdacompError, match=r"other elastic widths.*supernet.residual_width as it was trained"
+    ):
         check_layout(directory, now)
     check_layout(directory, before)  # the same layout: accepted
     check_layout(_written(tmp_path / "new", now), now)

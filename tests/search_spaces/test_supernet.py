@@ -55,7 +55,14 @@ def _models(request: pytest.FixtureRequest) -> dict[str, tuple[nn.Module, torch.
         "conv1d": (request.getfixturevalue("net1d"), request.getfixturevalue("input1d")),
         "mobilenet": (request.getfixturevalue("mobilenet"), torch.randn(2, 3, 32, 32)),
         "resnet8": (_resnet8(), torch.randn(2, 3, 32, 32)),
+        "resnet8-streams": (_resnet8(), torch.randn(2, 3, 32, 32)),
+        "residual-streams": (request.getfixturevalue("residual_net"), request.getfixturevalue("cnn_input")),
     }
+
+
+def _options(name: str) -> SupernetOptions:
+    """`-streams` cases have elastic residual streams (supernet.residual_width)."""
+    return SupernetOptions(residual_width=name.endswith("-streams"))
 
 
 def _resnet8() -> nn.Module:
@@ -63,18 +70,21 @@ def _resnet8() -> nn.Module:
     return CifarResNet(width_mult=0.5).eval()
 
 
-@pytest.mark.parametrize("name", ["cnn", "residual", "conv1d", "mobilenet", "resnet8"])
+ALL = ["cnn", "residual", "conv1d", "mobilenet", "resnet8", "resnet8-streams", "residual-streams"]
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_largest_configuration_computes_the_original_model(name: str, request: pytest.FixtureRequest) -> None:
     model, x = _models(request)[name]
-    supernet = Supernet.build(model, x)
+    supernet = Supernet.build(model, x, _options(name))
     with torch.no_grad():
         torch.testing.assert_close(supernet(x), model(x), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["cnn", "residual", "conv1d", "mobilenet", "resnet8"])
+@pytest.mark.parametrize("name", ALL)
 def test_extracted_static_models_match_the_elastic_forward(name: str, request: pytest.FixtureRequest) -> None:
     model, x = _models(request)[name]
-    supernet = Supernet.build(model, x)
+    supernet = Supernet.build(model, x, _options(name))
     rng = random.Random(0)
     configs = [
         supernet.space.largest(),
@@ -114,7 +124,7 @@ def test_an_extracted_model_exports_and_runs_in_onnxruntime(cnn: nn.Module, cnn_
 
 
 def test_layout_reports_what_is_not_elastic_and_why(residual_net: nn.Module, cnn_input: torch.Tensor) -> None:
-    layout = Supernet.build(residual_net, cnn_input, SupernetOptions(residual_width=False)).layout
+    layout = Supernet.build(residual_net, cnn_input).layout  # residual streams whole: the default
     fixed = dict(layout.fixed)
     assert "residual" in fixed["stem"]  # its channels meet the block's output in an add
     assert "outputs" in fixed["fc"]
@@ -127,7 +137,7 @@ def test_layout_reports_what_is_not_elastic_and_why(residual_net: nn.Module, cnn
 def test_a_residual_stream_is_one_width_of_every_producer_the_add_joins(
     residual_net: nn.Module, cnn_input: torch.Tensor
 ) -> None:
-    layout = Supernet.build(residual_net, cnn_input).layout
+    layout = Supernet.build(residual_net, cnn_input, SupernetOptions(residual_width=True)).layout
     stream = next(g for g in layout.groups if g.producer == "stem")
     assert stream.joined == ("block.conv",)  # x + bn(conv(x)): one set of channels
     assert {"block.bn"} <= set(stream.channelwise)
@@ -140,7 +150,7 @@ def test_a_residual_stream_is_one_width_of_every_producer_the_add_joins(
 def test_a_resnet_stage_and_its_shortcut_conv_share_one_width() -> None:
     torch.manual_seed(0)
     model = CifarResNet(width_mult=0.5).eval()
-    layout = Supernet.build(model, torch.randn(2, 3, 32, 32)).layout
+    layout = Supernet.build(model, torch.randn(2, 3, 32, 32), SupernetOptions(residual_width=True)).layout
     stage2 = next(g for g in layout.groups if "stages.stage2.block1.shortcut.conv" in g.producers)
     assert stage2.producers == ("stages.stage2.block1.conv2", "stages.stage2.block1.shortcut.conv")
     stage3 = next(g for g in layout.groups if "stages.stage3.block1.conv2" in g.producers)
@@ -163,7 +173,7 @@ def test_adds_that_cannot_join_keep_their_producers_whole(cnn_input: torch.Tenso
             out: torch.Tensor = self.fc(h.flatten(1) + h.flatten(1))
             return out
 
-    layout = Supernet.build(InputSum(), cnn_input).layout
+    layout = Supernet.build(InputSum(), cnn_input, SupernetOptions(residual_width=True)).layout
     fixed = {name: why for name, why in layout.fixed if why.startswith("width fixed")}
     assert "residual" in fixed["conv"] and "residual" in fixed["wide"]
     assert not layout.groups

@@ -14,7 +14,7 @@ from torch import nn
 from adacomp.errors import AdacompError
 from adacomp.search_spaces import CompressionPlan, Step, compress
 from adacomp.search_spaces.sites import weight_modules
-from adacomp.search_spaces.supernet import SubnetConfig, Supernet
+from adacomp.search_spaces.supernet import SubnetConfig, Supernet, SupernetOptions
 from adacomp.search_spaces.supernet.plans import config_of, exact_fraction, plan_of
 from adacomp.tasks.mobile import MobileNetV2
 from adacomp.tasks.resnet import CifarResNet
@@ -35,17 +35,21 @@ def _cases(request: pytest.FixtureRequest) -> dict[str, tuple[nn.Module, torch.T
         "residual": (request.getfixturevalue("residual_net"), request.getfixturevalue("cnn_input")),
         "mobilenet": (MobileNetV2(width_mult=0.25).eval(), torch.randn(2, 3, 32, 32)),
         "resnet8": (CifarResNet(width_mult=0.5).eval(), torch.randn(2, 3, 32, 32)),
+        "resnet8-streams": (CifarResNet(width_mult=0.5).eval(), torch.randn(2, 3, 32, 32)),
+        "residual-streams": (request.getfixturevalue("residual_net"), request.getfixturevalue("cnn_input")),
     }
 
 
-@pytest.mark.parametrize("name", ["cnn", "residual", "mobilenet", "resnet8"])
+@pytest.mark.parametrize(
+    "name", ["cnn", "residual", "mobilenet", "resnet8", "resnet8-streams", "residual-streams"]
+)
 def test_a_configuration_as_a_plan_builds_the_architecture_the_supernet_extracts(
     name: str, request: pytest.FixtureRequest
 ) -> None:
     """Pruned layers factorised at the pruned layer's rank, dense where factorising would not be
     smaller: parameter for parameter the same shapes, and the plan reads back to the configuration."""
     model, x = _cases(request)[name]
-    supernet = Supernet.build(model, x)
+    supernet = Supernet.build(model, x, SupernetOptions(residual_width=name.endswith("-streams")))
     rng = random.Random(0)
     for _ in range(8 if name == "mobilenet" else 15):
         sampled = supernet.space.sample(rng)
@@ -126,7 +130,7 @@ def test_pruning_any_producer_of_a_residual_stream_prunes_the_stream(
 ) -> None:
     """As channel_prune does in a fine-tuned trial (the dependency graph prunes the whole join),
     `block.conv` pruned is the stream `stem` names pruned; a plan pruning both is refused."""
-    supernet = Supernet.build(residual_net, cnn_input)
+    supernet = Supernet.build(residual_net, cnn_input, SupernetOptions(residual_width=True))
     weighted = _weighted(residual_net)
     by_stem = CompressionPlan.from_mapping({"stem": [Step.of("channel_prune", ratio=0.5)]})
     by_block = CompressionPlan.from_mapping({"block.conv": [Step.of("channel_prune", ratio=0.5)]})

@@ -52,8 +52,8 @@ def identity(config: SearchConfig) -> dict[str, Any]:
     alternatives = supernet_options(config).alternatives
     if alternatives:  # absent when none, so that checkpoints from before alternatives still resume
         options["alternatives"] = list(alternatives)
-    if not s.residual_width:  # absent when on: what the weights hold is checked by `check_layout`
-        options["residual_width"] = False
+    if s.residual_width:  # absent when off, so that checkpoints from before it still resume
+        options["residual_width"] = True
     return {"task": config.task, "seed": config.seed, "options": options}
 
 
@@ -72,10 +72,10 @@ def training_cost(config: SearchConfig) -> tuple[int, float]:
 
 
 def check_layout(directory: Path, supernet: Supernet) -> None:
-    """Refuse weights in `directory` trained for another elastic layout than `supernet`'s (one
-    trained before residual streams were elastic): their channels were put in importance order
-    per the old groups, so the new narrower widths would keep arbitrary channels. Weights load
-    either way (an elastic layer holds the full tensor): only the layout tells."""
+    """Refuse weights in `directory` trained for another elastic layout than `supernet`'s (with
+    residual streams elastic, and read without, or the other way): their channels were put in
+    importance order per other groups, so narrower widths would keep arbitrary channels. Weights
+    load either way (an elastic layer holds the full tensor): only the layout tells."""
     path = directory / "layout.json"
     if not path.is_file():
         return
@@ -93,8 +93,7 @@ def check_layout(directory: Path, supernet: Supernet) -> None:
     if widths(trained) != widths(current):
         raise AdacompError(
             f"{directory}: its supernet was trained with other elastic widths than this config's "
-            "(before residual streams were elastic?); change 'name' to train a new one, or set "
-            "supernet.residual_width: false to use it"
+            "(supernet.residual_width as it was trained?); change 'name' to train a new one"
         )
 
 

@@ -360,12 +360,11 @@ def analyse_model(
     min_rank_fraction: float | None,
     depth: bool = True,
     alternatives: tuple[str, ...] = (),
-    residual_width: bool = True,
+    residual_width: bool = False,
 ) -> SupernetLayout:
     """The elastic layout of `model`; `min_rank_fraction` None disables rank elasticity;
     `alternatives` (some of ALTERNATIVES) are the branches layers may hold; `residual_width`
-    False pins every channel a residual add joins (the layout before residual streams were
-    elastic)."""
+    makes residual streams elastic (their producers one group), else a residual add pins them."""
     try:
         traced = trace_graph(model, example_input)
     except Exception as error:  # fx cannot trace data-dependent control flow; say so plainly

@@ -42,7 +42,7 @@ class SupernetOptions:
     depth: bool = True
     precisions: tuple[str, ...] = PRECISIONS
     alternatives: tuple[str, ...] = ALTERNATIVES  # branches a layer may hold instead of its weight
-    residual_width: bool = True  # a residual stream's channels elastic (its producers as one)
+    residual_width: bool = False  # a residual stream's channels elastic (its producers as one)
 
 
 def _normalised(scores: Tensor) -> Tensor:
