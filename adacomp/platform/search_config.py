@@ -217,9 +217,9 @@ class SupernetSettings(_Frozen):
     trials: int = Field(40, ge=2, le=MAX_TRIALS)  # configurations `adacomp supernet search` evaluates
     bundle_size: int = Field(8, ge=1, le=1024)  # most configurations `adacomp export` ships
     # Batches of 64 that re-estimate BatchNorm statistics per configuration: the largest cost of
-    # a supernet-mode plan. benchmarks/supernet_throughput.py against 16 batches: 4 ranked
-    # configurations as well as 8 (Kendall's tau 0.992 / 0.985 on MobileNetV2, 0.983 / 1.0 on
-    # ResNet-8; mean difference 0.28-0.45 pt) at half the cost (0.54 against 1.00 s, MobileNetV2).
+    # a supernet-mode plan. benchmarks/supernet_throughput.py against 16 batches (MobileNetV2) and
+    # 32 (ResNet-8): 4 ranked configurations as well as 8 (Kendall's tau 0.992 / 0.985 and
+    # 0.983 / 1.0; mean difference 0.28-0.45 pt) at half the cost (0.54 against 1.00 s, MobileNetV2).
     bn_batches: int = Field(4, ge=1, le=10_000)
     # What the device's selector trades at run time (the bundle manifest's utility); None: the
     # search's `utility`. The search weighs costs to pick one model to ship; on the device the

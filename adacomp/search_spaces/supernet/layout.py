@@ -2,9 +2,11 @@
 
 Width: the output channels of a conv/linear ("producer") can shrink when everything that reads
 them follows along: BatchNorm and depthwise convs slice the same channels, the next conv/linear
-drops the matching inputs (a Flatten in between turns one channel into H*W features). Anything
-else touching those channels (a residual add, a concat, the model's output, an op we do not
-know) pins them. Rank: Linear and ungrouped convs whose smallest allowed rank saves parameters.
+drops the matching inputs (a Flatten in between turns one channel into H*W features). A
+residual add pins them, unless `residual_width` joins its two producers into one group (the sum
+has one set of channels: a stream). Anything else touching them (a concat, the model's output,
+an op we do not know) pins them. Rank: Linear and ungrouped convs whose smallest allowed rank
+saves parameters.
 Depth: shape-preserving blocks that own their residual (skipping them is the identity) and that
 no elastic width crosses. Alternatives (AdaSpring's alternative operators): a conv with a
 spatial kernel may run as its depthwise-separable form, a Linear reading a flattened map as a
