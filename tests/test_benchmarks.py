@@ -166,6 +166,7 @@ def test_results_table_reports_both_modes_at_equal_compute_and_compares_combined
     # The supernet-mode search's directory is what supernet_throughput reads: stage costs and
     # BatchNorm re-estimation at 1 and 2 batches against 2, on its trained supernet.
     searched = tmp_path / "runs" / "tests-platform-tiny_task-tiny_digits-supernet"
+    memo = os.environ.get("ADACOMP_EXPORT_MEMO_MIB")
     stages = _main(
         capsys, "supernet_throughput", "--search", str(searched), "--configs", "3", "--bn", "1,2",
         "--json", str(tmp_path / "t.json"),
@@ -173,6 +174,10 @@ def test_results_table_reports_both_modes_at_equal_compute_and_compares_combined
     assert "BN re-estimation, 2 batches" in stages and "kendall_tau" in stages
     throughput = json.loads((tmp_path / "t.json").read_text())
     assert throughput["cpu"]["isa"] is not None and throughput["configurations"] == 3
+    assert isinstance(throughput["cpu"]["isa"], list) and throughput["batch"] == 64
+    assert (
+        os.environ.get("ADACOMP_EXPORT_MEMO_MIB") == memo
+    )  # it timed exports with the memo off, then gave it back
     reference = throughput["bn_agreement"][-1]
     assert reference["bn_batches"] == 2 and reference["mean_abs_diff_pt"] == 0
     assert {row["stage"] for row in throughput["stages"]} >= {"extract", "export int8", "ORT accuracy"}

@@ -51,9 +51,12 @@ def supernet_options(config: SearchConfig) -> SupernetOptions:
     )
 
 
+BN_BATCH_SIZE = 64  # images per batch of `supernet.bn_batches`
+
+
 def bn_batches(task: Task, config: SearchConfig) -> list[torch.Tensor]:
     """Fixed training batches that re-estimate BatchNorm statistics of an extracted model."""
-    return [torch.from_numpy(b) for b in task.calibration_batches(config.supernet.bn_batches, 64)]
+    return [torch.from_numpy(b) for b in task.calibration_batches(config.supernet.bn_batches, BN_BATCH_SIZE)]
 
 
 def extract_ready(supernet: Supernet, config: SubnetConfig, batches: list[torch.Tensor]) -> nn.Module:
