@@ -132,8 +132,8 @@ class Polish(_Frozen):
     uncompressed model; then exported, evaluated and measured again. Those numbers are the front
     the search reports, shows in MLflow and registers; each trial's own numbers stay in its
     child run. `top_k: 0` skips it. In supernet mode the plans polished are spread along the
-    front from the fastest to the most accurate, reaching `headroom` points past the accuracy
-    constraints (see adacomp/platform/search/polish.py)."""
+    front, along each cost objective in turn (fastest, smallest, most accurate first), reaching
+    `headroom` points past the accuracy constraints (see adacomp/platform/search/polish.py)."""
 
     top_k: int = Field(3, ge=0, le=1000)
     steps: int | None = Field(None, ge=1, le=MAX_STEPS)

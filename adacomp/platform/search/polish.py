@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -58,17 +59,39 @@ def polish_candidates(config: SearchConfig, records: Sequence[TrialRecord]) -> l
     recovers (MobileNetV2: 2-3 pt in 300 steps), and ranking them by a utility that weighs it
     would spend the polish on the least compressed plans. Its candidates are the front of the
     plans that meet every constraint but accuracy and miss that one by at most
-    `polish.headroom` points (`recoverable`), and `top_k` of them are spread evenly along the
-    front's first cost objective, the fastest and the most accurate end first."""
+    `polish.headroom` points (`recoverable`), and `top_k` of them are spread evenly along each
+    of the front's cost objectives in turn (`spread_along`): along latency alone, the smallest
+    plans (weight-only int8 is small and no faster) would never be polished."""
     if config.evaluation != "supernet":
         front = pareto_front(config, records)
         return sorted(front, key=_by_utility)[: config.polish.top_k]
     pool = [r for r in records if recoverable(config, r)]
     front = [pool[i] for i in non_dominated([minimised(config, r.metrics) for r in pool])]
-    cost = next((o.key for o in config.objectives if o.mode == "min"), None)
-    if cost is None:
+    costs = [o.key for o in config.objectives if o.mode == "min"]
+    if not costs:
         return sorted(front, key=_by_utility)[: config.polish.top_k]
-    return spread(sorted(front, key=lambda r: (float(r.metrics[cost] or 0.0), r.number)), config.polish.top_k)
+    return spread_along(front, costs, config.polish.top_k)
+
+
+def spread_along(front: Sequence[TrialRecord], costs: Sequence[str], k: int) -> list[TrialRecord]:
+    """`k` plans of `front`: each cost's evenly spaced picks (`spread`, its cheapest and its
+    dearest end first), taken in turn from each cost and each plan once, with as few picks per
+    cost as fill `k` (where the costs agree on a plan, each cost gives more)."""
+    if k <= 0 or not front:
+        return []
+    orders = [sorted(front, key=partial(_by_cost, cost)) for cost in costs]
+    chosen: dict[int, TrialRecord] = {}
+    for per_cost in range(min(len(front), -(-k // len(costs))), len(front) + 1):
+        chosen = {}
+        for turn in zip(*(spread(order, per_cost) for order in orders), strict=True):
+            chosen.update((r.number, r) for r in turn if r.number not in chosen)
+        if len(chosen) >= k:
+            break
+    return list(chosen.values())[:k]
+
+
+def _by_cost(cost: str, record: TrialRecord) -> tuple[float, int]:
+    return (float(record.metrics[cost] or 0.0), record.number)
 
 
 def _by_utility(record: TrialRecord) -> tuple[float, int]:
