@@ -1,0 +1,91 @@
+"""A ShuffleNetV2-style network written from its paper (Ma et al. 2018), small enough for tests.
+
+What makes it hard for tools that read a graph statically: the basic unit splits its input in
+two along channels (`chunk`, ONNX `Split`), sends one half through a branch and concatenates the
+other back unchanged, and every unit ends with a channel shuffle (reshape to groups, transpose,
+reshape back) whose shapes are computed from the input's own (`Shape` -> `Reshape`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def channel_shuffle(x: Tensor, groups: int) -> Tensor:
+    batch, channels, height, width = x.size()
+    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2).contiguous()
+    return x.view(batch, channels, height, width)
+
+
+def _branch(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    """1x1 conv, 3x3 depthwise (stride), 1x1 conv: the unit's right branch."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, stride=stride, padding=1, groups=c_out, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.Conv2d(c_out, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+    )
+
+
+class ShuffleUnit(nn.Module):
+    """Stride 1: split, right half through the branch, concat, shuffle. Stride 2: both halves
+    from the whole input (the left through a depthwise + 1x1), concat, shuffle."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.stride = stride
+        half = c_out // 2
+        if stride == 1:
+            assert c_in == c_out
+            self.left: nn.Module = nn.Identity()
+            self.right = _branch(half, half, 1)
+        else:
+            self.left = nn.Sequential(
+                nn.Conv2d(c_in, c_in, 3, stride=2, padding=1, groups=c_in, bias=False),
+                nn.BatchNorm2d(c_in),
+                nn.Conv2d(c_in, half, 1, bias=False),
+                nn.BatchNorm2d(half),
+                nn.ReLU(),
+            )
+            self.right = _branch(c_in, half, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 1:
+            kept, through = x.chunk(2, dim=1)
+            out = torch.cat((kept, self.right(through)), dim=1)
+        else:
+            out = torch.cat((self.left(x), self.right(x)), dim=1)
+        return channel_shuffle(out, 2)
+
+
+class TinyShuffleNet(nn.Module):
+    """Stem, a stage of three units (one down-sampling), a 1x1 conv, global pool, classifier.
+    Input (N, 3, 32, 32)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 24) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.stage = nn.Sequential(
+            ShuffleUnit(16, width, 2), ShuffleUnit(width, width, 1), ShuffleUnit(width, width, 1)
+        )
+        self.conv = nn.Sequential(nn.Conv2d(width, 64, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.head = nn.Linear(64, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(self.stage(self.pool(self.stem(x))))
+        out: Tensor = self.head(x.mean((2, 3)))
+        return out
+
+
+def tiny_shufflenet() -> tuple[nn.Module, Tensor]:
+    """The network (eval mode, seeded weights) and an example input."""
+    torch.manual_seed(0)
+    return TinyShuffleNet().eval(), torch.randn(1, 3, 32, 32)
