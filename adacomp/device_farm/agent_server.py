@@ -52,7 +52,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from adacomp.device_farm.agent_token import read_token
-from adacomp.device_farm.devices._base import DeviceError
+from adacomp.device_farm.devices._base import DeviceError, ModelRefused
 from adacomp.device_farm.devices.host import HostDevice
 from adacomp.device_farm.model import OnnxModel, load_checked
 from adacomp.device_farm.settings import MeasureSettings
@@ -572,6 +572,9 @@ class AgentHandler(BaseHTTPRequestHandler):
             return
         try:
             measurement = self.server.device.measure(model, settings)
+        except ModelRefused as exc:  # the model's problem, not the agent's: the farm keeps the device
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, str(exc))
+            return
         except DeviceError as exc:
             status = (
                 HTTPStatus.GATEWAY_TIMEOUT if "timed out" in str(exc) else HTTPStatus.INTERNAL_SERVER_ERROR

@@ -1,7 +1,8 @@
 """The farm: devices by name, leases, retries, quarantine, class fallback, and the store.
 
 Every request ends in a Measurement or a DeviceError that says what happened; failures are
-written to the store too, so nothing is silently dropped.
+written to the store too, so nothing is silently dropped. Retries, quarantine and fallback are
+for a device that fails; a model the device refuses (`ModelRefused`) fails alone, at once.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from adacomp.device_farm.config import (
     HostSpec,
     default_farm_config,
 )
-from adacomp.device_farm.devices._base import Device, DeviceError
+from adacomp.device_farm.devices._base import Device, DeviceError, ModelRefused
 from adacomp.device_farm.leases import DeviceBusy, Lease
 from adacomp.device_farm.measurement import Measurement
 from adacomp.device_farm.model import OnnxModel
@@ -148,7 +149,7 @@ class Farm:
                 return cached
         try:
             return self._measure_on(device, model, settings)
-        except DeviceBusy:
+        except (DeviceBusy, ModelRefused):
             raise
         except DeviceError as failure:
             if not self.config.fallback_to_class:
@@ -185,6 +186,10 @@ class Farm:
             try:
                 measurement = self._run(device, model, settings)
             except DeviceBusy:
+                raise
+            except ModelRefused as exc:  # the model's problem: recorded, never held against the device
+                if self.store is not None:
+                    self.store.add_failure(name, device.device_class, model.sha256, settings.key(), str(exc))
                 raise
             except DeviceError as exc:
                 last = exc

@@ -218,6 +218,13 @@ def profile_kernels(model: bytes, settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def refused_model(exc: BaseException) -> bool:
+    """Whether ONNX Runtime (or onnx) refused the model itself: a graph it will not load or run.
+    Those fail alone; anything else (pinning, the worker's own code) is the device's problem."""
+    module = type(exc).__module__ or ""
+    return module.split(".")[0] in ("onnxruntime", "onnx")
+
+
 def main() -> int:
     settings = json.loads(sys.argv[1])
     model = sys.stdin.buffer.read()
@@ -227,7 +234,8 @@ def main() -> int:
             result.update(profile_kernels(model, settings))
     except Exception as exc:  # reported to the parent as data, one line
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(json.dumps({"error": f"{type(exc).__name__}: {first_line}"}))
+        error = f"{type(exc).__name__}: {first_line}"
+        print(json.dumps({"error": error, "model_refused": refused_model(exc)}))
         return 1
     print(json.dumps(result))
     return 0

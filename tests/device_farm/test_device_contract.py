@@ -2,7 +2,8 @@
 
 Every kind returns a valid Measurement for a real ONNX model (hash, storage, source, sane
 statistics) and, when it fails, raises DeviceError (never anything else) and the farm's lease
-is released. The adb kind runs against a fake adb executable (no phone is attached here); the
+is released. A model the device cannot run is `ModelRefused`: it fails alone, and the device
+takes the next model at once (no retry, no quarantine). The adb kind runs against a fake adb executable (no phone is attached here); the
 agent kind against a real agent process on loopback.
 """
 
@@ -14,11 +15,21 @@ from pathlib import Path
 
 import pytest
 
-from adacomp.device_farm import Device, DeviceError, Farm, FarmConfig, MeasureSettings, OnnxModel
+from adacomp.device_farm import (
+    Device,
+    DeviceError,
+    Farm,
+    FarmConfig,
+    MeasurementStore,
+    MeasureSettings,
+    OnnxModel,
+)
+from adacomp.device_farm.devices._base import ModelRefused
 from adacomp.device_farm.devices.agent import AgentDevice
 from adacomp.device_farm.devices.host import HostDevice
 from tests.helpers.agent_process import TOKEN, Agent
 from tests.helpers.fake_adb import broken_adb_device, working_adb_device
+from tests.helpers.onnx_exports import mismatched_matmul
 
 QUICK = MeasureSettings(warmup_runs=1, min_runs=5, max_runs=20, max_cv=10)
 
@@ -81,3 +92,20 @@ def test_failure_is_a_device_error_and_the_lease_is_released(
     with pytest.raises(DeviceError):
         farm.measure(onnx_model, broken.name, QUICK)
     assert not farm._leases[broken.name].held
+
+
+def test_a_model_the_device_cannot_run_fails_alone(
+    kind: tuple[Device, object], onnx_model: OnnxModel, tmp_path: Path
+) -> None:
+    device, _ = kind
+    if device.kind == "adb":
+        pytest.skip("the fake adb (no phone here) runs no model: a phone's own refusal is not seen")
+    store = MeasurementStore(tmp_path / "store")
+    farm = Farm(FarmConfig(devices=(), retries=2, quarantine_s=60), store=store, devices=[device])
+    refused = OnnxModel(mismatched_matmul().SerializeToString(), "mismatched.onnx")
+    with pytest.raises(ModelRefused, match="MatMul"):
+        farm.measure(refused, device.name, QUICK)
+    assert farm.quarantined_for(device.name) == 0
+    failures = [r for r in store.rows() if r["status"] == "failed"]
+    assert [r["model_hash"] for r in failures] == [refused.sha256]  # recorded once, never retried
+    assert farm.measure(onnx_model, device.name, QUICK).model_hash == onnx_model.sha256

@@ -104,3 +104,19 @@ def data_dependent_conv() -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
+
+
+def mismatched_matmul() -> onnx.ModelProto:
+    """A graph onnx's checker accepts and ONNX Runtime refuses to load (a MatMul of (1, 4) by
+    (5, 3)): a model a working device cannot run."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [5, 3], np.zeros(15, dtype=np.float32).tolist())
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        "mismatched",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [weight],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model

@@ -21,6 +21,13 @@ class DeviceError(AdacompError):
     """A device could not produce a measurement (unreachable, crashed, timed out, refused)."""
 
 
+class ModelRefused(DeviceError):
+    """The device works; this one model cannot be measured on it (a graph its runtime will not
+    load or run, more memory than it has, a graph its emulator cannot price). Retrying cannot
+    change that and it says nothing about the device's health: the farm records it and moves
+    on, without a retry, a quarantine or another device of the class (which would refuse too)."""
+
+
 @dataclass(frozen=True)
 class Health:
     ok: bool

@@ -18,13 +18,16 @@ from typing import Any
 
 from adacomp.device_farm.agent_server import SETTINGS_HEADER
 from adacomp.device_farm.agent_token import check_token, read_token
-from adacomp.device_farm.devices._base import Device, DeviceError, Health
+from adacomp.device_farm.devices._base import Device, DeviceError, Health, ModelRefused
 from adacomp.device_farm.measurement import Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.errors import AdacompError
 
 MAX_REPLY_BYTES = 16 * 1024 * 1024  # a Measurement is a few KiB; more is not an agent talking
+# What the agent answers for a model it refuses while working well (too large for its limit, not
+# ONNX, not a graph its runtime runs): the farm fails that model alone (`ModelRefused`).
+MODEL_REFUSED_STATUSES = frozenset({413, 415, 422})
 
 
 class AgentDevice(Device):
@@ -78,7 +81,8 @@ class AgentDevice(Device):
             except (ValueError, OSError, http.client.HTTPException):
                 reason = exc.reason
             reason = str(reason).strip().splitlines()[0] if str(reason).strip() else exc.code
-            raise DeviceError(f"device {self.name!r}: agent answered {exc.code}: {reason}") from None
+            refused = ModelRefused if exc.code in MODEL_REFUSED_STATUSES else DeviceError
+            raise refused(f"device {self.name!r}: agent answered {exc.code}: {reason}") from None
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeviceError(f"device {self.name!r}: agent at {self.url} unreachable: {reason}") from None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from adacomp.device_farm.devices._base import Device, DeviceError, Health
+from adacomp.device_farm.devices._base import Device, Health, ModelRefused
 from adacomp.device_farm.emulator import predict_model, summarize
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.device_farm.model import OnnxModel
@@ -35,10 +35,10 @@ class EmulatedDevice(Device):
             )
             summary = summarize(model, self.profile, settings.batch_size)  # cached by the call above
         except AdacompError as exc:
-            raise DeviceError(f"{self.name}: cannot emulate {model.name}: {exc}") from None
+            raise ModelRefused(f"{self.name}: cannot emulate {model.name}: {exc}") from None
         if prediction.peak_memory_mb > self.profile.memory_mb:
             # A real device would kill the app; say so instead of returning a number.
-            raise DeviceError(
+            raise ModelRefused(
                 f"{self.name}: {model.name} needs {prediction.peak_memory_mb:.1f} MiB at peak, "
                 f"more than the {self.profile.memory_mb:.0f} MiB an app gets on {self.profile.name}"
             )

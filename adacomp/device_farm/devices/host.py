@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any
 
-from adacomp.device_farm.devices._base import Device, DeviceError, Health
+from adacomp.device_farm.devices._base import Device, DeviceError, Health, ModelRefused
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.settings import MeasureSettings
@@ -130,5 +130,7 @@ def run_worker(model: bytes, settings: dict[str, Any], timeout_s: float, device:
             result.get("error")
             or (completed.stderr.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
         )
+        if result.get("model_refused") is True:
+            raise ModelRefused(f"device {device!r}: cannot run this model: {reason}")
         raise DeviceError(f"device {device!r}: measurement failed: {reason}")
     return result
