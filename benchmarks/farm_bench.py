@@ -19,6 +19,7 @@ benchmarks/results/farm_bench.json. Side by side, from the same measurements:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import random
@@ -42,6 +43,7 @@ from adacomp.platform.ops.calibrate import (
     run_calibration,
 )
 from adacomp.platform.ops.calibration_models import CalibrationModel
+from adacomp.platform.ops.calibration_progress import Books
 from adacomp.platform.ops.reference_models import mobilenet_v1
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import export_onnx
@@ -151,6 +153,12 @@ def unseen_models(count: int, seed: int) -> list[OnnxModel]:
 
 
 # --- the sections -------------------------------------------------------------------------------
+def _books() -> Books:
+    """Every calibration line on stderr, one per measurement included (a benchmark's log)."""
+    say = functools.partial(print, file=sys.stderr, flush=True)
+    return Books(say=say, detail=say)
+
+
 def calibrate(args: argparse.Namespace, out_dir: Path) -> CalibrationReport:
     return run_calibration(
         device="host",
@@ -161,7 +169,8 @@ def calibrate(args: argparse.Namespace, out_dir: Path) -> CalibrationReport:
         out_dir=out_dir,
         store=None,
         seed=args.seed,
-        log=lambda m: print(m, file=sys.stderr, flush=True),
+        resume=args.resume,
+        books=_books(),
     )
 
 
@@ -173,9 +182,8 @@ def unseen(args: argparse.Namespace, report: CalibrationReport) -> dict[str, Any
     a, b = report.flops_fit
     models = [CalibrationModel(m.name, "unseen", m.data) for m in unseen_models(args.unseen, args.seed + 17)]
     farm = open_farm(None, store=None)
-    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     measured = measure_models(
-        farm, "host", models, profile, calibration_settings(1), log, kernels=False, passes=2
+        farm, "host", models, profile, calibration_settings(1), _books(), kernels=False, passes=2
     )
     rows = [
         {
@@ -208,7 +216,8 @@ def few_shot(args: argparse.Namespace, report: CalibrationReport, out_dir: Path)
         out_dir=out_dir / "two_threads",
         store=None,
         seed=args.seed + 101,
-        log=lambda m: print(m, file=sys.stderr, flush=True),
+        resume=args.resume,
+        books=_books(),
     )
 
 
@@ -278,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument(
         "--profile-out", type=Path, help="keep the calibrated profiles here (default: discarded)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the calibrations whose journals are in --profile-out (a run that was stopped)",
     )
     parser.add_argument(
         "--speed-seconds",

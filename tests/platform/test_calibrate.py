@@ -9,6 +9,7 @@ from adacomp.device_farm.profiles import load_profile
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.platform.ops.calibrate import _fmt, block_weights, measure_models, noise_floor
 from adacomp.platform.ops.calibration_models import BLOCKS, CalibrationModel, calibration_models
+from adacomp.platform.ops.calibration_progress import Books
 from tests.helpers.onnx_exports import exported
 
 
@@ -41,7 +42,7 @@ def test_measured_in_passes_keeps_the_fastest_and_every_pass() -> None:
     ]
     settings = MeasureSettings()
     measured = measure_models(
-        farm, "pixel4", models, load_profile("pixel4"), settings, lambda _: None, kernels=False, passes=3
+        farm, "pixel4", models, load_profile("pixel4"), settings, Books(), kernels=False, passes=3
     )
     assert [m.name for m in measured] == ["cnn", "int8"]
     for m in measured:

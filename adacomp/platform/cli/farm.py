@@ -142,6 +142,12 @@ def add_farm_parser(commands: argparse._SubParsersAction) -> None:  # type: igno
     calibrate.add_argument(
         "--no-repeat", action="store_true", help="skip measuring the held-out models twice (no noise floor)"
     )
+    calibrate.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the calibration whose journal is in --out, measuring only what it had not",
+    )
+    calibrate.add_argument("--verbose", action="store_true", help="one line per measurement")
     farm.set_defaults(run=run_farm)
 
 
@@ -218,24 +224,29 @@ def _agent(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from adacomp.platform.cli.calibration_bar import CalibrationBar
     from adacomp.platform.ops.calibrate import run_calibration
+    from adacomp.platform.ops.calibration_progress import Books
 
-    report = run_calibration(
-        device=args.device,
-        config=args.config,
-        models=args.models,
-        out_dir=args.out,
-        store=args.store,
-        seed=args.seed,
-        threads=args.threads,
-        rounds=args.rounds,
-        held_out=args.held_out,
-        transfer_from=args.transfer_from,
-        shots=args.shots,
-        repeat=not args.no_repeat,
-        passes=args.passes,
-        log=lambda message: print(message, file=sys.stderr),
-    )
+    with CalibrationBar() as bar:
+        books = Books(say=bar.say, detail=bar.say if args.verbose else Books().detail, progress=bar)
+        report = run_calibration(
+            device=args.device,
+            config=args.config,
+            models=args.models,
+            out_dir=args.out,
+            store=args.store,
+            seed=args.seed,
+            threads=args.threads,
+            rounds=args.rounds,
+            held_out=args.held_out,
+            transfer_from=args.transfer_from,
+            shots=args.shots,
+            repeat=not args.no_repeat,
+            passes=args.passes,
+            resume=args.resume,
+            books=books,
+        )
     print(report.table())
     print(f"\nfitted profile written to {report.profile_path}")
     return 0

@@ -11,19 +11,25 @@ block mix towards kernel kinds (adaptive sampling: more of what the fit predicts
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import optuna
 import torch
 from torch import Tensor, nn
 
+from adacomp.errors import first_line
 from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.search_spaces import CompressionPlan, Step, build_space, compress, export_onnx
-from adacomp.tasks import load_task
+from adacomp.tasks import Task, load_task
 
+# Draws allowed per model asked for before the generator gives up (each skipped model draws again).
+MAX_DRAWS_PER_MODEL = 3
 BLOCKS = ("conv", "inverted_residual", "basic_residual", "pool", "pointwise", "depthwise")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.LeakyReLU, nn.Sigmoid)
 
@@ -33,6 +39,7 @@ class CalibrationModel:
     name: str
     family: str  # "zoo" (a built-in model under a random plan), "random" or "mlp"
     data: bytes  # ONNX
+    index: int = -1  # its place in the generated sequence (-1: not generated)
 
 
 class _Residual(nn.Module):
@@ -138,29 +145,80 @@ def precision_plan(model: nn.Module, example: Tensor, precision: str) -> Compres
     return CompressionPlan.from_mapping({name: [Step.of("quantize", precision=precision)] for name in layers})
 
 
+class ModelCache(Protocol):
+    """Where generated models are kept by `model_key` (a calibration's journal)."""
+
+    def get(self, key: str) -> CalibrationModel | None: ...
+
+    def put(self, key: str, model: CalibrationModel) -> None: ...
+
+
 def calibration_models(
-    count: int, seed: int, *, weights: Mapping[str, float] | None = None, start: int = 0
+    count: int,
+    seed: int,
+    *,
+    weights: Mapping[str, float] | None = None,
+    start: int = 0,
+    cache: ModelCache | None = None,
+    skipped: Callable[[str], None] | None = None,
 ) -> Iterator[CalibrationModel]:
-    """`count` varied models: a third the built-in models under random plans, the rest random
-    networks (one in three int8, one in twenty fp16). `start` continues a sequence."""
-    rng = random.Random(f"{seed}:{start}")
-    torch.manual_seed(seed * 7919 + start)
-    zoo = [load_task(name) for name in ("digits", "mnist1d", "mobilenet_digits")]
-    batches_rng = np.random.default_rng(seed + start)
-    for i in range(start, start + count):
-        if i % 3 == 0:
-            task = zoo[(i // 3) % len(zoo)]
-            model = task.build_model().eval()
-            example = task.example_input(2)
-            plan = random_plan(model, example, rng)
-            name, family = f"{task.name}:{plan.hash}", "zoo"
-            model = compress(model, plan, example)
-        else:
-            model, example = random_network(rng, weights)
-            family = "mlp" if example.dim() == 2 else "random"
-            draw = rng.random()
-            precision = "int8" if draw < 0.33 else "fp16" if draw < 0.38 else "fp32"
-            plan = precision_plan(model, example, precision) if precision != "fp32" else CompressionPlan()
-            name = f"{family}{i}:{precision}"
-        batches = [batches_rng.standard_normal((8, *example.shape[1:])).astype(np.float32) for _ in range(2)]
-        yield CalibrationModel(name, family, export_onnx(model, example, plan=plan, calibration=batches))
+    """`count` varied models from index `start` on: a third the built-in models under random
+    plans, the rest random networks (one in three int8, one in twenty fp16). Each index draws
+    from a generator of its own (`model_key`), so any one model can be generated, or read back
+    from `cache` (a calibration's journal), without the others. A model that does not build (a
+    plan the space should not have proposed, an export that fails) is reported to `skipped` in
+    one line and the next index is drawn in its place: a calibration never dies of one model."""
+    made = 0
+    for index in range(start, start + MAX_DRAWS_PER_MODEL * max(1, count)):
+        if made >= count:
+            return
+        key = model_key(seed, index, weights)
+        found = cache.get(key) if cache is not None else None
+        if found is None:
+            try:
+                found = calibration_model(index, seed, weights)
+            except Exception as exc:  # a model that does not build: skipped, as a search skips a failed trial
+                if skipped is not None:
+                    skipped(f"generated model {index} skipped, it does not build: {first_line(exc)}")
+                continue
+            if cache is not None:
+                cache.put(key, found)
+        made += 1
+        yield found
+
+
+def model_key(seed: int, index: int, weights: Mapping[str, float] | None) -> str:
+    """What decides a generated model: the seed, its index and the block weights it was drawn with."""
+    mix = ",".join(f"{name}={weights[name]:.6g}" for name in sorted(weights)) if weights else "uniform"
+    return f"{seed}:{index}:{mix}"
+
+
+def calibration_model(index: int, seed: int, weights: Mapping[str, float] | None = None) -> CalibrationModel:
+    """Model `index` of the sequence of `seed` drawn with `weights` (see `calibration_models`)."""
+    key = model_key(seed, index, weights)
+    rng = random.Random(key)
+    torch.manual_seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little"))
+    if index % 3 == 0:
+        zoo = _zoo()
+        task = zoo[(index // 3) % len(zoo)]
+        model = task.build_model().eval()
+        example = task.example_input(2)
+        plan = random_plan(model, example, rng)
+        name, family = f"{task.name}{index}:{plan.hash}", "zoo"
+        model = compress(model, plan, example)
+    else:
+        model, example = random_network(rng, weights)
+        family = "mlp" if example.dim() == 2 else "random"
+        draw = rng.random()
+        precision = "int8" if draw < 0.33 else "fp16" if draw < 0.38 else "fp32"
+        plan = precision_plan(model, example, precision) if precision != "fp32" else CompressionPlan()
+        name = f"{family}{index}:{precision}"
+    batches_rng = np.random.default_rng(rng.randrange(2**32))
+    batches = [batches_rng.standard_normal((8, *example.shape[1:])).astype(np.float32) for _ in range(2)]
+    return CalibrationModel(name, family, export_onnx(model, example, plan=plan, calibration=batches), index)
+
+
+@functools.cache
+def _zoo() -> tuple[Task, ...]:
+    """The built-in tasks whose models, under random plans, are a third of the generated ones."""
+    return tuple(load_task(name) for name in ("digits", "mnist1d", "mobilenet_digits"))
