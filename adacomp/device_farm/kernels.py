@@ -9,10 +9,13 @@ QDQ groups into QLinearConv/QGemm/QLinearAdd, elided Q/DQ pairs, and, at level `
 the NCHWc layout (``com.microsoft.nchwc`` Conv with the residual Add folded in, plus the
 ReorderInput/ReorderOutput transforms that cost real time).
 
-ORT writes the shapes of standard tensors into the saved graph's value_info; the NCHWc tensors
-it leaves without, so `complete_shapes` derives them with the ops' own shape rules. The session
-is created and dropped at once (no run), about 15 ms for a MobileNetV2; `runtime_summary`
-caches the result per (model hash, level, batch size), so a model seen before costs a lookup.
+ORT records few shapes in the saved graph's value_info, so `complete_shapes` takes the exported
+graph's inferred shapes for the tensors ORT kept by name and derives the rest (its NCHWc tensors,
+fused outputs) with the ops' own shape rules. The session is created and dropped at once (no
+run), about 15 ms for a MobileNetV2. A shape neither knows, because the graph computes it at run
+time (ShuffleNetV2's split and channel shuffle), is observed from one run of the saved graph
+(``observed_shapes.py``, a few ms), only for a graph that has one. `runtime_summary` caches the
+result per (model hash, level, batch size), so a model seen before costs a lookup.
 
 Level ``all`` on x86 is this machine's graph (the host device); a phone or board profile uses
 ``extended``, the fusions every CPU gets (NCHWc is x86-only). One exception: fp16 graphs on a
@@ -33,6 +36,7 @@ import onnx
 
 from adacomp.device_farm.graph import GraphSummary, analyze, infer_shapes, with_batch_size
 from adacomp.device_farm.model import OnnxModel
+from adacomp.device_farm.observed_shapes import observe_unknown_shapes
 from adacomp.device_farm.profiles import KernelGraph
 from adacomp.errors import AdacompError
 
@@ -74,6 +78,18 @@ _SAME_SHAPE_OPS = frozenset(
         "Dropout",
     }
 )
+# Where the output zero point of a quantized op completed here is: its type is the output's (the
+# last input is not: QLinearConv's is its int32 bias).
+_OUTPUT_ZERO_POINT = {
+    "QuantizeLinear": 2,
+    "QLinearConv": 7,
+    "QLinearAdd": 7,
+    "QLinearMul": 7,
+    "QGemm": 8,
+    "QLinearGlobalAveragePool": 4,
+    "QLinearSigmoid": 4,
+    "QLinearLeakyRelu": 4,
+}
 _cache: OrderedDict[tuple[str, str, int], GraphSummary] = OrderedDict()
 _lock = threading.Lock()
 
@@ -104,21 +120,41 @@ def runtime_summary(model: OnnxModel, graph: KernelGraph, batch_size: int = 1) -
             _cache.move_to_end(key)
             return found
     if graph == "replay":
-        summary = analyze(model.proto(), batch_size=batch_size)
+        summary = _replay_summary(model, batch_size)
     else:
         optimized = with_batch_size(runtime_graph(model.data, graph), batch_size)
         complete_shapes(optimized.graph, known=inferred_shapes(model.proto(), batch_size))
         try:
-            summary = analyze(optimized, batch_size=batch_size, shapes_given=True)
+            summary = _summary_with_observed_shapes(optimized, batch_size)
         except AdacompError:
-            # A shape ORT did not record and no rule here derives: price the replay instead
-            # (the same kernels for the fusions it knows) rather than refuse the model.
-            summary = analyze(model.proto(), batch_size=batch_size)
+            # A node the analysis cannot price even with the shapes ORT observes: price the
+            # replay instead (the same kernels for the fusions it knows) rather than refuse.
+            summary = _replay_summary(model, batch_size)
     with _lock:
         _cache[key] = summary
         while len(_cache) > _CACHE_SIZE:
             _cache.popitem(last=False)
     return summary
+
+
+def _replay_summary(model: OnnxModel, batch_size: int) -> GraphSummary:
+    """The exported graph priced as ``graph.py`` replays ORT's fusions on it."""
+    return _summary_with_observed_shapes(infer_shapes(model.proto(), batch_size), batch_size)
+
+
+def _summary_with_observed_shapes(proto: onnx.ModelProto, batch_size: int) -> GraphSummary:
+    """`analyze` over the shapes `proto` records, with those still unknown observed from a run of
+    ORT first (``observed_shapes.py``). Where ORT cannot run it either, the analysis still prices
+    every node that needs no unknown shape, and refuses the first that does saying why ORT did
+    not help."""
+    try:
+        observe_unknown_shapes(proto)
+    except AdacompError as unobserved:
+        try:
+            return analyze(proto, batch_size=batch_size, shapes_given=True)
+        except AdacompError as refused:
+            raise AdacompError(f"{refused}; {unobserved}") from None
+    return analyze(proto, batch_size=batch_size, shapes_given=True)
 
 
 def clear_cache() -> None:
@@ -189,11 +225,13 @@ def _output_type(node: onnx.NodeProto, types: dict[str, int]) -> int:
     for attr in node.attribute:
         if node.op_type == "Cast" and attr.name == "to":
             return int(attr.i)
-    if node.op_type in ("QuantizeLinear", "QLinearConv", "QLinearAdd", "QLinearMul", "QGemm"):
-        zero_point = node.input[-1] if node.op_type != "QuantizeLinear" else (node.input[2:3] or [""])[0]
+    if node.op_type in _OUTPUT_ZERO_POINT:
+        index = _OUTPUT_ZERO_POINT[node.op_type]
+        zero_point = node.input[index] if len(node.input) > index else ""
         if zero_point in types:
             return types[zero_point]
-        return onnx.TensorProto.UINT8
+        # No output zero point: QuantizeLinear's default is uint8, a QGemm without one is float.
+        return onnx.TensorProto.FLOAT if node.op_type == "QGemm" else onnx.TensorProto.UINT8
     if node.op_type == "DequantizeLinear":
         return onnx.TensorProto.FLOAT
     return next((types[name] for name in node.input if name in types), onnx.TensorProto.FLOAT)
@@ -226,8 +264,9 @@ def _output_shape(
     if op == "Transpose":
         perm = list(attrs.get("perm") or reversed(range(len(first))))
         return tuple(first[i] for i in perm)
-    if op in ("GlobalAveragePool", "GlobalMaxPool"):
-        return (*first[:2], *([1] * (len(first) - 2)))
+    if op in ("GlobalAveragePool", "GlobalMaxPool", "QLinearGlobalAveragePool"):
+        ones = [1] * (len(first) - 2)
+        return (first[0], *ones, first[-1]) if attrs.get("channels_last") else (*first[:2], *ones)
     if op in _WEIGHT_INPUT or op in ("MaxPool", "AveragePool", "NhwcMaxPool"):
         index = _WEIGHT_INPUT.get(op)
         weight = inputs[index] if index is not None and len(inputs) > index else None

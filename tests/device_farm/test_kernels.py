@@ -129,3 +129,14 @@ def test_a_model_onnxruntime_refuses_is_one_line() -> None:
     with pytest.raises(AdacompError, match="onnxruntime cannot optimise the model") as error:
         runtime_graph(broken.SerializeToString(), "extended")
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("level", ["extended", "all"])
+def test_int8_kernels_write_one_byte_per_value_in_either_layout(level: str) -> None:
+    """At level all ORT runs QLinearConv channels-last; its output is uint8 like its zero point
+    (not int32 like its bias, the node's last input)."""
+    kernels = runtime_summary(OnnxModel(exported("cnn:int8"), "int8.onnx"), level).executed  # type: ignore[arg-type]
+    convs = [k for k in kernels if k.kind is OpKind.CONV]
+    assert [k.activation_bytes_out for k in convs] == [16 * 16 * 16, 32 * 16 * 16]
+    pool = next(k for k in kernels if k.op_type.endswith("QLinearGlobalAveragePool"))
+    assert pool.activation_bytes_out == 32

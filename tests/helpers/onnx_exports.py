@@ -120,3 +120,36 @@ def mismatched_matmul() -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.checker.check_model(model)
     return model
+
+
+def computed_slice_conv() -> onnx.ModelProto:
+    """Two inputs with a symbolic batch, and a conv whose input shape only a run reveals: the
+    first half of `x`'s channels, the half computed from ``Shape -> Gather -> Div`` (which ONNX's
+    data propagation does not follow), plus `y` broadcast over them; conv0 is a 3x3 conv from 2
+    to 4 channels."""
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [4, 2, 3, 3], np.ones(72, dtype=np.float32).tolist())
+    constants = [
+        helper.make_tensor("one", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("two", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("zero", TensorProto.INT64, [1], [0]),
+    ]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Shape", ["x"], ["shape"], name="shape0"),
+            helper.make_node("Gather", ["shape", "one"], ["channels"], name="gather0", axis=0),
+            helper.make_node("Div", ["channels", "two"], ["half"], name="div0"),
+            helper.make_node("Slice", ["x", "zero", "half", "one"], ["first"], name="slice0"),
+            helper.make_node("Add", ["first", "y"], ["sum"], name="add0"),
+            helper.make_node("Conv", ["sum", "w"], ["out"], name="conv0", pads=[1, 1, 1, 1]),
+        ],
+        "computed_slice",
+        [
+            helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 8, 8]),
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1, 8, 8]),
+        ],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [weight, *constants],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model

@@ -8,8 +8,13 @@ reshape back) whose shapes are computed from the input's own (`Shape` -> `Reshap
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from adacomp.search_spaces import CompressionPlan, Step, export_onnx
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -89,3 +94,19 @@ def tiny_shufflenet() -> tuple[nn.Module, Tensor]:
     """The network (eval mode, seeded weights) and an example input."""
     torch.manual_seed(0)
     return TinyShuffleNet().eval(), torch.randn(1, 3, 32, 32)
+
+
+@functools.cache
+def tiny_shufflenet_onnx(precision: str | None = None) -> bytes:
+    """`tiny_shufflenet` exported to ONNX, every conv and the classifier quantized to `precision`
+    ("int8", "fp16", ...) by the quantize technique when given. Cached: an export takes a second."""
+    model, example = tiny_shufflenet()
+    if precision is None:
+        return export_onnx(model, example)
+    weighted = [name for name, layer in model.named_modules() if isinstance(layer, nn.Conv2d | nn.Linear)]
+    plan = CompressionPlan.from_mapping(
+        {name: [Step.of("quantize", precision=precision)] for name in weighted}
+    )
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((4, *example.shape[1:])).astype(np.float32) for _ in range(2)]
+    return export_onnx(model, example, plan=plan, calibration=calibration)
