@@ -23,7 +23,7 @@ trusted, so every bound is explicit and checked before the next step costs anyth
 The log (stderr) has one line per request: client, method, path, status (or "dropped"), model
 hash prefix, milliseconds and why; a refused connection is one line too; never a traceback.
 
-Endpoints: GET /health -> {"ok", "device", "class", "runtime", "busy"};
+Endpoints: GET /health -> {"ok", "device", "class", "runtime", "identity", "busy"};
 POST /measure (body: ONNX bytes; header X-Adacomp-Settings: MeasureSettings JSON)
 -> Measurement JSON. Errors -> {"error": "..."} with a 4xx/5xx status.
 """
@@ -517,6 +517,7 @@ class AgentHandler(BaseHTTPRequestHandler):
                 "device": device.name,
                 "class": device.device_class,
                 "runtime": device.runtime(),
+                "identity": device.identity(),
                 "busy": self.server.busy.locked(),
             },
         )

@@ -72,6 +72,7 @@ class DeviceStatus:
     detail: str
     quarantined_for_s: float  # 0 when not quarantined
     waiting: int
+    identity: str = ""  # what it is (identity.py); "" when it cannot say
 
 
 class Farm:
@@ -105,6 +106,10 @@ class Farm:
             known = ", ".join(self.devices)
             raise DeviceError(f"unknown device {name!r}; devices in the farm: {known}") from None
 
+    def identity(self, name: str) -> str:
+        """What device `name` is (identity.py), "" when it cannot say."""
+        return self.device(name).identity()
+
     def quarantined_for(self, name: str) -> float:
         with self._lock:
             return max(0.0, self._quarantine.get(name, 0.0) - time.monotonic())
@@ -127,6 +132,7 @@ class Farm:
                     detail=detail,
                     quarantined_for_s=self.quarantined_for(name),
                     waiting=lease.waiting if lease else 0,
+                    identity=device.identity() if healthy else "",
                 )
             )
         return rows
@@ -144,7 +150,7 @@ class Farm:
         settings = settings or MeasureSettings()
         self.device(device)
         if self.store is not None and not fresh:
-            cached = self.store.lookup(model.sha256, device, settings.key())
+            cached = self.store.lookup(model.sha256, device, settings.key(), self.devices[device].identity())
             if cached is not None:
                 return cached
         try:
@@ -189,12 +195,16 @@ class Farm:
                 raise
             except ModelRefused as exc:  # the model's problem: recorded, never held against the device
                 if self.store is not None:
-                    self.store.add_failure(name, device.device_class, model.sha256, settings.key(), str(exc))
+                    self.store.add_failure(
+                        name, device.device_class, model.sha256, settings.key(), str(exc), device.identity()
+                    )
                 raise
             except DeviceError as exc:
                 last = exc
                 if self.store is not None:
-                    self.store.add_failure(name, device.device_class, model.sha256, settings.key(), str(exc))
+                    self.store.add_failure(
+                        name, device.device_class, model.sha256, settings.key(), str(exc), device.identity()
+                    )
                 continue
             if self.store is not None:
                 self.store.add(measurement)

@@ -78,6 +78,7 @@ class Measurement:
     settings: Mapping[str, Any] = field(default_factory=dict)
     timestamp: float = field(default_factory=time.time)
     notes: str = ""  # e.g. "energy from RAPL package domain"
+    identity: str = ""  # what measured it (identity.py): CPU, kernel ISA flags, cores, runtime
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

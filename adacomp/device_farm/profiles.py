@@ -79,6 +79,10 @@ class DeviceProfile(ConfigModel):
     kernel_graph: KernelGraph = "extended"
     # A learned per-kernel model (JSON written by `farm calibrate`); relative to the profile file.
     kernel_model: str | None = None
+    # The device a calibration fitted it on (identity.py) and that device's kind ("host", "agent"):
+    # a profile of this host fitted on another CPU predicts that CPU (a warning says so).
+    fitted_on: str | None = Field(None, max_length=500)
+    fitted_on_kind: str | None = Field(None, max_length=40)
     # What calibration measured (held-out accuracy, noise floor): a record, not used to predict.
     calibration: dict[str, Record | str] = Field(default_factory=dict)
     # Published measurements of standard models on this device, with the profile's prediction.

@@ -5,8 +5,9 @@ renamed into place (the directory flushed after), so a crash never corrupts or l
 written before, and several processes can write at once. A part that is unreadable anyway (a
 disk that lied, a copy cut short) is moved aside to `quarantine/` with one warning, never
 deleted, and the store goes on with the others. An identical request (model hash, device,
-runtime settings) is served from the store unless a fresh measurement is asked for. The same
-rows are what the emulators are calibrated on.
+runtime settings, and the identity of the device that measured it: identity.py) is served from
+the store unless a fresh measurement is asked for. The same rows are what the emulators are
+calibrated on.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ SCHEMA = pa.schema(
         ("storage_bytes", pa.int64()),
         ("timestamp", pa.float64()),
         ("notes", pa.string()),
+        ("identity", pa.string()),  # what measured it (identity.py); null in parts written before
     ]
 )
 
@@ -81,6 +83,7 @@ def _row(measurement: Measurement) -> dict[str, Any]:
         "storage_bytes": measurement.storage_bytes,
         "timestamp": measurement.timestamp,
         "notes": measurement.notes,
+        "identity": measurement.identity,
     }
 
 
@@ -104,6 +107,7 @@ def measurement_from_row(row: Mapping[str, Any]) -> Measurement:
         settings=json.loads(row["settings"]),
         timestamp=row["timestamp"],
         notes=row["notes"] or "",
+        identity=row.get("identity") or "",
     )
 
 
@@ -114,20 +118,24 @@ class MeasurementStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._index: dict[tuple[str, str, str], Measurement] = {}
+        self._index: dict[tuple[str, str, str, str], Measurement] = {}
         for row in self.rows():
             if row["status"] == "ok":
                 self._remember(measurement_from_row(row))
 
     def _remember(self, m: Measurement) -> None:
-        key = (m.model_hash, m.device, settings_key(m.settings))
+        key = (m.model_hash, m.device, settings_key(m.settings), m.identity)
         current = self._index.get(key)
         if current is None or m.timestamp >= current.timestamp:
             self._index[key] = m
 
-    def lookup(self, model_hash: str, device: str, settings: Mapping[str, Any]) -> Measurement | None:
+    def lookup(
+        self, model_hash: str, device: str, settings: Mapping[str, Any], identity: str = ""
+    ) -> Measurement | None:
+        """The latest measurement of this model on this device with these settings, taken by a
+        device of this `identity`: another machine's (or an unknown one's) is never served."""
         with self._lock:
-            return self._index.get((model_hash, device, settings_key(settings)))
+            return self._index.get((model_hash, device, settings_key(settings), identity))
 
     def add(self, measurement: Measurement) -> None:
         self._write([_row(measurement)])
@@ -135,7 +143,13 @@ class MeasurementStore:
             self._remember(measurement)
 
     def add_failure(
-        self, device: str, device_class: str, model_hash: str, settings: Mapping[str, Any], error: str
+        self,
+        device: str,
+        device_class: str,
+        model_hash: str,
+        settings: Mapping[str, Any],
+        error: str,
+        identity: str = "",
     ) -> None:
         row: dict[str, Any] = {name: None for name in SCHEMA.names}
         row.update(
@@ -146,6 +160,7 @@ class MeasurementStore:
             model_hash=model_hash,
             settings=settings_key(settings),
             timestamp=time.time(),
+            identity=identity,
         )
         self._write([row])
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from adacomp.device_farm.devices.emulated import EmulatedDevice
 from adacomp.errors import AdacompError
 from adacomp.platform.evaluate.pareto import dominates
 from adacomp.platform.results.front import normalised_hypervolume, objective_vector, pareto_front
@@ -184,6 +185,10 @@ def test_mlflow_holds_parent_children_front_and_registered_model(finished: Searc
     assert on_front == {r.number for r in finished.front_records}
     failed = [c for c in children if c.data.tags["adacomp.failed"] == "true"]
     assert failed and failed[0].info.status == "FAILED" and "adacomp.failure_reason" in failed[0].data.tags
+    # what measured every number: on the search's run and on each trial's (identity.py)
+    pixel4 = EmulatedDevice("pixel4", "pixel4").identity()
+    assert parent.data.tags["adacomp.device.pixel4"] == pixel4 and pixel4.startswith("emulated pixel4 (profile ")
+    assert all(c.data.tags["adacomp.device.pixel4"] == pixel4 for c in children)
     artifacts = {a.path for a in client.list_artifacts(finished.run_id, "pareto")}
     expected = {"front.csv", "front.parquet", "front.md", "pareto.png", "pareto.html"}
     assert {f"pareto/{name}" for name in expected} <= artifacts

@@ -55,6 +55,11 @@ class Device(ABC):
     def runtime(self) -> str:
         return "unknown"
 
+    def identity(self) -> str:
+        """What this device is, as far as kernels go (identity.py); "" when it cannot say. The
+        store keys measurements by it: another machine's numbers are never served as this one's."""
+        return ""
+
     def close(self) -> None:
         """Release connections; the default has none."""
 

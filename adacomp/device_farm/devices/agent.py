@@ -28,6 +28,7 @@ MAX_REPLY_BYTES = 16 * 1024 * 1024  # a Measurement is a few KiB; more is not an
 # What the agent answers for a model it refuses while working well (too large for its limit, not
 # ONNX, not a graph its runtime runs): the farm fails that model alone (`ModelRefused`).
 MODEL_REFUSED_STATUSES = frozenset({413, 415, 422})
+MAX_IDENTITY_CHARS = 500  # a CPU, its flags, cores and runtime; more is not an identity
 
 
 class AgentDevice(Device):
@@ -56,6 +57,7 @@ class AgentDevice(Device):
             raise DeviceError(f"device {name!r}: {exc}") from None
         self._token = token
         self.timeout_s = timeout_s
+        self._identity = ""  # what the agent says it runs on, once it has said
 
     def _request(
         self,
@@ -101,9 +103,18 @@ class AgentDevice(Device):
             reply = self._request("GET", "/health", timeout=5)
         except DeviceError as exc:
             return Health(False, str(exc))
+        said = reply.get("identity")
+        if isinstance(said, str) and said.isprintable() and len(said) <= MAX_IDENTITY_CHARS:
+            self._identity = said
         return Health(
             bool(reply.get("ok")), f"{reply.get('runtime')}{' (busy)' if reply.get('busy') else ''}"
         )
+
+    def identity(self) -> str:
+        """The agent's machine as it describes itself (asked once; "" while it cannot be asked)."""
+        if not self._identity:
+            self.health()
+        return self._identity
 
     def runtime(self) -> str:
         return f"agent {self.url}"
@@ -121,5 +132,8 @@ class AgentDevice(Device):
             raise DeviceError(f"device {self.name!r}: agent sent a malformed measurement ({exc})") from None
         if remote.model_hash != model.sha256:
             raise DeviceError(f"device {self.name!r}: agent measured a different model (hash mismatch)")
-        # The farm's names win: the agent knows itself by its own name.
-        return replace(remote, device=self.name, device_class=self.device_class)
+        if remote.identity and remote.identity.isprintable() and len(remote.identity) <= MAX_IDENTITY_CHARS:
+            self._identity = remote.identity
+        # The farm's names win: the agent knows itself by its own name; the identity is the
+        # agent's own, as its health said (what the store keys the measurement by).
+        return replace(remote, device=self.name, device_class=self.device_class, identity=self._identity)

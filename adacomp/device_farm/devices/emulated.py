@@ -6,15 +6,35 @@ say ``source="emulated"`` and ``runs=0`` so nothing downstream mistakes them for
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from typing import ClassVar
 
 from adacomp.device_farm.devices._base import Device, Health, ModelRefused
 from adacomp.device_farm.emulator import predict_model, summarize
+from adacomp.device_farm.identity import differs, host_identity
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.profiles import DeviceProfile, load_profile
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.errors import AdacompError
+
+log = logging.getLogger(__name__)
+
+
+def warn_if_fitted_elsewhere(profile: DeviceProfile) -> bool:
+    """One warning when `profile` was calibrated on a host CPU other than this one: it predicts
+    that CPU, not this (int8 alone differs 2x between AVX2 and AVX-512 VNNI machines)."""
+    if profile.fitted_on_kind != "host" or not differs(profile.fitted_on, host_identity().describe()):
+        return False
+    log.warning(
+        "profile %r was calibrated on another CPU (%s), not this one (%s): its latencies are that "
+        "CPU's; calibrate this one with `adacomp farm calibrate --device host`",
+        profile.name,
+        profile.fitted_on,
+        host_identity().describe(),
+    )
+    return True
 
 
 class EmulatedDevice(Device):
@@ -24,9 +44,16 @@ class EmulatedDevice(Device):
     def __init__(self, name: str, profile: DeviceProfile | str, device_class: str | None = None) -> None:
         self.profile = profile if isinstance(profile, DeviceProfile) else load_profile(profile)
         super().__init__(name, device_class or self.profile.device_class)
+        digest = hashlib.sha256(self.profile.model_dump_json().encode()).hexdigest()[:12]
+        self._identity = f"emulated {self.profile.name} (profile {digest})"
+        warn_if_fitted_elsewhere(self.profile)
 
     def runtime(self) -> str:
         return f"emulated onnxruntime-cpu (profile {self.profile.name})"
+
+    def identity(self) -> str:
+        """The profile's name and content: two profiles of one name predict differently."""
+        return self._identity
 
     def measure(self, model: OnnxModel, settings: MeasureSettings) -> Measurement:
         try:
@@ -58,6 +85,7 @@ class EmulatedDevice(Device):
             model_hash=model.sha256,
             settings=settings.key(),
             notes=notes,
+            identity=self.identity(),
         )
 
     def health(self) -> Health:

@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from adacomp.device_farm.devices._base import Device, DeviceError, Health, ModelRefused
+from adacomp.device_farm.identity import host_identity
 from adacomp.device_farm.measurement import LatencyStats, Measurement
 from adacomp.device_farm.model import OnnxModel
 from adacomp.device_farm.settings import MeasureSettings
@@ -40,6 +41,9 @@ class HostDevice(Device):
         import onnxruntime
 
         return f"onnxruntime {onnxruntime.__version__} CPUExecutionProvider"
+
+    def identity(self) -> str:
+        return host_identity().describe()
 
     def health(self) -> Health:
         return Health(True, f"{self.runtime()}, cores {list(self.cores) if self.cores else 'any'}")
@@ -105,6 +109,7 @@ class HostDevice(Device):
             model_hash=model.sha256,
             settings=settings.key(),
             notes="; ".join(notes),
+            identity=self.identity(),
         )
 
 

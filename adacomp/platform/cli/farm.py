@@ -174,8 +174,8 @@ def _list(args: argparse.Namespace) -> int:
         state = "ok" if status.healthy else "DOWN"
         if status.quarantined_for_s:
             state = f"quarantined {status.quarantined_for_s:.0f} s"
-        rows.append([status.name, status.kind, status.device_class, state, status.detail])
-    print(format_table(["device", "kind", "class", "health", "detail"], rows))
+        rows.append([status.name, status.kind, status.device_class, state, status.identity, status.detail])
+    print(format_table(["device", "kind", "class", "health", "identity", "detail"], rows))
     return 0 if all(s.healthy for s in statuses) else 1
 
 

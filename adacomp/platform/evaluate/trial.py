@@ -45,6 +45,8 @@ class MeasuresModels(Protocol):
         self, model: OnnxModel, device: str, settings: MeasureSettings | None = None
     ) -> Measurement: ...
 
+    def identity(self, device: str) -> str: ...
+
 
 @dataclass(frozen=True)
 class TrialResult(Outcome[float | None]):

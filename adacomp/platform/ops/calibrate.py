@@ -509,6 +509,8 @@ class _Calibration:
                 "device_class": self.farm.devices[device].device_class,
                 "description": f"{mode} calibration of {device} ({o.threads} thread(s)) from {source.name}",
                 "kernel_model": str(kernel_path) if learned is not None else None,
+                "fitted_on": self.farm.devices[device].identity() or None,
+                "fitted_on_kind": self.farm.devices[device].kind,
                 "calibration": {
                     "mode": mode,
                     "models": len(fit),

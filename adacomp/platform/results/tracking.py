@@ -52,6 +52,9 @@ TRIAL_TAG = "adacomp.trial"
 SEARCH_TAG = "adacomp.search"
 DIR_TAG = "adacomp.dir"
 COMPLETE_TAG = "adacomp.complete"
+# Prefix of a search's per-target tags: what measured it (device_farm/identity.py), on the search's
+# run and on every trial's, so a number is never read as another machine's.
+DEVICE_TAG = "adacomp.device"
 KIND_TAG = "adacomp.kind"  # which job a run belongs to: search, supernet-train, bundle, ...
 MAX_PARAM = 6000  # MLflow's limit on a param value is 6000 characters
 
@@ -169,6 +172,7 @@ class SearchTracker:
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path) -> None:
         self.tracking_uri = tracking_uri
+        self.device_tags: dict[str, str] = {}  # DEVICE_TAG.<target> -> identity, on every trial's run
         seed_new_sqlite_store(tracking_uri)
         mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri)
@@ -378,6 +382,7 @@ class SearchTracker:
     # --- a search's child runs ---------------------------------------------------------------
     def log_trial(self, parent_id: str, record: TrialRecord, model_path: Path | None) -> str:
         tags = {
+            **self.device_tags,
             "adacomp.plan_hash": record.plan.hash,
             "adacomp.feasible": str(record.feasible).lower(),
             "adacomp.failed": str(record.failed).lower(),

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,12 @@ from adacomp.platform.evaluate.trial import TrialContext, trial_accelerator
 from adacomp.platform.results.snapshot import (
     SearchResult,
 )
+from adacomp.platform.results.tracking import DEVICE_TAG
 from adacomp.platform.search import ray_watchdog
 from adacomp.platform.search.environment import scoped_environment, search_flags
 from adacomp.platform.search.polish import StartingWeights, polish_front
 from adacomp.platform.search.preflight import (
+    device_identities,
     identity,
     job_baseline,
     job_dir,
@@ -223,7 +225,10 @@ def _run(
     ctx = TrialContext(config, task, model, RayFarm(farm_config, reservation), config.measure, calibration)
     ctx.accelerator = trial_accelerator(config.resources)  # the polish fine-tunes here, in the driver
     baseline = job_baseline(ctx, state, say)
-    parent_id = _parent_run(config, out_dir, tracker, state, baseline, tracking_uri, resume)
+    devices = device_identities(ctx.farm, config, state, say)
+    parent_id = _parent_run(config, out_dir, tracker, state, baseline, tracking_uri, resume, devices)
+    tracker.device_tags = {f"{DEVICE_TAG}.{target}": found for target, found in devices.items() if found}
+    tracker.set_tags(parent_id, tracker.device_tags)
     if loaded.supernet is not None and not resume:
         _log_supernet_cost(tracker, parent_id, loaded.supernet)
     view = ProgressView(SearchProgress(total=config.trials), enabled=progress)
@@ -312,8 +317,10 @@ def _parent_run(
     baseline: dict[str, float | None],
     tracking_uri: str,
     resume: bool,
+    devices: Mapping[str, str],
 ) -> str:
-    """The search's MLflow parent run: reopened on a resume, else started and saved in the state."""
+    """The search's MLflow parent run: reopened on a resume, else started and saved in the state
+    (with what each target device is: a resume on other machines says so)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         parent_id: str = state["parent_run_id"]
@@ -327,6 +334,7 @@ def _parent_run(
         "experiment": config.output.experiment,
         "identity": identity(config),
         "baseline": baseline,
+        "devices": dict(devices),
         "config": json.loads(config.model_dump_json()),
     }
     job_dir(config, out_dir).save(state)

@@ -8,8 +8,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from adacomp.device_farm.identity import differs
 from adacomp.errors import AdacompError
-from adacomp.platform.evaluate.trial import TrialContext, baseline_metrics
+from adacomp.platform.evaluate.trial import MeasuresModels, TrialContext, baseline_metrics
 from adacomp.platform.results.job_dir import JobDir
 from adacomp.platform.results.ledger import Ledger, TrialRecord
 from adacomp.platform.results.snapshot import (
@@ -73,6 +74,20 @@ def job_baseline(
         check_objectives_measurable(ctx.config, baseline)
     ctx.baseline = baseline
     return baseline
+
+
+def device_identities(
+    farm: MeasuresModels, config: SearchConfig, state: Mapping[str, Any], say: Callable[[str], None]
+) -> dict[str, str]:
+    """What each target device is (device_farm/identity.py), asked where it is attached. A
+    resumed search whose device is now another machine than the one it started on says so in
+    one line: its measurements from then on are that machine's, and the store never mixes them."""
+    found = {target: farm.identity(target) for target in config.targets}
+    started = state.get("devices") or {}
+    for target, now in found.items():
+        if differs(started.get(target), now):
+            say(f"device {target!r} is not what this search started on ({started[target]}), it is {now}")
+    return found
 
 
 def nothing_left(config: SearchConfig, out_dir: Path, state: Mapping[str, Any]) -> bool:

@@ -17,6 +17,7 @@ import ray
 from adacomp.device_farm import DeviceError, Farm, FarmConfig, Measurement, MeasureSettings, OnnxModel
 from adacomp.device_farm.config import DeviceSpec, EmulatedSpec, HostSpec
 from adacomp.device_farm.cores import CoreReservation, available_cores, pin_process, reserve_cores
+from adacomp.device_farm.devices._base import ModelRefused
 
 
 def device_resource(name: str) -> str:
@@ -80,6 +81,9 @@ class DeviceActor:
         status = self.farm.status()[0]
         return status.healthy, status.detail
 
+    def identity(self) -> str:
+        return self.farm.identity(self.name)
+
     def affinity(self) -> list[int]:
         import os
 
@@ -121,7 +125,8 @@ class RayFarm:
                 data = ray.get(self._actor(device).measure.remote(model.data, settings.model_dump_json()))
             except ray.exceptions.RayTaskError as exc:
                 cause = exc.as_instanceof_cause()  # type: ignore[no-untyped-call]
-                raise DeviceError(str(cause).strip().splitlines()[-1]) from None
+                refused = ModelRefused if isinstance(cause, ModelRefused) else DeviceError
+                raise refused(str(cause).strip().splitlines()[-1]) from None
             except ray.exceptions.RayActorError as exc:
                 raise DeviceError(f"device {device!r}: its actor died ({type(exc).__name__})") from None
             return Measurement.from_dict(data)
@@ -129,6 +134,17 @@ class RayFarm:
             known = ", ".join([*self._real, *(self._local.devices if self._local else {})])
             raise DeviceError(f"unknown device {device!r}; devices in the farm: {known}")
         return self._local.measure(model, device, settings)
+
+    def identity(self, device: str) -> str:
+        """What `device` is, asked where it is attached (identity.py)."""
+        if device in self._real:
+            try:
+                return str(ray.get(self._actor(device).identity.remote()))
+            except (ray.exceptions.RayTaskError, ray.exceptions.RayActorError):
+                return ""
+        if self._local is None:
+            return ""
+        return self._local.identity(device)
 
     def measure_many(
         self, model: OnnxModel, devices: list[str], settings: MeasureSettings | None = None
