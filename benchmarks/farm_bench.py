@@ -26,6 +26,8 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from torch import Tensor, nn
 from adacomp.device_farm import OnnxModel, open_farm
 from adacomp.device_farm.cost_model import accuracy_report, predict
 from adacomp.device_farm.emulator import clear_caches, predict_model
+from adacomp.device_farm.identity import host_identity
 from adacomp.device_farm.profiles import builtin_profile_names, load_profile
 from adacomp.platform.ops.calibrate import (
     CalibrationReport,
@@ -44,6 +47,7 @@ from adacomp.platform.ops.calibrate import (
 )
 from adacomp.platform.ops.calibration_models import CalibrationModel
 from adacomp.platform.ops.calibration_progress import Books
+from adacomp.platform.ops.mobile_blocks import MBConv, ShuffleUnit
 from adacomp.platform.ops.reference_models import mobilenet_v1
 from adacomp.platform.table import format_table
 from adacomp.search_spaces import export_onnx
@@ -99,8 +103,51 @@ class _DenseLayer(nn.Module):
         return torch.cat([x, self.body(x)], dim=1)
 
 
+UNSEEN_FAMILIES = (
+    "mobilenet_v2",
+    "mobilenet_v1",
+    "vgg",
+    "squeezenet",
+    "resnet",
+    "densenet",
+    "shufflenet_v2",
+    "mobilenet_v3",
+    "efficientnet",
+)
+
+
+def _mobile_v3_like(rng: random.Random, hard: bool) -> list[nn.Module]:
+    """A stem and MBConv stages with squeeze-and-excitation (hard-swish: MobileNetV3; SiLU and a
+    sigmoid gate: EfficientNet)."""
+    c = rng.choice([16, 24])
+    act: type[nn.Module] = nn.Hardswish if hard else nn.SiLU
+    layers: list[nn.Module] = [nn.Conv2d(3, c, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c), act()]
+    for out, stride in [(24, 2), (24, 1), (40, 2), (40, 1), (80, 2)][: rng.randint(3, 5)]:
+        layers.append(MBConv(c, out, rng.choice([3, 5]), stride, rng.choice([3, 4, 6]), hard=hard))
+        c = out
+    return [*layers, nn.Conv2d(c, 4 * c, 1), act()]
+
+
+def _shufflenet_v2(rng: random.Random) -> list[nn.Module]:
+    """A max-pool stem and ShuffleNetV2 stages (one down-sampling unit, then split units)."""
+    width = rng.choice([24, 48, 96])
+    layers: list[nn.Module] = [
+        nn.Conv2d(3, 24, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(24),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2, 1),
+    ]
+    c = 24
+    for stage in range(rng.randint(2, 3)):
+        out = width * 2**stage
+        layers.append(ShuffleUnit(c, out, 2))
+        layers += [ShuffleUnit(out, out, 1) for _ in range(rng.randint(1, 3))]
+        c = out
+    return layers
+
+
 def unseen_network(rng: random.Random) -> tuple[str, nn.Module, Tensor]:
-    family = rng.choice(["mobilenet_v2", "mobilenet_v1", "vgg", "squeezenet", "resnet", "densenet"])
+    family = rng.choice(UNSEEN_FAMILIES)
     size = rng.choice([64, 96, 128, 160])
     if family == "mobilenet_v2":
         width = rng.choice([0.35, 0.5, 0.75])
@@ -109,6 +156,17 @@ def unseen_network(rng: random.Random) -> tuple[str, nn.Module, Tensor]:
         return f"{family}@{size}", mobilenet_v1(), torch.randn(1, 3, size, size)
     layers: list[nn.Module] = []
     c = 3
+    if family in ("shufflenet_v2", "mobilenet_v3", "efficientnet"):
+        body = (
+            _shufflenet_v2(rng)
+            if family == "shufflenet_v2"
+            else _mobile_v3_like(rng, family == "mobilenet_v3")
+        )
+        features = nn.Sequential(*body)
+        with torch.no_grad():
+            c = int(features(torch.zeros(1, 3, size, size)).shape[1])
+        head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 1000)]
+        return f"{family}@{size}", nn.Sequential(features, *head), torch.randn(1, 3, size, size)
     if family == "vgg":
         for width in [rng.choice([16, 32, 64]) * 2**i for i in range(rng.randint(2, 4))]:
             for _ in range(rng.randint(1, 2)):
@@ -185,21 +243,22 @@ def unseen(args: argparse.Namespace, report: CalibrationReport) -> dict[str, Any
     measured = measure_models(
         farm, "host", models, profile, calibration_settings(1), _books(), kernels=False, passes=2
     )
-    rows = [
+    data = {item.name: item.data for item in models}  # a model never measured is left out
+    rows: list[dict[str, Any]] = [
         {
             "model": m.name,
             "measured_ms": m.latency_ms,
-            "emulated_ms": predict_model(OnnxModel(item.data, item.name), profile).latency_ms,
+            "emulated_ms": predict_model(OnnxModel(data[m.name], m.name), profile).latency_ms,
             "roofline_ms": predict(m.summary, roofline).latency_ms,
             "flops_ms": a * m.summary.macs + b,
         }
-        for m, item in zip(measured, models, strict=True)
+        for m in measured
     ]
-    measured_ms = [r["measured_ms"] for r in rows]
+    measured_ms = [float(r["measured_ms"]) for r in rows]
     return {
-        "emulator": accuracy_report([r["emulated_ms"] for r in rows], measured_ms),
-        "roofline": accuracy_report([r["roofline_ms"] for r in rows], measured_ms),
-        "flops_baseline": accuracy_report([r["flops_ms"] for r in rows], measured_ms),
+        "emulator": accuracy_report([float(r["emulated_ms"]) for r in rows], measured_ms),
+        "roofline": accuracy_report([float(r["roofline_ms"]) for r in rows], measured_ms),
+        "flops_baseline": accuracy_report([float(r["flops_ms"]) for r in rows], measured_ms),
         "rows": rows,
     }
 
@@ -249,6 +308,21 @@ def emulator_speed(profile_path: Path, seconds: float = 2.0) -> list[dict[str, A
             cached_rate = cached_count / (time.perf_counter() - started)
             rows.append({"model": name, "profile": label, "new_per_s": new_rate, "cached_per_s": cached_rate})
     return rows
+
+
+def per_family(
+    rows: Sequence[Mapping[str, Any]], family: Callable[[Mapping[str, Any]], str]
+) -> dict[str, Any]:
+    """The emulator's accuracy over each family's rows (the issue's target holds per family)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(family(row), []).append(row)
+    return {
+        name: accuracy_report(
+            [float(r["emulated_ms"]) for r in group], [float(r["measured_ms"]) for r in group]
+        )
+        for name, group in groups.items()
+    }
 
 
 def _metrics(found: dict[str, float]) -> list[str]:
@@ -307,13 +381,20 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "machine": platform.machine(),
             "profiles": builtin_profile_names(),
+            # what the host figures are of: never compare them across machines (identity.py)
+            "identity": {**asdict(host_identity()), "describe": host_identity().describe()},
         }
     }
     with tempfile.TemporaryDirectory() as tmp:
         out_dir = args.profile_out or Path(tmp)
+        started = time.perf_counter()
         report = calibrate(args, out_dir)
-        results["calibration"] = _report_json(report)
+        results["calibration"] = {**_report_json(report), "seconds": round(time.perf_counter() - started, 1)}
         results["unseen"] = unseen(args, report)
+        results["per_family"] = {
+            "held_out": per_family(report.rows, lambda row: str(row["family"])),
+            "unseen": per_family(results["unseen"]["rows"], lambda row: str(row["model"]).split("@")[0]),
+        }
         shots = few_shot(args, report, out_dir)
         results["few_shot"] = _report_json(shots)
         results["emulator_speed"] = emulator_speed(report.profile_path, args.speed_seconds)
@@ -332,8 +413,20 @@ def main(argv: list[str] | None = None) -> int:
         f"median gap {100 * noise['median_gap']:.1f} %, Kendall tau {noise['kendall_tau']:.3f}"
     )
     print(
-        f"calibration: {report.models} models fitted, {report.held_out} held out; few-shot: "
-        f"{shots.models} measurements, {shots.held_out} held out"
+        f"calibration: {report.models} models fitted, {report.held_out} held out, "
+        f"{results['calibration']['seconds']:.0f} s; few-shot: {shots.models} measurements, "
+        f"{shots.held_out} held out; host: {host_identity().describe()}"
+    )
+    family_rows = [
+        [f"{group}: {family}", str(int(found["n"])), *_metrics(found)]
+        for group, families in results["per_family"].items()
+        for family, found in sorted(families.items())
+    ]
+    print()
+    print(
+        format_table(
+            ["family (emulator)", "models", "within 10 %", "within 20 %", "Kendall tau", "MAPE"], family_rows
+        )
     )
     print()
     print(

@@ -278,6 +278,8 @@ def test_farm_bench_reports_calibration_unseen_few_shot_and_speed(
     assert len(report["unseen"]["rows"]) == 2 and report["few_shot"]["mode"] == "few-shot"
     assert all(row["cached_per_s"] > 0 and row["new_per_s"] > 0 for row in report["emulator_speed"])
     assert len(report["emulator_speed"]) == 6  # three models, each on two profiles
+    assert calibration["seconds"] > 0 and report["meta"]["identity"]["describe"]  # what the host was
+    assert set(report["per_family"]) == {"held_out", "unseen"} and "family (emulator)" in out
 
 
 def test_rl_curve_means_the_last_window_and_keeps_the_running_best() -> None:

@@ -54,10 +54,11 @@ MAX_MODELS = 2000
 # Kernel kinds -> the generator blocks rich in them (adaptive sampling's lever).
 _BLOCKS_OF_KIND = {
     "conv": ("conv", "basic_residual"),
-    "depthwise_conv": ("depthwise", "inverted_residual"),
+    "depthwise_conv": ("depthwise", "inverted_residual", "squeeze_excite", "shuffle"),
     "gemm": ("pointwise",),
-    "pool": ("pool",),
-    "elementwise": ("inverted_residual", "basic_residual"),
+    "pool": ("pool", "squeeze_excite"),
+    "elementwise": ("inverted_residual", "basic_residual", "squeeze_excite"),
+    "reshape": ("shuffle",),
 }
 
 

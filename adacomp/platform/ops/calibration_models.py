@@ -24,14 +24,24 @@ import torch
 from torch import Tensor, nn
 
 from adacomp.errors import first_line
+from adacomp.platform.ops.mobile_blocks import MBConv, ShuffleUnit
 from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.search_spaces import CompressionPlan, Step, build_space, compress, export_onnx
 from adacomp.tasks import Task, load_task
 
 # Draws allowed per model asked for before the generator gives up (each skipped model draws again).
 MAX_DRAWS_PER_MODEL = 3
-BLOCKS = ("conv", "inverted_residual", "basic_residual", "pool", "pointwise", "depthwise")
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.LeakyReLU, nn.Sigmoid)
+BLOCKS = (
+    "conv",
+    "inverted_residual",
+    "basic_residual",
+    "pool",
+    "pointwise",
+    "depthwise",
+    "squeeze_excite",  # MobileNetV3 / EfficientNet's MBConv: SE gate, hard-swish or SiLU, 3-7 px depthwise
+    "shuffle",  # ShuffleNetV2's unit: split, branch, concat, channel shuffle (run-time shapes)
+)
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.LeakyReLU, nn.Sigmoid, nn.SiLU)
 
 
 @dataclass(frozen=True)
@@ -81,6 +91,9 @@ def random_network(
     stem_stride = rng.choice([1, 2])
     layers: list[nn.Module] = _conv(c, width, rng.choice([3, 3, 5, 7]), stem_stride, 1, _act(rng))
     size = (size + 1) // 2 if stem_stride == 2 else size
+    if size >= 16 and rng.random() < 0.25:  # a max-pool stem (ResNet, ShuffleNet)
+        layers.append(nn.MaxPool2d(3, stride=2, padding=1))
+        size = (size + 1) // 2
     c = width
     names = list(BLOCKS)
     probabilities = [float((weights or {}).get(name, 1.0)) for name in names]
@@ -106,6 +119,18 @@ def random_network(
             )
             layers.append(_Residual(body) if stride == 1 else body)
             out = c if stride == 1 else out
+        elif block == "squeeze_excite":
+            out = out if stride == 2 else rng.choice([c, out])
+            layers.append(
+                MBConv(
+                    c, out, rng.choice([3, 5, 5, 7]), stride, rng.choice([3, 4, 6]), hard=rng.random() < 0.6
+                )
+            )
+        elif block == "shuffle":
+            if c % 2:  # the unit splits its channels in two
+                continue
+            out = c if stride == 1 else out + out % 2
+            layers.append(ShuffleUnit(c, out, stride))
         elif block == "basic_residual":
             body = nn.Sequential(*_conv(c, c, 3, 1, 1, nn.ReLU()), *_conv(c, c, 3, 1, 1, None))
             layers += [_Residual(body), nn.ReLU()]
