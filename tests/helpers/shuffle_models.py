@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from adacomp.tasks import DataSplits, Task, TrainBudget
+from adacomp.tasks.datasets import TensorPairDataset
+
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
     batch, channels, height, width = x.size()
@@ -89,3 +92,19 @@ def tiny_shufflenet() -> tuple[nn.Module, Tensor]:
     """The network (eval mode, seeded weights) and an example input."""
     torch.manual_seed(0)
     return TinyShuffleNet().eval(), torch.randn(1, 3, 32, 32)
+
+
+def shuffle_task() -> Task:
+    """The network as a `module:function` task on a few random images, for `adacomp space`."""
+    generator = torch.Generator().manual_seed(0)
+    data = TensorPairDataset(torch.randn(16, 3, 32, 32, generator=generator), torch.arange(16) % 10)
+    return Task(
+        name="tiny_shufflenet",
+        description="ShuffleNetV2-style network on random images",
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        build_model=TinyShuffleNet,
+        data=DataSplits(data, data, data),
+        train_budget=TrainBudget(steps=1),
+        finetune_budget=TrainBudget(steps=1),
+    )
