@@ -84,7 +84,7 @@ def group_layers(space: SearchSpace, model: nn.Module, grouping: Grouping) -> Se
     last = len(space.layers) - 1
     for index, layer in enumerate(space.layers):
         groups.setdefault(_key(model, layer, grouping, index, last), []).append(layer)
-    return SearchSpace(tuple(_merge(members) for members in groups.values()))
+    return replace(space, layers=tuple(_merge(members) for members in groups.values()))
 
 
 def resolve_grouping(space: SearchSpace, model: nn.Module, grouping: Grouping) -> Grouping:

@@ -1,13 +1,16 @@
 """The search space of a model: its compressible layers and, per layer, what applies and how.
 
 Plain data that the platform turns into Optuna/Tune spaces or RL action sets, and that the CLI
-prints. Only layers where at least one technique applies are listed.
+prints. Only layers where at least one technique applies are listed. Channel pruning is offered
+only where Torch-Pruning can follow the channels (techniques/channel_groups.py); where it cannot,
+the space says why (`withheld`), and it keeps the model's channel structure so that a plan
+drawn from it is repaired before it is proposed (repair.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -19,6 +22,9 @@ from adacomp.search_spaces.params import ParamSpec, defaults
 from adacomp.search_spaces.plan import CompressionPlan, Step
 from adacomp.search_spaces.sites import LayerSite, trace_sites
 from adacomp.search_spaces.techniques import registered_techniques
+from adacomp.search_spaces.techniques.channel_groups import ChannelGraph, channel_graph
+
+CHANNEL_PRUNE = "channel_prune"
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,10 @@ class LayerSpace:
 @dataclass(frozen=True)
 class SearchSpace:
     layers: tuple[LayerSpace, ...]
+    # What channel pruning reaches in the model, and where it is refused: what plan repair reads.
+    # Empty for a space written by hand (its plans are taken as drawn). Derived spaces (restricted,
+    # grouped, bounded) keep it: build them with `replace(space, layers=...)`.
+    channels: ChannelGraph = field(default_factory=ChannelGraph)
 
     def layer(self, name: str) -> LayerSpace:
         for layer in self.layers:
@@ -73,7 +83,12 @@ class SearchSpace:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layers": [layer.to_dict() for layer in self.layers]}
+        withheld = [{"layer": layer, "technique": t, "reason": why} for layer, t, why in self.withheld()]
+        return {"layers": [layer.to_dict() for layer in self.layers], "withheld": withheld}
+
+    def withheld(self) -> list[tuple[str, str, str]]:
+        """(layer, technique, why): what a layer's own checks allow and the model rules out."""
+        return [(layer, CHANNEL_PRUNE, why) for layer, why in self.channels.refused]
 
     def size(self) -> str:
         """What the space's entries are, for people: "53 compressible layers, 13 skippable blocks"."""
@@ -95,7 +110,8 @@ class SearchSpace:
             kept = {name: params for name, params in layer.techniques.items() if name in allowed}
             if kept:
                 layers.append(replace(layer, techniques=kept))
-        return SearchSpace(tuple(layers))
+        channels = self.channels if CHANNEL_PRUNE in allowed else ChannelGraph()
+        return replace(self, layers=tuple(layers), channels=channels)
 
     def example_plan(self) -> CompressionPlan:
         """A valid starting plan: one module technique per layer where one applies, int8 export.
@@ -125,9 +141,26 @@ def build_space(model: nn.Module, example_input: torch.Tensor, *, blocks: bool =
         for name, site in sorted(sites.items(), key=lambda kv: kv[1].order)
         if (entry := _entry(model.get_submodule(name), site, "layer")) is not None
     ]
+    prunable = [layer.site.name for layer in layers if CHANNEL_PRUNE in layer.techniques]
+    channels = channel_graph(model, example_input, sites, prunable) if prunable else ChannelGraph()
+    layers = _without_refused(layers, channels)
     if blocks:
         layers += _block_entries(model, example_input, sites)
-    return SearchSpace(tuple(sorted(layers, key=execution_order)))
+    return SearchSpace(tuple(sorted(layers, key=execution_order)), channels)
+
+
+def _without_refused(layers: Sequence[LayerSpace], channels: ChannelGraph) -> list[LayerSpace]:
+    """`layers` without channel pruning where the model's structure rules it out (an entry left
+    with no technique goes)."""
+    refused = {layer for layer, _ in channels.refused}
+    kept = []
+    for layer in layers:
+        if layer.site.name in refused:
+            techniques = {t: p for t, p in layer.techniques.items() if t != CHANNEL_PRUNE}
+            layer = replace(layer, techniques=techniques)
+        if layer.techniques:
+            kept.append(layer)
+    return kept
 
 
 def _entry(module: nn.Module, site: LayerSite, unit: str) -> LayerSpace | None:

@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+<<<<<<< HEAD
 from adacomp.search_spaces import CompressionPlan, Step, export_onnx
+=======
+from adacomp.tasks import DataSplits, Task, TrainBudget
+from adacomp.tasks.datasets import TensorPairDataset
+>>>>>>> i38-plans
 
 
 def channel_shuffle(x: Tensor, groups: int) -> Tensor:
@@ -96,6 +101,7 @@ def tiny_shufflenet() -> tuple[nn.Module, Tensor]:
     return TinyShuffleNet().eval(), torch.randn(1, 3, 32, 32)
 
 
+<<<<<<< HEAD
 @functools.cache
 def tiny_shufflenet_onnx(precision: str | None = None) -> bytes:
     """`tiny_shufflenet` exported to ONNX, every conv and the classifier quantized to `precision`
@@ -110,3 +116,19 @@ def tiny_shufflenet_onnx(precision: str | None = None) -> bytes:
     rng = np.random.default_rng(0)
     calibration = [rng.standard_normal((4, *example.shape[1:])).astype(np.float32) for _ in range(2)]
     return export_onnx(model, example, plan=plan, calibration=calibration)
+=======
+def shuffle_task() -> Task:
+    """The network as a `module:function` task on a few random images, for `adacomp space`."""
+    generator = torch.Generator().manual_seed(0)
+    data = TensorPairDataset(torch.randn(16, 3, 32, 32, generator=generator), torch.arange(16) % 10)
+    return Task(
+        name="tiny_shufflenet",
+        description="ShuffleNetV2-style network on random images",
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        build_model=TinyShuffleNet,
+        data=DataSplits(data, data, data),
+        train_budget=TrainBudget(steps=1),
+        finetune_budget=TrainBudget(steps=1),
+    )
+>>>>>>> i38-plans

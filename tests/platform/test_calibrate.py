@@ -4,12 +4,18 @@ this host in tests/test_readme.py (README's calibrate commands)."""
 
 from __future__ import annotations
 
+import random
+
+import torch
+from torch import nn
+
 from adacomp.device_farm import open_farm
 from adacomp.device_farm.profiles import load_profile
 from adacomp.device_farm.settings import MeasureSettings
 from adacomp.platform.ops.calibrate import _fmt, block_weights, measure_models, noise_floor
-from adacomp.platform.ops.calibration_models import BLOCKS, CalibrationModel, calibration_models
+from adacomp.platform.ops.calibration_models import BLOCKS, CalibrationModel, calibration_models, random_plan
 from adacomp.platform.ops.calibration_progress import Books
+from adacomp.search_spaces import compress
 from tests.helpers.onnx_exports import exported
 
 
@@ -57,3 +63,20 @@ def test_generated_models_cover_families_and_precisions() -> None:
     assert any(m.name.endswith((":int8", ":fp16", ":fp32")) for m in models)
     again = list(calibration_models(4, seed=3))
     assert [m.name for m in again] == [m.name for m in models]  # seeded
+
+
+def test_random_plans_build_where_pruning_rules_out_the_next_layers_fire(
+    cnn: nn.Module, cnn_input: torch.Tensor
+) -> None:
+    """A calibration run died on a random plan that pruned conv1's channels and chose `fire` for
+    conv2, which then had nothing to squeeze: random plans are repaired as the search's are."""
+    rng = random.Random(38)
+    plans = [random_plan(cnn, cnn_input, rng) for _ in range(150)]
+    pruned = [
+        plan
+        for plan in plans
+        if any(s.technique == "channel_prune" for s in plan.steps_for("features.conv1"))
+    ]
+    assert pruned  # some leave conv2 fewer than the 4 input channels fire needs
+    for plan in plans:
+        assert compress(cnn, plan, cnn_input)(cnn_input).shape == (4, 10)

@@ -54,6 +54,20 @@ def test_space_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["layers"][0]["type"] == "Conv1d"
 
 
+def test_space_says_which_layers_are_not_offered_channel_pruning_and_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task = "tests.helpers.shuffle_models:shuffle_task"
+    assert main(["space", "--task", task]) == 0
+    out = capsys.readouterr().out
+    assert "not offered:" in out
+    assert "stage.1.right.5: no channel_prune: its channels are reshaped further on" in out
+    assert "stem.0: no channel_prune: Torch-Pruning cannot build the whole model's channel graph" in out
+    assert main(["space", "--task", task, "--json"]) == 0
+    withheld = json.loads(capsys.readouterr().out)["withheld"]
+    assert {"layer": "conv.0", "technique": "channel_prune"}.items() <= withheld[-1].items()
+
+
 def test_tasks_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tasks"]) == 0
     out = capsys.readouterr().out

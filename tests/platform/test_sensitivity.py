@@ -15,13 +15,15 @@ from adacomp.platform.evaluate.sensitivity import (
     bounded_space,
     ordered_by_sensitivity,
 )
-from adacomp.search_spaces import FloatParam, build_space
+from adacomp.search_spaces import FloatParam, SearchSpace, build_space
 from adacomp.tasks import pretrained_model
 from tests.platform.tiny_task import tiny_digits
 
+Analysed = tuple[SearchSpace, SensitivityReport]
+
 
 @pytest.fixture(scope="module")
-def analysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, SensitivityReport]:
+def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
     task = tiny_digits()
     model = pretrained_model(task, cache_dir=tmp_path_factory.mktemp("cache"))
     space = build_space(model, task.example_input(2))
@@ -31,7 +33,7 @@ def analysed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Sensitiv
     return space, report
 
 
-def test_every_strength_knob_of_every_layer_is_probed_mild_to_aggressive(analysed: tuple) -> None:
+def test_every_strength_knob_of_every_layer_is_probed_mild_to_aggressive(analysed: Analysed) -> None:
     space, report = analysed
     assert report.samples == 256 and 0.5 < report.baseline_accuracy <= 1.0
     expected = {
@@ -51,7 +53,7 @@ def test_every_strength_knob_of_every_layer_is_probed_mild_to_aggressive(analyse
     assert conv1.drops[-1][1] > conv1.drops[0][1]
 
 
-def test_bounded_space_keeps_the_mild_side_of_each_knob(analysed: tuple) -> None:
+def test_bounded_space_keeps_the_mild_side_of_each_knob(analysed: Analysed) -> None:
     space, report = analysed
     bounded = bounded_space(space, report)
     for probe in report.probes:
@@ -63,6 +65,8 @@ def test_bounded_space_keeps_the_mild_side_of_each_knob(analysed: tuple) -> None
             assert after.low == max(before.low, probe.bound) and after.high == before.high
         else:
             assert after.high == min(before.high, probe.bound) and after.low == before.low
+    assert bounded.channels == space.channels and space.channels.groups  # plans still repaired
+    assert ordered_by_sensitivity(space, report).channels == space.channels
     untouched = {t for layer in bounded.layers for t in layer.techniques} - set(STRENGTH_KNOBS)
     for name in untouched:  # structural replacements are never bounded
         for layer in space.layers:
@@ -70,7 +74,7 @@ def test_bounded_space_keeps_the_mild_side_of_each_knob(analysed: tuple) -> None
                 assert bounded.layer(layer.name).techniques[name] == layer.techniques[name]
 
 
-def test_the_report_is_data_and_orders_the_least_sensitive_first(analysed: tuple, tmp_path: Path) -> None:
+def test_the_report_is_data_and_orders_the_least_sensitive_first(analysed: Analysed, tmp_path: Path) -> None:
     space, report = analysed
     assert SensitivityReport.from_dict(report.to_dict()) == report
     ordered = ordered_by_sensitivity(space, report)

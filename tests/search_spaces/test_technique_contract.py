@@ -101,3 +101,38 @@ def test_out_of_range_parameters_are_refused(technique: str) -> None:
     plan = CompressionPlan.from_mapping({name: [Step.of(technique, **params)]})
     with pytest.raises(ValueError, match="unknown parameter 'no_such_param'"):
         compress(model, plan, x)
+
+
+def _layer(kind: str, inputs: int, outputs: int) -> tuple[nn.Module, LayerSite]:
+    """A lone 3x3 conv or a Linear with `inputs` and `outputs` channels, and its site."""
+    layer: nn.Module = (
+        nn.Conv2d(inputs, outputs, 3, padding=1) if kind == "conv" else nn.Linear(inputs, outputs)
+    )
+    spatial = (8, 8) if kind == "conv" else ()
+    site = LayerSite(
+        name="layer",
+        module_type=type(layer).__name__,
+        input_shape=(inputs, *spatial),
+        output_shape=(outputs, *spatial),
+        order=0,
+        is_output=False,
+        flattened_from=None,
+        macs=0,
+    )
+    return layer, site
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_fewest_channels_is_where_the_technique_stops_applying(technique: str) -> None:
+    """Plan repair trusts `fewest_channels` to know what channel pruning elsewhere rules out: a
+    technique that applies to a wide layer applies at those counts, and not one channel below."""
+    t = registered_techniques()[technique]
+    fewest_in, fewest_out = t.fewest_channels
+    for kind in ("conv", "linear"):
+        if not t.applies_to(*_layer(kind, 16, 16)):
+            continue
+        assert t.applies_to(*_layer(kind, fewest_in, fewest_out)), f"{technique} on a {kind}"
+        if fewest_in > 1:
+            assert not t.applies_to(*_layer(kind, fewest_in - 1, fewest_out)), f"{technique} on a {kind}"
+        if fewest_out > 1:
+            assert not t.applies_to(*_layer(kind, fewest_in, fewest_out - 1)), f"{technique} on a {kind}"

@@ -132,6 +132,8 @@ def _space(args: argparse.Namespace) -> int:
             f"{len(space.layers)} choices (grouping {grouping})"
         )
         print(_space_table(space))
+        if space.withheld():
+            print("\n" + _withheld_text(space))
         if report is not None:
             print("\n" + report.table())
     if args.write_example is not None:
@@ -159,6 +161,12 @@ def _space_table(space: Any) -> str:
             ]
             rows.append([*(head if i == 0 else [""] * 5), technique, described])
     return format_table(["choice", "layers", "type", "params", "MACs", "technique", "parameters"], rows)
+
+
+def _withheld_text(space: Any) -> str:
+    """What the model's structure rules out, layer by layer, with why."""
+    lines = [f"  {layer}: no {technique}: {why}" for layer, technique, why in space.withheld()]
+    return "\n".join(["not offered:", *lines])
 
 
 def _tasks(args: argparse.Namespace) -> int:

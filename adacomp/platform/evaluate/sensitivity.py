@@ -170,7 +170,7 @@ def bounded_space(space: SearchSpace, report: SensitivityReport) -> SearchSpace:
             assert isinstance(spec, FloatParam)
             techniques[probe.technique][probe.param] = _cut(spec, probe)
         layers.append(replace(entry, techniques=techniques))
-    return SearchSpace(tuple(layers))
+    return replace(space, layers=tuple(layers))
 
 
 def _cut(spec: FloatParam, probe: Probe) -> FloatParam:
@@ -184,4 +184,4 @@ def _cut(spec: FloatParam, probe: Probe) -> FloatParam:
 
 def ordered_by_sensitivity(space: SearchSpace, report: SensitivityReport) -> SearchSpace:
     """The entries least sensitive first (stable: ties keep the model's order)."""
-    return SearchSpace(tuple(sorted(space.layers, key=lambda entry: report.score(entry.name))))
+    return replace(space, layers=tuple(sorted(space.layers, key=lambda entry: report.score(entry.name))))

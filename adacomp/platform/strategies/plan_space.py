@@ -1,7 +1,8 @@
 """From a model's search space to flat sampler parameters and back to a CompressionPlan.
 
 Samplers (Optuna through Tune, random, the RL agent) see flat, named parameters; a trial turns
-them back into a plan with `plan_from_params`, and a resumed search turns finished plans into
+them back into a plan with `plan_from_params` (which repairs a plan whose choices rule each other
+out, so every strategy proposes plans that build), and a resumed search turns finished plans into
 parameters (`params_from_plan`) to seed the sampler's history. Per layer: one module or
 structural technique (or none) with its parameters, optional magnitude pruning; per model: one
 quantization precision (or none).
@@ -20,6 +21,7 @@ import optuna
 from adacomp.search_spaces import CompressionPlan, LayerSpace, SearchSpace, Step
 from adacomp.search_spaces.blocks import inside
 from adacomp.search_spaces.params import ChoiceParam, FloatParam, IntParam, ParamSpec
+from adacomp.search_spaces.repair import repaired
 
 NONE = "none"
 # Techniques a layer may take as its one main step; magnitude pruning and quantization are
@@ -82,7 +84,14 @@ def quantizable(space: SearchSpace) -> bool:
 
 
 def plan_from_params(params: Mapping[str, Any], space: SearchSpace) -> CompressionPlan:
-    """The plan a flat parameter dict describes (unknown or inactive keys are ignored)."""
+    """The plan a flat parameter dict describes (unknown or inactive keys are ignored), repaired
+    where one layer's choice rules out another's (search_spaces/repair.py): what every strategy
+    proposes, so that every proposed plan builds."""
+    return repaired(drawn_plan(params, space), space.channels)
+
+
+def drawn_plan(params: Mapping[str, Any], space: SearchSpace) -> CompressionPlan:
+    """The plan exactly as the parameters name it, before repair."""
     precision = params.get("precision", NONE)
     layers: dict[str, list[Step]] = {}
     for layer in space.layers:

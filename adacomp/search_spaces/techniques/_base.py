@@ -63,6 +63,10 @@ class Technique(ABC):
     stage: ClassVar[Stage] = Stage.MODULE
     unit: ClassVar[Unit] = "layer"
     summary: ClassVar[str] = ""
+    # The fewest (input, output) channels of a layer it applies to, where `why_not` asks for
+    # more than one: channel pruning elsewhere in a plan can take a layer below them, and plan
+    # repair (search_spaces/repair.py) reads them to leave such a step out.
+    fewest_channels: ClassVar[tuple[int, int]] = (1, 1)
 
     @abstractmethod
     def why_not(self, layer: nn.Module, site: LayerSite) -> str | None:

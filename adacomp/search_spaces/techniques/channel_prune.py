@@ -2,7 +2,9 @@
 
 Dependencies (BatchNorm, the next conv or linear, residual additions, depthwise convs, a flatten
 into a classifier) are followed by Torch-Pruning's dependency graph, so the pruned model is
-physically smaller and still runs. Channels with the smallest group L1 norm go first.
+physically smaller and still runs; a layer whose channels reach what that graph cannot follow
+(a split, a channel shuffle, a grouped conv) is refused (channel_groups.py). Channels with the
+smallest group L1 norm go first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from adacomp.errors import AdacompError
 from adacomp.search_spaces.params import FloatParam, ParamSpec, ParamValue
 from adacomp.search_spaces.sites import LayerSite, eval_mode
 from adacomp.search_spaces.techniques._base import StructuralTechnique, is_plain_conv
+from adacomp.search_spaces.techniques.channel_groups import ChannelDependencies, out_channels_fn
 
 RATIO = FloatParam(0.0, 0.9, default=0.25)
 # Kept channel counts are rounded to multiples of this where the layer's own count is one.
@@ -66,6 +69,7 @@ def aligned_channels(original: int, keep: int, multiple: int | None = None) -> i
 class ChannelPrune(StructuralTechnique):
     name = "channel_prune"
     summary = "remove whole output channels/neurons and shrink the layers that depend on them"
+    fewest_channels = (1, 2)  # one output channel kept, at least one removed
 
     def why_not(self, layer: nn.Module, site: LayerSite) -> str | None:
         if not (isinstance(layer, nn.Linear) or is_plain_conv(layer)):
@@ -74,7 +78,7 @@ class ChannelPrune(StructuralTechnique):
             return "grouped/depthwise convs are pruned with the layer that feeds them"
         if site.is_output:
             return "it is the model's output layer (its channels are the model's outputs)"
-        if _out_channels(layer) < 2:
+        if _out_channels(layer) < self.fewest_channels[1]:
             return "it has a single output channel"
         return None
 
@@ -89,8 +93,7 @@ class ChannelPrune(StructuralTechnique):
         scores = weight.detach().abs().flatten(1).sum(1)
         removed = torch.argsort(scores)[: _out_channels(layer) - keep].tolist()
         if removed:
-            fn = tp.prune_linear_out_channels if isinstance(layer, nn.Linear) else tp.prune_conv_out_channels
-            fn(pruned, removed)
+            out_channels_fn(layer)(pruned, removed)
         return pruned
 
     def apply_to_model(
@@ -100,30 +103,29 @@ class ChannelPrune(StructuralTechnique):
         sites: Mapping[str, LayerSite],
         example_input: torch.Tensor,
     ) -> None:
+        """Prune every target along its dependency group (channel_groups.py), refusing first, in
+        one line, a target whose channels Torch-Pruning cannot follow (a split, a shuffle, groups)."""
         with eval_mode(model):
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input[:1])
+            dependencies = ChannelDependencies(model, example_input)
+            order = sorted(targets, key=lambda n: sites[n].order)
+            for name in order:
+                reason = dependencies.why_not(name)
+                if reason is not None:
+                    raise AdacompError(f"layer {name!r}: {self.name!r} does not apply ({reason})")
             importance = tp.importance.GroupMagnitudeImportance(p=1)
-            for name in sorted(targets, key=lambda n: sites[n].order):
+            for name in order:
                 layer = model.get_submodule(name)
                 original = int(sites[name].output_shape[0])
                 keep = kept_channels(original, float(targets[name]["ratio"]))
                 current = _out_channels(layer)
                 if current <= keep:  # already shrunk through a coupled layer (residual join)
                     continue
-                fn = self._prune_fn(layer)
-                everything = graph.get_pruning_group(layer, fn, idxs=list(range(current)))
-                scores: Any = importance(everything)
+                scores: Any = importance(dependencies.group(name, list(range(current))))
                 removed = torch.argsort(scores)[: current - keep].tolist()
-                group = graph.get_pruning_group(layer, fn, idxs=removed)
-                if not graph.check_pruning_group(group):
+                group = dependencies.group(name, removed)
+                if not dependencies.check(name, group):
                     raise AdacompError(
                         f"layer {name!r}: removing {len(removed)} channels would empty a dependent layer; "
                         "use a smaller ratio"
                     )
                 group.prune()
-
-    @staticmethod
-    def _prune_fn(layer: nn.Module) -> Any:
-        if isinstance(layer, nn.Linear):
-            return tp.prune_linear_out_channels
-        return tp.prune_conv_out_channels

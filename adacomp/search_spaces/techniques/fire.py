@@ -50,6 +50,7 @@ def squeeze_rank(in_channels: int, ratio: float) -> int:
 class FireModule(Technique):
     name = "fire"
     summary = "SqueezeNet fire module (squeeze 1x1, expand 1x1 + k x k), initialised by SVD"
+    fewest_channels = (4, 2)  # something to squeeze; one 1x1 and one k x k expand channel
 
     def why_not(self, layer: nn.Module, site: LayerSite) -> str | None:
         if not is_standard_conv(layer):
@@ -62,10 +63,11 @@ class FireModule(Technique):
             return "needs dilation 1"
         if layer.padding != tuple((size - 1) // 2 for size in k) or layer.padding_mode != "zeros":
             return "needs 'same' zero padding so the 1x1 and k x k branches line up"
-        if layer.out_channels < 2:
-            return "needs at least two output channels"
-        if layer.in_channels < 4:
-            return "needs at least 4 input channels: there is nothing to squeeze"
+        fewest_in, fewest_out = self.fewest_channels
+        if layer.out_channels < fewest_out:
+            return f"needs at least {fewest_out} output channels"
+        if layer.in_channels < fewest_in:
+            return f"needs at least {fewest_in} input channels: there is nothing to squeeze"
         return None
 
     def space(self, layer: nn.Module, site: LayerSite) -> Mapping[str, ParamSpec]:
