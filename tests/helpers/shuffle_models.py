@@ -1,4 +1,5 @@
-"""A ShuffleNetV2-style network written from its paper (Ma et al. 2018), small enough for tests.
+"""A ShuffleNetV2-style network written from its paper (Ma et al. 2018), small enough for tests
+(its unit: adacomp/platform/ops/mobile_blocks.py, which calibration generates too).
 
 What makes it hard for tools that read a graph statically: the basic unit splits its input in
 two along channels (`chunk`, ONNX `Split`), sends one half through a branch and concatenates the
@@ -14,63 +15,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-<<<<<<< HEAD
+from adacomp.platform.ops.mobile_blocks import ShuffleUnit
 from adacomp.search_spaces import CompressionPlan, Step, export_onnx
-=======
 from adacomp.tasks import DataSplits, Task, TrainBudget
 from adacomp.tasks.datasets import TensorPairDataset
->>>>>>> i38-plans
-
-
-def channel_shuffle(x: Tensor, groups: int) -> Tensor:
-    batch, channels, height, width = x.size()
-    x = x.view(batch, groups, channels // groups, height, width).transpose(1, 2).contiguous()
-    return x.view(batch, channels, height, width)
-
-
-def _branch(c_in: int, c_out: int, stride: int) -> nn.Sequential:
-    """1x1 conv, 3x3 depthwise (stride), 1x1 conv: the unit's right branch."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(),
-        nn.Conv2d(c_out, c_out, 3, stride=stride, padding=1, groups=c_out, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.Conv2d(c_out, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.ReLU(),
-    )
-
-
-class ShuffleUnit(nn.Module):
-    """Stride 1: split, right half through the branch, concat, shuffle. Stride 2: both halves
-    from the whole input (the left through a depthwise + 1x1), concat, shuffle."""
-
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
-        super().__init__()
-        self.stride = stride
-        half = c_out // 2
-        if stride == 1:
-            assert c_in == c_out
-            self.left: nn.Module = nn.Identity()
-            self.right = _branch(half, half, 1)
-        else:
-            self.left = nn.Sequential(
-                nn.Conv2d(c_in, c_in, 3, stride=2, padding=1, groups=c_in, bias=False),
-                nn.BatchNorm2d(c_in),
-                nn.Conv2d(c_in, half, 1, bias=False),
-                nn.BatchNorm2d(half),
-                nn.ReLU(),
-            )
-            self.right = _branch(c_in, half, 2)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.stride == 1:
-            kept, through = x.chunk(2, dim=1)
-            out = torch.cat((kept, self.right(through)), dim=1)
-        else:
-            out = torch.cat((self.left(x), self.right(x)), dim=1)
-        return channel_shuffle(out, 2)
 
 
 class TinyShuffleNet(nn.Module):
@@ -101,7 +49,6 @@ def tiny_shufflenet() -> tuple[nn.Module, Tensor]:
     return TinyShuffleNet().eval(), torch.randn(1, 3, 32, 32)
 
 
-<<<<<<< HEAD
 @functools.cache
 def tiny_shufflenet_onnx(precision: str | None = None) -> bytes:
     """`tiny_shufflenet` exported to ONNX, every conv and the classifier quantized to `precision`
@@ -116,7 +63,8 @@ def tiny_shufflenet_onnx(precision: str | None = None) -> bytes:
     rng = np.random.default_rng(0)
     calibration = [rng.standard_normal((4, *example.shape[1:])).astype(np.float32) for _ in range(2)]
     return export_onnx(model, example, plan=plan, calibration=calibration)
-=======
+
+
 def shuffle_task() -> Task:
     """The network as a `module:function` task on a few random images, for `adacomp space`."""
     generator = torch.Generator().manual_seed(0)
@@ -131,4 +79,12 @@ def shuffle_task() -> Task:
         train_budget=TrainBudget(steps=1),
         finetune_budget=TrainBudget(steps=1),
     )
->>>>>>> i38-plans
+
+
+__all__ = [
+    "ShuffleUnit",
+    "TinyShuffleNet",
+    "shuffle_task",
+    "tiny_shufflenet",
+    "tiny_shufflenet_onnx",
+]
