@@ -187,7 +187,9 @@ def test_mlflow_holds_parent_children_front_and_registered_model(finished: Searc
     assert failed and failed[0].info.status == "FAILED" and "adacomp.failure_reason" in failed[0].data.tags
     # what measured every number: on the search's run and on each trial's (identity.py)
     pixel4 = EmulatedDevice("pixel4", "pixel4").identity()
-    assert parent.data.tags["adacomp.device.pixel4"] == pixel4 and pixel4.startswith("emulated pixel4 (profile ")
+    assert parent.data.tags["adacomp.device.pixel4"] == pixel4 and pixel4.startswith(
+        "emulated pixel4 (profile "
+    )
     assert all(c.data.tags["adacomp.device.pixel4"] == pixel4 for c in children)
     artifacts = {a.path for a in client.list_artifacts(finished.run_id, "pareto")}
     expected = {"front.csv", "front.parquet", "front.md", "pareto.png", "pareto.html"}
