@@ -45,7 +45,7 @@ def searcher_setup(
     storage = open_journal(journal, study_name)
     space = prepared.space
     return SearcherSetup(
-        define_by_run=define_by_run(config, run, space),
+        define_by_run=define_by_run(config, run, space, given=initial_plans),
         metrics=tuple(o.key for o in config.objectives),
         modes=tuple(o.mode for o in config.objectives),
         trials=config.trials,
