@@ -19,7 +19,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from adacomp.device_farm import DeviceError, MeasureSettings, OnnxModel
+from adacomp.device_farm import DeviceError, Farm, FarmConfig, MeasureSettings, OnnxModel
+from adacomp.device_farm.devices._base import ModelRefused
 from adacomp.device_farm.devices.adb import FuelGauge, GaugeSample, energy_per_inference
 from adacomp.search_spaces import export_onnx
 from tests.helpers.fake_adb import SERIAL, Phone
@@ -202,6 +203,19 @@ def test_a_failing_benchmark_reports_its_last_stderr_line(phone: Phone, linear: 
     )
     with pytest.raises(DeviceError, match=r"perf_test exited with 1: Load model failed: bad magic$"):
         phone.device(failing).measure(linear, ONE_PASS)
+
+
+def test_a_model_onnx_runtime_refuses_on_the_phone_fails_alone(phone: Phone, linear: OnnxModel) -> None:
+    # The text is made up for the test, in ONNX Runtime's own error format (status prefix, code).
+    refusing = phone.benchmark(
+        exit_code=255,
+        stderr="[ONNXRuntimeError] : 10 : INVALID_GRAPH : Load model from m.onnx failed: mismatched dims",
+        per_run_s=None,
+    )
+    farm = Farm(FarmConfig(devices=(), retries=2, quarantine_s=60), devices=[phone.device(refusing)])
+    with pytest.raises(ModelRefused, match="INVALID_GRAPH"):
+        farm.measure(linear, phone.device(refusing).name, ONE_PASS)
+    assert farm.quarantined_for(phone.device(refusing).name) == 0
 
 
 def test_the_battery_is_reset_after_an_unplug_even_on_failure(phone: Phone, linear: OnnxModel) -> None:

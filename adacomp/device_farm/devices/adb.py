@@ -43,7 +43,7 @@ from pathlib import Path
 
 import onnx
 
-from adacomp.device_farm.devices._base import Device, DeviceError, Health
+from adacomp.device_farm.devices._base import Device, DeviceError, Health, ModelRefused
 from adacomp.device_farm.devices.perf_output import (
     PerfOutput,
     PerfOutputError,
@@ -110,6 +110,10 @@ printf '\nADACOMP_RESULT\n'; if [ -f result.csv ]; then cat result.csv; fi
 printf '\nADACOMP_END\n'
 exit 0
 """
+
+# The prefix of every ONNX Runtime error message: a perf_test run that ends with one failed on the
+# model (it does not load, or a node cannot run), not on the phone.
+ORT_ERROR = "[ONNXRuntimeError]"
 
 
 class AdbTimeout(DeviceError):
@@ -519,7 +523,9 @@ class AdbDevice(Device):
             raise DeviceError(f"{self._who}: measure script failed: {_reason(text)}") from None
         if out.exit_code != 0:
             reason = _reason(out.stderr, out.stdout)
-            raise DeviceError(f"{self._who}: onnxruntime_perf_test exited with {out.exit_code}: {reason}")
+            # ONNX Runtime's own error (its status prefix): the phone works, this model does not load or run
+            refused = ModelRefused if ORT_ERROR in f"{out.stderr}{out.stdout}" else DeviceError
+            raise refused(f"{self._who}: onnxruntime_perf_test exited with {out.exit_code}: {reason}")
         try:
             perf = parse_perf_output(out.stdout)
             samples = parse_result_file(out.result_file, perf) if out.result_file.strip() else None
