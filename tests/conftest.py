@@ -73,6 +73,8 @@ MODULE_SECONDS = {
     "tests/ops/test_mlflow_server.py": 120,
     "ray_cluster": 116,  # tests/ops/test_cluster_join.py and test_submit.py, one worker
     "tests/platform/test_rl_search.py": 70,
+    "tests/search_spaces/test_plans_build.py": 55,
+    "tests/platform/test_calibration_resume.py": 50,
 }
 SLOW_DEFAULT_S = 40
 
