@@ -62,19 +62,21 @@ MODELS: dict[str, Callable[[], Model]] = {
     "mlp": lambda: (mlp(), torch.randn(2, 64, generator=torch.Generator().manual_seed(0))),
     "shufflenet": _shufflenet,
 }
-# Plans drawn per model: 2,170 in all, sized to the time a plan takes to build (MobileNetV2 at
-# 96x96 takes 20 times a small CNN's): the file runs in under a minute on two busy cores. A
-# built-in model not listed here draws DEFAULT_DRAWS.
+# Plans drawn per model: 1,190 in all, sized to the time a plan takes to build (MobileNetV2 at
+# 96x96 takes 20 times a small CNN's): the file runs in about 30 s on two busy cores (the suite's
+# 10 minutes). Before the repair, 400 draws per model and grouping failed on fire after pruning
+# 2 % of the time on SmallCNN and ShapesResNet, 1 % on ResidualNet and Small1D, 0.5 % on digits,
+# and on 90 % of the ShuffleNet's. A built-in model not listed here draws DEFAULT_DRAWS.
 DRAWS = {
-    "digits": 200,
-    "mnist1d": 200,
+    "digits": 120,
+    "mnist1d": 100,
     "mobilenet_digits": 20,
-    "shapes_resnet": 100,
-    "small_cnn": 400,
-    "residual": 400,
-    "small_1d": 400,
-    "mlp": 300,
-    "shufflenet": 150,
+    "shapes_resnet": 60,
+    "small_cnn": 240,
+    "residual": 220,
+    "small_1d": 200,
+    "mlp": 150,
+    "shufflenet": 80,
 }
 DEFAULT_DRAWS = 50
 EXPORTED = 1  # plans per model exported and run in onnxruntime

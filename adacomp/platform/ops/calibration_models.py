@@ -29,6 +29,9 @@ from adacomp.platform.strategies.plan_space import plan_from_params, suggest
 from adacomp.search_spaces import CompressionPlan, Step, build_space, compress, export_onnx
 from adacomp.tasks import Task, load_task
 
+# Most channels an expansion (inverted residual, MBConv) widens to: wider only makes a model slower
+# to measure (seconds a pass at 128 px), not its kernels more varied.
+MAX_HIDDEN = 768
 # Draws allowed per model asked for before the generator gives up (each skipped model draws again).
 MAX_DRAWS_PER_MODEL = 3
 BLOCKS = (
@@ -111,7 +114,7 @@ def random_network(
             layers += _conv(c, c, k, stride, c, _act(rng))
             out = c
         elif block == "inverted_residual":
-            hidden = c * rng.choice([2, 4, 6])
+            hidden = min(MAX_HIDDEN, c * rng.choice([2, 4, 6]))
             body = nn.Sequential(
                 *_conv(c, hidden, 1, 1, 1, _act(rng)),
                 *_conv(hidden, hidden, k, stride, hidden, _act(rng)),
@@ -123,7 +126,12 @@ def random_network(
             out = out if stride == 2 else rng.choice([c, out])
             layers.append(
                 MBConv(
-                    c, out, rng.choice([3, 5, 5, 7]), stride, rng.choice([3, 4, 6]), hard=rng.random() < 0.6
+                    c,
+                    out,
+                    rng.choice([3, 5, 5, 7]),
+                    stride,
+                    max(1, min(rng.choice([3, 4, 6]), MAX_HIDDEN // c)),
+                    hard=rng.random() < 0.6,
                 )
             )
         elif block == "shuffle":
